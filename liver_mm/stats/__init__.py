@@ -1,1 +1,59 @@
-"""liver_mm.stats"""
+"""Clinical statistics validated against R (pROC 1.18, psych 2.2.9): numpy/scipy/pandas only.
+
+A probability is always the probability of malignancy; labels are 0 = benign, 1 = malignant
+(``benign``/``malignant`` text is accepted). A case is called malignant when prob >= threshold.
+"""
+
+from liver_mm.stats._inputs import encode_labels
+from liver_mm.stats.binary import Threshold, binary_metrics, roc_thresholds, wilson_ci, youden_threshold
+from liver_mm.stats.cohort import (
+    CATEGORICAL,
+    CONTINUOUS,
+    chi_square_p,
+    format_p,
+    mann_whitney_p,
+    markdown_table,
+    table1,
+    table2,
+)
+from liver_mm.stats.compare import (
+    ModelComparison,
+    compare_models,
+    comparison_pairs,
+    delong_report,
+    holm_adjust,
+)
+from liver_mm.stats.delong import AucResult, DelongTest, auc_ci, delong_covariance, delong_test, placements
+from liver_mm.stats.icc import FORMS as ICC_FORMS
+from liver_mm.stats.icc import IccResult, icc
+
+__all__ = [
+    "CATEGORICAL",
+    "CONTINUOUS",
+    "ICC_FORMS",
+    "AucResult",
+    "DelongTest",
+    "IccResult",
+    "ModelComparison",
+    "Threshold",
+    "auc_ci",
+    "binary_metrics",
+    "chi_square_p",
+    "compare_models",
+    "comparison_pairs",
+    "delong_covariance",
+    "delong_report",
+    "delong_test",
+    "encode_labels",
+    "format_p",
+    "holm_adjust",
+    "icc",
+    "mann_whitney_p",
+    "markdown_table",
+    "placements",
+    "roc_thresholds",
+    "table1",
+    "table2",
+    "wilson_ci",
+    "youden_threshold",
+]

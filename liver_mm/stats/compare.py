@@ -1,0 +1,115 @@
+"""Comparing several models' AUCs on the same cases: DeLong tests with Holm adjustment."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from liver_mm.stats._inputs import check_binary, check_scores
+from liver_mm.stats.delong import auc_ci, delong_test
+
+
+@dataclass(frozen=True)
+class ModelComparison:
+    """One paired DeLong test ``a`` vs ``b`` (diff = auc_a - auc_b) with its Holm-adjusted p."""
+
+    a: str
+    b: str
+    auc_a: float
+    auc_b: float
+    diff: float
+    diff_ci_low: float
+    diff_ci_high: float
+    z: float
+    p_value: float
+    cov: float
+    p_holm: float
+
+
+def holm_adjust(p_values: object) -> np.ndarray:
+    """Holm (1979) step-down adjusted p-values, same order as the input (R's ``p.adjust(p, 'holm')``).
+
+    p_values: (m,) in [0, 1]. ``p_adj[(i)] = max_{j <= i} min(1, (m - j + 1) p_(j))`` over the sorted p's.
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    if p.ndim != 1 or np.isnan(p).any() or (p < 0).any() or (p > 1).any():
+        raise ValueError("p_values must be a 1-D array of numbers in [0, 1]")
+    order = np.argsort(p, kind="stable")
+    m = p.size
+    adj_sorted = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    out = np.empty(m)
+    out[order] = adj_sorted
+    return out
+
+
+def comparison_pairs(names: list[str], reference: str | None = None) -> list[tuple[str, str]]:
+    """The pairs compared: reference vs every other model, then each adjacent pair not already listed.
+
+    Order of ``names`` is the stepwise order (m1, m2, ...); the reference defaults to the first.
+    """
+    if len(names) != len(set(names)):
+        raise ValueError(f"duplicate model names in {names}")
+    ref = names[0] if reference is None else reference
+    if ref not in names:
+        raise ValueError(f"reference {ref!r} is not one of the models {names}")
+    pairs = [(ref, other) for other in names if other != ref]
+    seen = {frozenset(p) for p in pairs}
+    for a, b in zip(names[:-1], names[1:], strict=True):
+        if frozenset((a, b)) not in seen:
+            pairs.append((a, b))
+            seen.add(frozenset((a, b)))
+    return pairs
+
+
+def compare_models(
+    y_true: object, scores: Mapping[str, object], reference: str | None = None, alpha: float = 0.05
+) -> list[ModelComparison]:
+    """Paired DeLong tests of each model against the reference and of each adjacent pair.
+
+    y_true: (N,) 0/1 or benign/malignant; scores: name -> (N,) probability of malignancy, in
+    stepwise order. The p-values are Holm-adjusted across all comparisons returned.
+    """
+    y = check_binary(y_true)
+    arrays = {name: check_scores(s, y.size, name) for name, s in scores.items()}
+    if len(arrays) < 2:
+        raise ValueError(f"need at least two models to compare, got {list(arrays)}")
+    pairs = comparison_pairs(list(arrays), reference)
+    tests = [delong_test(y, arrays[a], arrays[b], alpha=alpha) for a, b in pairs]
+    p_holm = holm_adjust([t.p_value for t in tests])
+    return [ModelComparison(a, b, **asdict(t), p_holm=float(ph))
+            for (a, b), t, ph in zip(pairs, tests, p_holm, strict=True)]
+
+
+def _json_float(x: float) -> float | None:
+    """Finite floats as is; ±inf (a z over a zero variance) as None so the JSON stays strict."""
+    return float(x) if math.isfinite(x) else None
+
+
+def delong_report(
+    y_true: object, scores: Mapping[str, object], reference: str | None = None, alpha: float = 0.05
+) -> dict:
+    """Everything ``liver-mm delong --json`` prints, as a JSON-ready dict.
+
+    ``{"n_pos", "n_neg", "models": {name: {"auc", "ci_low", "ci_high", "var"}},
+    "comparisons": [{"a", "b", "auc_a", "auc_b", "diff", "diff_ci_low", "diff_ci_high", "z",
+    "p_value", "p_holm"}]}``; a z of ±inf (zero variance, diff != 0) is written as null.
+    A single model gives an empty comparison list.
+    """
+    y = check_binary(y_true)
+    arrays = {name: check_scores(s, y.size, name) for name, s in scores.items()}
+    if not arrays:
+        raise ValueError("no score columns given")
+    if reference is not None and reference not in arrays:
+        raise ValueError(f"reference {reference!r} is not one of the models {list(arrays)}")
+    models = {}
+    for name, s in arrays.items():
+        r = auc_ci(y, s, alpha=alpha)
+        models[name] = {"auc": r.auc, "ci_low": r.ci_low, "ci_high": r.ci_high, "var": r.var}
+    rows = compare_models(y, arrays, reference, alpha=alpha) if len(arrays) > 1 else []
+    keys = ("auc_a", "auc_b", "diff", "diff_ci_low", "diff_ci_high", "z", "p_value", "p_holm")
+    comparisons = [{"a": c.a, "b": c.b, **{k: _json_float(getattr(c, k)) for k in keys}} for c in rows]
+    n_pos = int(y.sum())
+    return {"n_pos": n_pos, "n_neg": int(y.size - n_pos), "models": models, "comparisons": comparisons}
