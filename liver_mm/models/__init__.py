@@ -1,1 +1,19 @@
-"""liver_mm.models"""
+"""liver_mm.models: image / clinical encoders and the late-fusion classifier."""
+
+from liver_mm.models.encoders import TabularEncoder, create_image_encoder, encoder_out_dim
+from liver_mm.models.fusion import (
+    IMAGENET_GRAY_MEAN,
+    IMAGENET_GRAY_STD,
+    FusionClassifier,
+    build_fusion_model,
+)
+
+__all__ = [
+    "IMAGENET_GRAY_MEAN",
+    "IMAGENET_GRAY_STD",
+    "FusionClassifier",
+    "TabularEncoder",
+    "build_fusion_model",
+    "create_image_encoder",
+    "encoder_out_dim",
+]

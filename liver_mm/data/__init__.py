@@ -1,0 +1,1 @@
+"""liver_mm.data"""
