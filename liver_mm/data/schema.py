@@ -1,0 +1,334 @@
+"""The cohort manifest: its columns, clinical units and ranges, and a tolerant reader.
+
+One row per nodule (see README). Clinical values are kept in the paper's units
+(:data:`CLINICAL`); other units are converted only when the user *declares* them
+(``units={"albumin": "g/L"}`` / ``--unit albumin=g/L``), never guessed.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+from collections.abc import Iterable, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from liver_mm.data.images import ImageReadError, content_hash, read_gray
+
+LABELS = ("benign", "malignant")  # index = integer label (malignant = 1)
+SPLITS = ("train", "dev", "test")
+SEX_CODES = ("F", "M")
+REQUIRED_COLUMNS = ("case_id", "patient_id", "image_path", "label")
+BBOX_COLUMNS = ("bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1")  # pixels, x1/y1 exclusive
+BBOX2_COLUMNS = ("bbox2_x0", "bbox2_y0", "bbox2_x1", "bbox2_y1")  # second observer (synthetic)
+TEXT_COLUMNS = ("case_id", "patient_id", "image_path", "mask_path", "label", "subtype",
+                "diagnostic_basis", "split", "sex")
+# manifest columns that are not lab/clinical data (excluded from lab checks)
+NON_LAB_COLUMNS = frozenset((*REQUIRED_COLUMNS, "mask_path", "subtype", "diagnostic_basis", "split",
+                             *BBOX_COLUMNS, *BBOX2_COLUMNS))
+LINES_ATTR = "manifest_lines"  # df.attrs key: {index label: CSV line number}
+SOURCE_ATTR = "manifest_source"
+NON_NUMERIC_ATTR = "manifest_non_numeric"  # df.attrs key: {column: {index label: raw text}}
+
+
+class ManifestError(ValueError):
+    """The manifest cannot be read at all (file, row, column named in the message)."""
+
+    def __init__(self, message: str, code: str = "manifest_unreadable", column: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.column = column
+
+
+@dataclass(frozen=True)
+class ClinicalColumn:
+    """One clinical variable: canonical unit, ranges (in that unit) and accepted unit conversions.
+
+    ``plausible`` (inclusive): values outside are errors. ``typical``: most values of a liver
+    clinic cohort fall inside; values outside are warnings, and a cohort *median* outside it
+    suggests another unit. ``conversions``: declared unit -> factor multiplying into ``unit``.
+    """
+
+    name: str
+    description: str
+    unit: str
+    kind: Literal["continuous", "categorical"] = "continuous"
+    plausible: tuple[float, float] = (-np.inf, np.inf)
+    typical: tuple[float, float] = (-np.inf, np.inf)
+    conversions: Mapping[str, float] = field(default_factory=dict)
+    categories: tuple[str, ...] = ()
+
+    def factor(self, unit: str) -> float:
+        """Multiplier from ``unit`` to :attr:`unit`; raises ``KeyError`` if not accepted."""
+        table = {_norm_unit(u): f for u, f in {self.unit: 1.0, **self.conversions}.items()}
+        return table[_norm_unit(unit)]
+
+    @property
+    def accepted_units(self) -> tuple[str, ...]:
+        return (self.unit, *self.conversions)
+
+
+_ENZYME = {"IU/L": 1.0, "ukat/L": 60.0}  # 1 ukat/L = 60 U/L
+_PER_10_9_L = ("x10^9/L", "x10^3/uL", "G/L", "K/uL")
+
+CLINICAL: dict[str, ClinicalColumn] = {c.name: c for c in (
+    ClinicalColumn("age", "age at examination", "years", plausible=(0, 120), typical=(18, 95),
+                   conversions={"months": 1 / 12}),
+    ClinicalColumn("sex", "sex", "", kind="categorical", categories=SEX_CODES),
+    ClinicalColumn("ast", "aspartate aminotransferase", "U/L", plausible=(1, 20000), typical=(5, 500),
+                   conversions=_ENZYME),
+    ClinicalColumn("alt", "alanine aminotransferase", "U/L", plausible=(1, 20000), typical=(3, 500),
+                   conversions=_ENZYME),
+    ClinicalColumn("platelets", "platelet count", "x10^4/uL", plausible=(0.1, 200), typical=(2, 45),
+                   conversions={**dict.fromkeys(_PER_10_9_L, 0.1), "/uL": 1e-4, "/mm3": 1e-4}),
+    ClinicalColumn("albumin", "serum albumin", "g/dL", plausible=(0.5, 7.0), typical=(1.5, 5.5),
+                   conversions={"g/L": 0.1}),
+    ClinicalColumn("wbc", "white blood cell count", "x10^3/uL", plausible=(0.1, 500), typical=(1.5, 30),
+                   conversions={**dict.fromkeys(_PER_10_9_L, 1.0), "/uL": 1e-3, "/mm3": 1e-3}),
+    ClinicalColumn("hemoglobin", "haemoglobin", "g/dL", plausible=(2, 25), typical=(9, 18),
+                   conversions={"g/L": 0.1, "mmol/L": 1.611}),
+    ClinicalColumn("ggt", "gamma-glutamyl transferase", "U/L", plausible=(1, 10000), typical=(5, 1000),
+                   conversions=_ENZYME),
+    ClinicalColumn("alp", "alkaline phosphatase", "U/L", plausible=(5, 10000), typical=(20, 1000),
+                   conversions=_ENZYME),
+)}
+# clinical columns each model adds (m1 = image only); MODEL_COLUMNS is cumulative
+CLINICAL_GROUPS: dict[str, tuple[str, ...]] = {
+    "m2": ("age", "sex"), "m3": ("ast", "alt"), "m4": ("platelets",), "m5": ("albumin",)}
+MODEL_COLUMNS: dict[str, tuple[str, ...]] = {"m1": ()}
+for _m, _cols in CLINICAL_GROUPS.items():
+    MODEL_COLUMNS[_m] = (*list(MODEL_COLUMNS.values())[-1], *_cols)
+
+_SEX_MAP = {"f": "F", "female": "F", "m": "M", "male": "M"}
+_NA_TOKENS = ("", "NA", "N/A", "n/a", "NaN", "nan", "null", "NULL", "None", "#N/A")
+
+
+def _norm_unit(unit: str) -> str:
+    u = unit.strip().lower().replace("µ", "u").replace("μ", "u").replace("×", "x").replace("*", "x")
+    u = re.sub(r"\s+", "", u).replace("10e", "10^").removeprefix("x")
+    return {"iu/l": "u/l", "year": "years", "y": "years", "month": "months"}.get(u, u)
+
+
+def label_to_int(values: Iterable[object]) -> np.ndarray:
+    """benign -> 0, malignant -> 1 (case and surrounding spaces ignored); (n,) int64.
+
+    Raises ``ValueError`` naming the first offending positions for anything else.
+    """
+    vals = list(values)
+    out = np.empty(len(vals), dtype=np.int64)
+    bad = []
+    for i, v in enumerate(vals):
+        key = v.strip().lower() if isinstance(v, str) else v
+        if key in LABELS:
+            out[i] = LABELS.index(key)
+        else:
+            bad.append(f"#{i}: {v!r}")
+    if bad:
+        raise ValueError(f"labels must be 'benign' or 'malignant'; got {', '.join(bad[:5])}"
+                         + (f" and {len(bad) - 5} more" if len(bad) > 5 else ""))
+    return out
+
+
+def normalise_sex(values: pd.Series) -> pd.Series:
+    """Map F/M/female/male (any case) to ``F``/``M``; other codes are kept for the validator."""
+    def one(v: object) -> object:
+        return _SEX_MAP.get(v.strip().lower(), v.strip()) if isinstance(v, str) else v
+
+    return values.map(one)
+
+
+def convert_units(df: pd.DataFrame, units: Mapping[str, str] | None) -> pd.DataFrame:
+    """Copy of ``df`` with declared units converted to the canonical ones.
+
+    ``units``: {column: unit}. Raises :class:`ManifestError` (code ``unit_unknown``) for a column
+    without known conversions or a unit not accepted for it; absent columns are ignored.
+    """
+    df = df.copy()
+    for col, unit in (units or {}).items():
+        spec = CLINICAL.get(col)
+        if spec is None or spec.kind != "continuous":
+            raise ManifestError(f"--unit {col}={unit}: no unit conversions for column {col!r} "
+                                f"(known: {', '.join(c for c, s in CLINICAL.items() if s.conversions)})",
+                                code="unit_unknown", column=col)
+        try:
+            factor = spec.factor(unit)
+        except KeyError:
+            raise ManifestError(f"--unit {col}={unit}: unit not accepted for {col}; use one of "
+                                f"{', '.join(spec.accepted_units)}", code="unit_unknown", column=col) from None
+        if col in df.columns:
+            df[col] = pd.to_numeric(df[col], errors="coerce") * factor
+    return df
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What validation needs of one decoded file: (H, W), pixel hash, foreground bbox (x0, y0, x1, y1)."""
+
+    shape: tuple[int, int]
+    hash: str
+    foreground: tuple[int, int, int, int] | None
+
+
+ImageCache = MutableMapping[str, "ImageInfo | ImageReadError"]
+
+
+def probe_image(path: str | Path, cache: ImageCache | None = None) -> ImageInfo:
+    """Decode ``path`` once (memoised in ``cache``) -> :class:`ImageInfo`; raises ``ImageReadError``."""
+    key = str(path)
+    hit = cache.get(key) if cache is not None else None
+    if hit is None:
+        try:
+            px = read_gray(key)
+            rows, cols = np.flatnonzero(px.any(axis=1)), np.flatnonzero(px.any(axis=0))
+            fg = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1) if rows.size else None
+            hit = ImageInfo((int(px.shape[0]), int(px.shape[1])), content_hash(px), fg)
+        except ImageReadError as exc:
+            hit = exc
+        if cache is not None:
+            cache[key] = hit
+    if isinstance(hit, ImageReadError):
+        raise hit
+    return hit
+
+
+def mask_union_bbox(paths: Iterable[str | Path], cache: ImageCache | None = None
+                    ) -> tuple[int, int, int, int] | None:
+    """Bounding box (x0, y0, x1, y1; exclusive) of the union of the masks' non-zero pixels, or None."""
+    boxes = [b for p in paths if (b := probe_image(p, cache).foreground) is not None]
+    if not boxes:
+        return None
+    arr = np.array(boxes)
+    return int(arr[:, 0].min()), int(arr[:, 1].min()), int(arr[:, 2].max()), int(arr[:, 3].max())
+
+
+def split_paths(value: object) -> list[str]:
+    """``'a.png; b.png'`` -> ``['a.png', 'b.png']`` (empty/NaN -> [])."""
+    return [p.strip() for p in value.split(";") if p.strip()] if isinstance(value, str) else []
+
+
+def read_raw_table(path: str | Path) -> pd.DataFrame:
+    """Read any CSV as stripped strings (blank / NA tokens -> NaN); index = CSV line of each row.
+
+    Raises :class:`ManifestError` naming the file and line when it cannot be parsed.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ManifestError(f"{path}: manifest not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        hint = "; save it as a UTF-8 CSV" if isinstance(exc, UnicodeDecodeError) else ""
+        raise ManifestError(f"{path}: cannot read the file ({exc}){hint}") from None
+    reader = csv.reader(io.StringIO(text))
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    try:
+        header = next(reader, None)
+        if not header or not any(h.strip() for h in header):
+            raise ManifestError(f"{path}: empty manifest (no header line)")
+        names = [h.strip() for h in header]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup or "" in names:
+            what = (f"duplicate column(s) {', '.join(dup)}" if dup
+                    else f"empty column name at position {names.index('') + 1}")
+            raise ManifestError(f"{path}, line 1: {what} in the header", column=dup[0] if dup else None)
+        width, last = len(names), reader.line_num
+        for rec in reader:
+            start, last = last + 1, reader.line_num
+            if not any(c.strip() for c in rec):
+                continue
+            if len(rec) > width and any(c.strip() for c in rec[width:]):
+                raise ManifestError(f"{path}, line {start}: {len(rec)} fields but the header names {width}")
+            rows.append((rec + [""] * width)[:width])
+            lines.append(start)
+    except csv.Error as exc:
+        raise ManifestError(f"{path}, line {reader.line_num}: not a valid CSV ({exc})") from None
+    df = pd.DataFrame(rows, columns=names, index=pd.Index(lines, dtype="int64"), dtype=object)
+    df = df.apply(lambda s: s.str.strip()).replace(list(_NA_TOKENS), np.nan)
+    return df.astype("str") if len(df) else df
+
+
+def _to_numeric(df: pd.DataFrame, columns: Iterable[str], bad: dict[str, dict[int, str]]) -> None:
+    for col in columns:
+        if col in df.columns:
+            num = pd.to_numeric(df[col], errors="coerce")
+            wrong = num.isna() & df[col].notna()
+            if wrong.any():
+                bad[col] = {int(i): str(v) for i, v in df.loc[wrong, col].items()}
+            df[col] = num.astype("float64")
+
+
+def read_manifest(path: str | Path, units: Mapping[str, str] | None = None, *,
+                  cache: ImageCache | None = None) -> pd.DataFrame:
+    """Read a cohort manifest CSV into a DataFrame (one row per nodule, RangeIndex).
+
+    Headers are stripped, column order is free and extra columns are kept. ``image_path`` /
+    ``mask_path`` become absolute (relative to the manifest's folder; ``;``-separated masks),
+    declared ``units`` are converted, labels lower-cased, sex codes normalised, and an empty bbox
+    is taken from the union of the row's masks when they can be read. Non-numeric clinical/bbox
+    cells become NaN and are listed in ``df.attrs[NON_NUMERIC_ATTR]``; CSV line numbers are kept
+    in ``df.attrs[LINES_ATTR]`` (see :func:`line_numbers`). Raises :class:`ManifestError`
+    only when the file cannot be read at all or a declared unit is unknown.
+    """
+    path = Path(path)
+    raw = read_raw_table(path)
+    lines = raw.index.to_numpy()
+    df = raw.reset_index(drop=True)
+    bad: dict[str, dict[int, str]] = {}
+    numeric = [c for c, s in CLINICAL.items() if s.kind == "continuous"] + [*BBOX_COLUMNS, *BBOX2_COLUMNS]
+    _to_numeric(df, numeric, bad)
+    df = convert_units(df, units)
+    root = path.resolve().parent
+    if "image_path" in df.columns:
+        df["image_path"] = df["image_path"].map(lambda p: str(root / p) if isinstance(p, str) else p)
+    if "mask_path" in df.columns:
+        df["mask_path"] = df["mask_path"].map(
+            lambda v: ";".join(str(root / p) for p in split_paths(v)) or np.nan)
+        _bbox_from_masks(df, cache)
+    if "label" in df.columns:
+        df["label"] = df["label"].str.lower()
+    if "sex" in df.columns:
+        df["sex"] = normalise_sex(df["sex"])
+    df.attrs = {SOURCE_ATTR: str(path), LINES_ATTR: {i: int(n) for i, n in enumerate(lines)},
+                NON_NUMERIC_ATTR: bad, "units": dict(units or {})}
+    return df
+
+
+def _bbox_from_masks(df: pd.DataFrame, cache: ImageCache | None) -> None:
+    for col in BBOX_COLUMNS:
+        if col not in df.columns:
+            df[col] = np.nan
+    empty = df[list(BBOX_COLUMNS)].isna().all(axis=1) & df["mask_path"].notna()
+    for i in df.index[empty]:
+        try:
+            box = mask_union_bbox(split_paths(df.at[i, "mask_path"]), cache)
+        except ImageReadError:
+            continue  # reported by the validator
+        if box is not None:
+            df.loc[i, list(BBOX_COLUMNS)] = box
+
+
+def line_numbers(df: pd.DataFrame) -> pd.Series:
+    """CSV line number of each row of a frame from :func:`read_manifest` (index-aligned).
+
+    Frames not read by it get ``index + 2`` (the line of data row ``i`` of a plain CSV).
+    """
+    known = df.attrs.get(LINES_ATTR)
+    if known:
+        return pd.Series([known.get(i) for i in df.index], index=df.index, dtype="Int64")
+    return pd.Series(np.arange(len(df)) + 2, index=df.index, dtype="Int64")
+
+
+def manifest_hash(path: str | Path) -> str:
+    """sha256 of the manifest's canonical CSV (cells stripped, columns and rows sorted):
+    unchanged by column order, row order, whitespace or blank lines."""
+    raw = read_raw_table(Path(path))
+    raw = raw[sorted(raw.columns)]
+    raw = raw.sort_values(list(raw.columns), na_position="first", kind="stable")
+    return hashlib.sha256(raw.to_csv(index=False, lineterminator="\n").encode()).hexdigest()

@@ -1,0 +1,179 @@
+"""Checks that need the pixels: image files, bounding boxes, masks, pixel-identical images.
+
+Every file is decoded once per validation (:func:`~liver_mm.data.schema.probe_image` with a
+shared cache), several at a time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from liver_mm.data.images import ImageReadError
+from liver_mm.data.schema import (
+    BBOX2_COLUMNS,
+    BBOX_COLUMNS,
+    NON_NUMERIC_ATTR,
+    ImageCache,
+    ImageInfo,
+    probe_image,
+    split_paths,
+)
+from liver_mm.data.validate_report import Collector, Severity
+
+SAME_NODULE_IOU = 0.5  # identical frames of one patient: boxes overlapping this much are one nodule
+
+
+def _probe_all(paths: list[str], cache: ImageCache) -> None:
+    todo = [p for p in dict.fromkeys(paths) if p not in cache]
+    workers = min(4, os.cpu_count() or 1, max(len(todo), 1))
+    with ThreadPoolExecutor(workers) as pool:  # PIL decodes PNG/JPEG outside the GIL
+        results = pool.map(_safe_probe, todo)
+        cache.update(zip(todo, results, strict=True))
+
+
+def _safe_probe(path: str) -> ImageInfo | ImageReadError:
+    try:
+        return probe_image(path)
+    except ImageReadError as exc:
+        return exc
+
+
+def _file_problem(path: str, err: ImageReadError, idx: object, column: str, out: Collector) -> None:
+    what = "image" if column == "image_path" else "mask"
+    if not Path(path).exists():
+        out.add("error", f"{what}_missing",
+                f"{what} file {path} not found: fix {column} (relative to the manifest's folder) "
+                "or add the file", idx, column)
+    else:
+        out.add("error", f"{what}_unreadable",
+                f"cannot decode {what} {path} ({err}): re-export it (truncated or not an image)", idx, column)
+
+
+def check_files(df: pd.DataFrame, out: Collector, cache: ImageCache) -> dict[object, tuple[int, int]]:
+    """Decode every image and mask; report missing/unreadable files and masks that do not fit
+    their image. Returns {index label: image (H, W)} for the readable images."""
+    images = df["image_path"].where(df["image_path"].notna(), None)
+    masks = df["mask_path"].map(split_paths) if "mask_path" in df.columns else pd.Series(
+        [[]] * len(df), index=df.index)
+    _probe_all([p for p in images if p] + [m for ms in masks for m in ms], cache)
+    shapes: dict[object, tuple[int, int]] = {}
+    for idx, path in images.items():
+        if not path:
+            continue
+        info = cache[path]
+        if isinstance(info, ImageReadError):
+            _file_problem(path, info, idx, "image_path", out)
+        else:
+            shapes[idx] = info.shape
+    for idx, paths in masks.items():
+        infos = [(p, cache[p]) for p in paths]
+        for p, info in infos:
+            if isinstance(info, ImageReadError):
+                _file_problem(p, info, idx, "mask_path", out)
+        good = [(p, i) for p, i in infos if isinstance(i, ImageInfo)]
+        if good and all(i.foreground is None for _, i in good) and len(good) == len(infos):
+            out.add("error", "mask_empty", f"mask(s) {', '.join(p for p, _ in good)} have no foreground "
+                    "pixel: redraw the mask or give a bbox", idx, "mask_path")
+        shape = shapes.get(idx)
+        for p, info in good if shape is not None else []:
+            if info.shape == shape:
+                continue
+            fg = info.foreground
+            h, w = shape
+            outside = fg is not None and (fg[2] > w or fg[3] > h)
+            out.add("error", "mask_outside" if outside else "mask_size_mismatch",
+                    f"mask {p} is {info.shape[1]}x{info.shape[0]} px but its image is {w}x{h} px"
+                    + (f" and its foreground reaches x={fg[2]}, y={fg[3]}, outside the image" if outside else "")
+                    + ": export the mask at the image's size", idx, "mask_path")
+    return shapes
+
+
+def check_bboxes(df: pd.DataFrame, shapes: Mapping[object, tuple[int, int]] | None, out: Collector) -> None:
+    """bbox present, numeric, non-empty and inside the image (second observer's box: warnings)."""
+    bad = df.attrs.get(NON_NUMERIC_ATTR, {})
+    has_mask = df["mask_path"].notna() if "mask_path" in df.columns else pd.Series(False, index=df.index)
+    for cols, severity in ((BBOX_COLUMNS, "error"), (BBOX2_COLUMNS, "warning")):
+        present = [c for c in cols if c in df.columns]
+        if not present:
+            continue
+        for col in present:
+            for idx, raw in bad.get(col, {}).items():
+                out.add(severity, "bbox_invalid", f"{col} = {raw!r} is not a pixel coordinate", idx, col)
+        box = df.reindex(columns=list(cols)).astype("float64")
+        n_missing = box.isna().sum(axis=1)
+        required = severity == "error"
+        for idx in df.index[(n_missing == 4) & required & ~has_mask]:
+            out.add("error", "bbox_missing", "no bounding box and no mask: fill bbox_x0..bbox_y1 (pixels, "
+                    "x1/y1 exclusive) or give mask_path", idx, cols[0])
+        for idx in df.index[(n_missing > 0) & (n_missing < 4)]:
+            gone = [c for c in cols if pd.isna(box.at[idx, c])]
+            if not any(idx in bad.get(c, {}) for c in gone):
+                out.add(severity, "bbox_invalid", f"incomplete box: {', '.join(gone)} empty", idx, gone[0])
+        _check_box_geometry(box[n_missing == 0], shapes, severity, out, cols)
+
+
+def _check_box_geometry(box: pd.DataFrame, shapes: Mapping[object, tuple[int, int]] | None, severity: Severity,
+                        out: Collector, cols: tuple[str, ...]) -> None:
+    x0, y0, x1, y1 = (box[c] for c in cols)
+    for idx in box.index[(x1 <= x0) | (y1 <= y0)]:
+        out.add(severity, "bbox_empty", f"box ({_box(box, idx)}) has no area: x1 must exceed x0 and y1 "
+                "exceed y0 (x1, y1 exclusive)", idx, cols[0])
+    for idx in box.index[(x1 > x0) & (y1 > y0)]:
+        shape = shapes.get(idx) if shapes is not None else None
+        h, w = shape if shape is not None else (np.inf, np.inf)
+        if x0[idx] < 0 or y0[idx] < 0 or x1[idx] > w or y1[idx] > h:
+            size = f"the {w}x{h} px image" if shape is not None else "the image (negative coordinate)"
+            out.add(severity, "bbox_outside", f"box ({_box(box, idx)}) extends outside {size}: "
+                    "fix the coordinates (pixels, origin top-left)", idx, cols[0])
+
+
+def _box(box: pd.DataFrame, idx: object) -> str:
+    return ", ".join(f"{v:g}" for v in box.loc[idx])
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    inter = max(w, 0) * max(h, 0)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def check_identical(df: pd.DataFrame, cache: ImageCache, out: Collector) -> None:
+    """Pixel-identical images across rows: one nodule entered twice (different patients, or
+    overlapping boxes) is an error when the labels differ and a warning otherwise; the same
+    frame in two splits is a leak. Two nodules boxed in one frame of one patient are fine."""
+    hashes = df["image_path"].map(
+        lambda p: i.hash if isinstance(p, str) and isinstance(i := cache.get(p), ImageInfo) else None)
+    box = df.reindex(columns=list(BBOX_COLUMNS)).astype("float64").to_numpy()
+    for _, rows in df[hashes.notna()].groupby(hashes[hashes.notna()], sort=False):
+        if len(rows) < 2:
+            continue
+        idxs = list(rows.index)
+        for j, b in enumerate(idxs[1:], start=1):
+            for a in idxs[:j]:
+                pa, pb = df.at[a, "patient_id"], df.at[b, "patient_id"]
+                ba, bb = box[df.index.get_loc(a)], box[df.index.get_loc(b)]
+                overlap = np.isnan(ba).any() or np.isnan(bb).any() or _iou(ba, bb) >= SAME_NODULE_IOU
+                if pa == pb and not overlap:
+                    continue
+                la, lb = df.at[a, "label"], df.at[b, "label"]
+                conflict = isinstance(la, str) and isinstance(lb, str) and la != lb
+                out.add("error" if conflict else "warning",
+                        "image_duplicate_label_conflict" if conflict else "image_duplicate",
+                        f"image is pixel-identical to {out.case(a)}"
+                        + (f" but labelled {lb} vs {la}: fix the label or drop one row" if conflict
+                           else ": the same nodule twice? drop one row")
+                        + (f" (patients {pb} / {pa})" if pa != pb and not pd.isna(pa) and not pd.isna(pb) else ""),
+                        b, "image_path")
+                break
+        if "split" in df.columns and rows["split"].dropna().nunique() > 1:
+            out.add("error", "split_leak_image",
+                    f"the same image (pixel-identical) is in splits {', '.join(rows['split'].dropna().unique())} "
+                    f"({out.where(rows.index)}): keep identical images in one split", idxs[-1], "split")
