@@ -1,0 +1,56 @@
+"""``liver-mm train`` and ``liver-mm study``: Hydra-composed runs (overrides as Hydra takes them)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger("liver_mm")
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def run_hydra_app(config_name: str, task, overrides: list[str], multirun: bool = False) -> int:
+    """Run ``task(cfg)`` as a Hydra app over ``conf/<config_name>.yaml`` with command-line overrides."""
+    import hydra
+
+    from liver_mm.data.validate import ManifestValidationError
+    from liver_mm.runtime import tune_malloc
+
+    tune_malloc()
+
+    def guarded(cfg):
+        try:
+            return task(cfg)
+        except ManifestValidationError as exc:  # the cohort is unusable: say why, no traceback
+            log.error("the cohort failed validation; nothing was trained.\n%s", exc)
+            raise SystemExit(1) from None
+        except FileNotFoundError as exc:
+            log.error("%s", exc)
+            raise SystemExit(1) from None
+
+    app = hydra.main(config_path=str(CONFIG_DIR), config_name=config_name, version_base="1.3")(guarded)
+    saved = sys.argv
+    sys.argv = [saved[0] if saved else "liver-mm", *(["--multirun"] if multirun else []), *overrides]
+    try:
+        app()
+    finally:
+        sys.argv = saved
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from liver_mm.training.run import train
+
+    return run_hydra_app("train", train, args.overrides)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train and evaluate one model (Hydra overrides, e.g. modalities=m3 data.n=300 trainer.max_epochs=2)",
+        description="Train one model of the study. Arguments are Hydra overrides of conf/train.yaml; "
+        "add --cfg job to print the composed config.",
+    )
+    p.set_defaults(func=_train, accepts_overrides=True)

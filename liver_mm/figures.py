@@ -1,0 +1,104 @@
+"""Figures a reader would rather look at than read: ROC curves, confusion matrices, calibration.
+
+Functions return matplotlib Figures (Agg backend, no display); callers save or log them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from sklearn.calibration import calibration_curve  # noqa: E402
+from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix, roc_curve  # noqa: E402
+
+
+def _roc_axes(ax, title: str) -> None:
+    ax.plot([0, 1], [0, 1], ls="--", lw=0.8, color="grey")
+    ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="1 - specificity", ylabel="Sensitivity", title=title, aspect="equal")
+
+
+def roc_label(name: str, auc: float, ci_low: float, ci_high: float) -> str:
+    return f"{name}: AUC {auc:.3f} (95% CI {ci_low:.3f}-{ci_high:.3f})"
+
+
+def plot_roc(ax, y_true: np.ndarray, prob: np.ndarray, label: str, **kw) -> None:
+    """Draw one empirical ROC curve of (N,) labels 0/1 and (N,) probabilities on ``ax``."""
+    fpr, tpr, _ = roc_curve(y_true, prob)
+    ax.plot(fpr, tpr, lw=1.6, label=label, **kw)
+
+
+def roc_figure(y_true: np.ndarray, prob: np.ndarray, label: str, title: str = "ROC (test)") -> Figure:
+    """A single ROC curve with its legend label (e.g. AUC and CI)."""
+    fig, ax = plt.subplots(figsize=(4.8, 4.8), dpi=120)
+    plot_roc(ax, y_true, prob, label)
+    _roc_axes(ax, title)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def roc_panels(curves: Mapping[str, tuple[np.ndarray, np.ndarray, str]], title: str) -> Figure:
+    """One ROC panel per model plus a final overlay of all; ``curves[name] = (y, prob, legend label)``."""
+    names = list(curves)
+    n = len(names) + 1
+    cols = min(4, n)
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.6 * rows), dpi=110, squeeze=False)
+    flat = axes.ravel()
+    for ax, name in zip(flat, names, strict=False):
+        y, p, lab = curves[name]
+        plot_roc(ax, y, p, lab)
+        _roc_axes(ax, name)
+        ax.legend(loc="lower right", fontsize=6)
+    overlay = flat[len(names)]
+    for name in names:
+        y, p, lab = curves[name]
+        plot_roc(overlay, y, p, lab)
+    _roc_axes(overlay, "All models")
+    overlay.legend(loc="lower right", fontsize=5)
+    for ax in flat[n:]:
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_figure(y_true: np.ndarray, y_pred: np.ndarray, title: str) -> Figure:
+    """2x2 confusion matrix (rows true, columns predicted; benign, malignant)."""
+    cm = confusion_matrix(y_true, y_pred, labels=[0, 1])
+    fig, ax = plt.subplots(figsize=(4, 3.6), dpi=120)
+    ConfusionMatrixDisplay(cm, display_labels=["benign", "malignant"]).plot(ax=ax, colorbar=False, cmap="Blues")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def calibration_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], n_bins: int = 10) -> Figure:
+    """Reliability diagram: observed malignancy rate against mean predicted probability per bin."""
+    fig, ax = plt.subplots(figsize=(4.8, 4.8), dpi=120)
+    ax.plot([0, 1], [0, 1], ls="--", lw=0.8, color="grey")
+    for name, (y, p) in curves.items():
+        frac, mean = calibration_curve(y, p, n_bins=n_bins, strategy="quantile")
+        ax.plot(mean, frac, marker="o", ms=3, lw=1.2, label=name)
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="Mean predicted probability", ylabel="Observed fraction malignant")
+    ax.legend(loc="upper left", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def auc_by_step_figure(names: Sequence[str], auc: Sequence[float], lo: Sequence[float], hi: Sequence[float]) -> Figure:
+    """Test AUC with 95% CI per model, in study order."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=120)
+    x = np.arange(len(names))
+    a = np.asarray(auc)
+    ax.errorbar(x, a, yerr=[a - np.asarray(lo), np.asarray(hi) - a], fmt="o-", capsize=4)
+    ax.set_xticks(x, list(names))
+    ax.set(ylim=(0.4, 1.02), ylabel="Test AUC (95% CI)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,113 @@
+"""From a data config to a validated, split cohort table (the step before any training).
+
+``data.kind`` is ``synthetic`` (generated once into the cache), ``folder`` (imported once into
+the cache) or ``manifest`` (the user's CSV). The cohort is validated *before* anything is
+trained: a cohort that fails stops here with the validator's findings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PreparedCohort:
+    """A validated cohort with its split.
+
+    df: one row per nodule (image paths absolute, labs in canonical units, ``split`` column);
+    manifest_path: the split manifest; hashes identify the cohort's content and its split.
+    """
+
+    df: pd.DataFrame
+    source_manifest: Path
+    manifest_path: Path
+    manifest_hash: str
+    split_hash: str
+    synthetic: bool
+
+
+def _key(*parts: object) -> str:
+    return hashlib.sha256(json.dumps([str(p) for p in parts]).encode()).hexdigest()[:12]
+
+
+def _synthetic_manifest(data: Mapping, cache_dir: Path) -> Path:
+    from liver_mm.data.synth import generate_cohort
+
+    signal = data.get("image_signal")
+    out = cache_dir / "cohorts" / f"synthetic-n{data['n']}-seed{data['seed']}-signal{signal}"
+    manifest = out / "manifest.csv"
+    if manifest.exists():
+        return manifest
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    kwargs = {} if signal is None else {"image_signal": float(signal)}
+    generate_cohort(tmp, n=int(data["n"]), seed=int(data["seed"]), **kwargs)
+    try:
+        os.replace(tmp, out)  # atomic: a parallel run or a killed one never sees half a cohort
+    except OSError:  # another process finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return manifest
+
+
+def _folder_manifest(data: Mapping, cache_dir: Path) -> Path:
+    from liver_mm.data.importers import import_folder
+
+    root = Path(str(data["root"])).resolve()
+    classes = dict(data.get("classes") or {})
+    clinical = data.get("clinical")
+    out = cache_dir / "cohorts" / f"folder-{_key(root, sorted(classes.items()), clinical, data.get('on'))}"
+    manifest = out / "manifest.csv"
+    out.mkdir(parents=True, exist_ok=True)
+    import_folder(root, manifest, class_map=classes, clinical=clinical, on=str(data.get("on", "case_id")))
+    return manifest
+
+
+def source_manifest(data: Mapping, cache_dir: str | Path) -> tuple[Path, bool]:
+    """(manifest path, is synthetic) for a ``data`` config group."""
+    cache_dir = Path(cache_dir)
+    kind = data["kind"]
+    if kind == "synthetic":
+        return _synthetic_manifest(data, cache_dir), True
+    if kind == "folder":
+        return _folder_manifest(data, cache_dir), False
+    if kind == "manifest":
+        path = Path(str(data["manifest"])).expanduser().resolve()
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: manifest not found (data.manifest)")
+        from liver_mm.data.synth import is_synthetic
+
+        return path, bool(data.get("synthetic")) or is_synthetic(path)
+    raise ValueError(f"data.kind must be synthetic, folder or manifest, not {kind!r}")
+
+
+def prepare_cohort(
+    data: Mapping, split: Mapping, cache_dir: str | Path, features: Sequence[str] = ()
+) -> PreparedCohort:
+    """Resolve, validate (raises ``ManifestValidationError`` before any training) and split a cohort.
+
+    ``features``: clinical columns the model needs; their absence is then an error, not a warning.
+    """
+    from liver_mm.data.schema import read_manifest
+    from liver_mm.data.split import prepare_split
+    from liver_mm.data.validate import load_valid_manifest
+
+    units = dict(data.get("units") or {})
+    manifest, synthetic = source_manifest(data, cache_dir)
+    # raises with the findings when the cohort is unusable (checks an existing split column too)
+    load_valid_manifest(manifest, units=units, require_clinical=tuple(features))
+    fractions = tuple(float(f) for f in split["fractions"])
+    out = Path(cache_dir) / "splits" / _key(manifest, fractions, split["seed"], sorted(units.items())) / "manifest.csv"
+    res = prepare_split(manifest, out, fractions=fractions, seed=int(split["seed"]), units=units)
+    df = read_manifest(res.path)  # the copy holds canonical units already: no second conversion
+    return PreparedCohort(df, manifest, Path(res.path), res.manifest_hash, res.split_hash, synthetic)

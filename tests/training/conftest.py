@@ -1,0 +1,36 @@
+"""Config composition for training tests (Hydra compose API, as lightning-hydra-template does)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, open_dict
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+
+
+def compose_train(overrides: list[str], tmp: Path) -> DictConfig:
+    """conf/train.yaml with ``overrides``, tracking and caches redirected into ``tmp``."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    with open_dict(cfg):
+        cfg.cache_dir = str(tmp / "cache")
+        cfg.logger.tracking_uri = f"sqlite:///{tmp / 'mlflow.db'}"
+        cfg.logger.artifact_root = str(tmp / "mlartifacts")
+    return cfg
+
+
+@pytest.fixture
+def small_overrides(tiny_cohort: Path) -> list[str]:
+    """A fast run on the shared tiny cohort: 32 px crops, one epoch, small batches."""
+    return [
+        "data=manifest",
+        f"data.manifest={tiny_cohort}",
+        "image_size=32",
+        "trainer.max_epochs=1",
+        "loader.batch_size=16",
+        "logger.log_model=false",
+        "model.net.image.name=mobilenetv2_050",
+    ]
