@@ -1,0 +1,135 @@
+"""The built-in synthetic cohort: full-frame B-mode-like PNGs plus a manifest calibrated to the paper.
+
+``generate_cohort(out_dir)`` writes ``out_dir/manifest.csv``, ``out_dir/images/<case_id>.png`` and the
+sidecar ``out_dir/cohort.json`` marking the cohort synthetic. Same arguments, same bytes: every
+random draw comes from ``numpy.random.default_rng`` seeded by ``seed`` (clinical table) and by
+``[seed, case number]`` (each image), PNGs are written with fixed settings and no metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from liver_mm.data.synth_clinical import LABS, class_counts, synth_clinical
+from liver_mm.data.synth_images import render_frame
+
+__all__ = [
+    "DEFAULT_FRAME_SIZE",
+    "DEFAULT_IMAGE_SIGNAL",
+    "SIDECAR_NAME",
+    "class_counts",
+    "generate_cohort",
+    "is_synthetic",
+    "read_cohort_meta",
+    "synth_clinical",
+]
+
+log = logging.getLogger(__name__)
+
+#: how much a lesion's look tells about its label (0: nothing, 1: textbook patterns). At the default a
+#: quick classifier on bbox-crop features (32x32 crop histogram + radial profile, logistic regression,
+#: 5-fold CV, n = 1,080, seeds 0/1) reaches AUC ~0.75, near the paper's image-only model 1. Proxy curve:
+#: 0 -> 0.50, 0.2 -> 0.63, 0.3 -> 0.71, 0.35 -> 0.75, 0.4 -> 0.79, 0.5 -> 0.86, 0.6 -> 0.92, 1 -> 0.97.
+DEFAULT_IMAGE_SIGNAL = 0.35
+DEFAULT_FRAME_SIZE = (256, 320)
+SIDECAR_NAME = "cohort.json"
+GENERATOR = "liver_mm.data.synth"
+GENERATOR_VERSION = 1
+BOX_COLUMNS = ("bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1")
+BOX2_COLUMNS = ("bbox2_x0", "bbox2_y0", "bbox2_x1", "bbox2_y1")
+
+
+def _save_png(pixels: np.ndarray, path: Path) -> None:
+    Image.fromarray(pixels).save(path, format="PNG", optimize=False, compress_level=1)
+
+
+def generate_cohort(
+    out_dir: str | Path,
+    n: int = 1080,
+    seed: int = 0,
+    image_signal: float = DEFAULT_IMAGE_SIGNAL,
+    frame_size: tuple[int, int] = DEFAULT_FRAME_SIZE,
+    progress: bool | None = None,
+) -> Path:
+    """Write a synthetic cohort of ``n`` nodules to ``out_dir``; return the path of its manifest.csv.
+
+    Images are full frames of shape ``frame_size`` = (H, W) pixels (uint8 PNG) with the lesion's
+    box in ``bbox_*`` (x1, y1 exclusive) and a second observer's box in ``bbox2_*``.
+    ``image_signal`` in [0, 1] sets how much the image tells about the label. ``progress``:
+    show a tqdm bar (None: only on a terminal).
+    """
+    if not 0.0 <= float(image_signal) <= 1.0:
+        raise ValueError(f"image_signal must lie in [0, 1], got {image_signal}")
+    height, width = (int(v) for v in frame_size)
+    if height < 64 or width < 64:
+        raise ValueError(f"frame_size must be at least (64, 64) pixels, got {frame_size}")
+    out = Path(out_dir)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+
+    df = synth_clinical(n, seed)
+    boxes, boxes2, paths = [], [], []
+    bar = tqdm(df["case_id"], desc="synthetic images", unit="img", disable=None if progress is None else not progress)
+    for k, (case_id, subtype) in enumerate(zip(bar, df["subtype"], strict=True)):
+        frame = render_frame(subtype, np.random.default_rng([seed, k]), float(image_signal), (height, width))
+        rel = f"images/{case_id}.png"
+        _save_png(frame.pixels, out / rel)
+        boxes.append(frame.bbox)
+        boxes2.append(frame.bbox2)
+        paths.append(rel)
+    df.insert(2, "image_path", paths)
+    for j, col in enumerate(BOX_COLUMNS):
+        df.insert(3 + j, col, [b[j] for b in boxes])
+    for j, col in enumerate(BOX2_COLUMNS):
+        df.insert(7 + j, col, [b[j] for b in boxes2])
+    cols = ["case_id", "patient_id", "image_path", *BOX_COLUMNS, *BOX2_COLUMNS, "label", "subtype",
+            "diagnostic_basis", "age", "sex", *LABS[1:]]
+    manifest = out / "manifest.csv"
+    df[cols].to_csv(manifest, index=False, lineterminator="\n")
+
+    counts = df["label"].value_counts()
+    sidecar = {
+        "synthetic": True,
+        "generator": GENERATOR,
+        "generator_version": GENERATOR_VERSION,
+        "n": int(n),
+        "seed": int(seed),
+        "image_signal": float(image_signal),
+        "frame_size": [height, width],
+        "n_benign": int(counts.get("benign", 0)),
+        "n_malignant": int(counts.get("malignant", 0)),
+        "n_patients": int(df["patient_id"].nunique()),
+        "manifest": manifest.name,
+    }
+    (out / SIDECAR_NAME).write_text(json.dumps(sidecar, indent=2, sort_keys=True) + "\n")
+    log.info("synthetic cohort: %d nodules (%d patients) -> %s", n, sidecar["n_patients"], manifest)
+    return manifest
+
+
+def is_synthetic(manifest_path: str | Path) -> bool:
+    """True when the manifest's folder holds a ``cohort.json`` sidecar marking it synthetic."""
+    sidecar = Path(manifest_path).parent / SIDECAR_NAME
+    if not sidecar.is_file():
+        return False
+    try:
+        meta = json.loads(sidecar.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        log.warning("%s: unreadable cohort sidecar (%s); treating the cohort as real", sidecar, exc)
+        return False
+    return isinstance(meta, dict) and meta.get("synthetic") is True
+
+
+def read_cohort_meta(manifest_path: str | Path) -> dict | None:
+    """The ``cohort.json`` sidecar next to a manifest as a dict, or None when absent/unreadable."""
+    sidecar = Path(manifest_path).parent / SIDECAR_NAME
+    try:
+        meta = json.loads(sidecar.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
