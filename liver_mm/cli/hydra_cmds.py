@@ -54,3 +54,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         "add --cfg job to print the composed config.",
     )
     p.set_defaults(func=_train, accepts_overrides=True)
+    register_study(sub)
+
+
+def _study(args: argparse.Namespace) -> int:
+    from liver_mm.study.sweep import run_arm
+
+    return run_hydra_app("study", run_arm, args.overrides)
+
+
+def register_study(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "study",
+        help="the stepwise study: m1..m5 + controls as child runs, then DeLong comparison and report",
+        description="Run the seed's stepwise study as a Hydra multirun (conf/study.yaml). Arguments are Hydra "
+        "overrides, e.g. data.n=300 image_size=64 trainer.max_epochs=1 hydra/launcher=joblib_local.",
+    )
+    p.set_defaults(func=_study, accepts_overrides=True)

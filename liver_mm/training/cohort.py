@@ -91,6 +91,40 @@ def source_manifest(data: Mapping, cache_dir: str | Path) -> tuple[Path, bool]:
     raise ValueError(f"data.kind must be synthetic, folder or manifest, not {kind!r}")
 
 
+def _file_state(df: pd.DataFrame) -> list[tuple[str, int, int]]:
+    """(path, size, mtime) of every image and mask file the cohort references."""
+    paths: set[str] = set()
+    for col in ("image_path", "mask_path"):
+        if col in df.columns:
+            for value in df[col].dropna().astype(str):
+                paths.update(p for p in value.split(";") if p)
+    out = []
+    for p in sorted(paths):
+        try:
+            st = os.stat(p)
+            out.append((p, st.st_size, st.st_mtime_ns))
+        except OSError:
+            out.append((p, -1, -1))
+    return out
+
+
+def validate_once(manifest: Path, units: Mapping[str, str], features: Sequence[str], cache_dir: Path) -> None:
+    """Validate the cohort (raises ``ManifestValidationError``), skipping a cohort already found usable
+    with the same manifest bytes, unit declarations, required features and image files (size, mtime)."""
+    from liver_mm.data.schema import read_manifest
+    from liver_mm.data.validate import load_valid_manifest
+
+    df = read_manifest(manifest, units)
+    state = [hashlib.sha256(manifest.read_bytes()).hexdigest(), sorted(units.items()), _file_state(df)]
+    stamp = cache_dir / "validated" / f"{_key(manifest.resolve(), state)}.json"
+    if stamp.exists() and all(f in df.columns for f in features):
+        log.info("%s: validated earlier with the same files; not validated again", manifest)
+        return
+    load_valid_manifest(manifest, units=units, require_clinical=tuple(features))
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps({"manifest": str(manifest.resolve())}))
+
+
 def prepare_cohort(
     data: Mapping, split: Mapping, cache_dir: str | Path, features: Sequence[str] = ()
 ) -> PreparedCohort:
@@ -100,12 +134,11 @@ def prepare_cohort(
     """
     from liver_mm.data.schema import read_manifest
     from liver_mm.data.split import prepare_split
-    from liver_mm.data.validate import load_valid_manifest
 
     units = dict(data.get("units") or {})
     manifest, synthetic = source_manifest(data, cache_dir)
     # raises with the findings when the cohort is unusable (checks an existing split column too)
-    load_valid_manifest(manifest, units=units, require_clinical=tuple(features))
+    validate_once(manifest, units, features, Path(cache_dir))
     fractions = tuple(float(f) for f in split["fractions"])
     out = Path(cache_dir) / "splits" / _key(manifest, fractions, split["seed"], sorted(units.items())) / "manifest.csv"
     res = prepare_split(manifest, out, fractions=fractions, seed=int(split["seed"]), units=units)

@@ -47,6 +47,7 @@ def run_tags(cfg: DictConfig, cohort: PreparedCohort) -> dict[str, str]:
         tags["mlflow.parentRunId"] = str(study["parent_run_id"])
     if study.get("key"):
         tags["study_key"] = str(study["key"])
+        tags["is_study_parent"] = "false"
     return tags
 
 

@@ -32,5 +32,5 @@ def small_overrides(tiny_cohort: Path) -> list[str]:
         "trainer.max_epochs=1",
         "loader.batch_size=16",
         "logger.log_model=false",
-        "model.net.image.name=mobilenetv2_050",
+        "image_encoder=mobilenetv2_050",
     ]

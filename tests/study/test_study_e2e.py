@@ -1,0 +1,166 @@
+"""`liver-mm study` end to end on a tiny cohort: killed after two arms, resumed, compared, reported,
+browsed through the MLflow UI's REST API and the comparison notebook."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from liver_mm.cli import main
+
+ARMS = ["m1", "m2", "m3", "m4", "m5", "tab_mlp", "tab_logreg"]
+
+
+def _overrides(root: Path, cohort: Path) -> list[str]:
+    return [
+        "data=manifest", f"data.manifest={cohort}", "image_size=32", "trainer.max_epochs=1",
+        "loader.batch_size=16", "logger.log_model=false", "image_encoder=mobilenetv2_050",
+        "study.name=tiny", f"study.out_dir={root / 'experiments' / 'tiny'}",
+        f"logger.tracking_uri=sqlite:///{root / 'mlflow.db'}", f"logger.artifact_root={root / 'mlartifacts'}",
+        f"cache_dir={root / 'cache'}", f"hydra.sweep.dir={root / 'multirun'}",
+    ]
+
+
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory, tiny_cohort):
+    """Run the study, interrupt it during the third arm (as Ctrl-C would), then rerun the same command."""
+    import liver_mm.training.fit as fit
+
+    root = tmp_path_factory.mktemp("study")
+    overrides = _overrides(root, tiny_cohort)
+    original = fit.fit_lightning
+    calls = {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # killed in the middle of the third child
+        return original(*args, **kwargs)
+
+    fit.fit_lightning = interrupted
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            main(["study", *overrides])
+    finally:
+        fit.fit_lightning = original
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("liver-mm")
+    before = client.search_runs([exp.experiment_id], "tags.is_study_parent = 'false'")
+    assert sorted((r.data.tags["arm"], r.info.status) for r in before) == [
+        ("m1", "FINISHED"), ("m2", "FINISHED"), ("m3", "KILLED")]
+    assert main(["study", *overrides]) == 0
+    return root, client, exp.experiment_id
+
+
+def test_resume_ends_with_exactly_seven_children(study):
+    _root, client, exp_id = study
+    parents = client.search_runs([exp_id], "tags.is_study_parent = 'true'")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    children = client.search_runs([exp_id], f"tags.`mlflow.parentRunId` = '{parents[0].info.run_id}'")
+    assert sorted(r.data.tags["arm"] for r in children) == sorted(ARMS)
+    assert all(r.info.status == "FINISHED" for r in children)
+    everything = client.search_runs([exp_id])
+    assert len(everything) == 8  # the killed attempt was removed: no duplicate runs
+
+
+def test_report_tables_and_delong_match_the_cli(study, tmp_path, capsys):
+    root, client, exp_id = study
+    out = root / "experiments" / "tiny"
+    for name in ["report.md", "table3.csv", "table3.md", "delong.csv", "delong.json", "figure2_roc.png",
+                 "table1.csv", "table2.csv", "icc.csv", "command.txt"]:
+        assert (out / name).is_file(), name
+    report = (out / "report.md").read_text()
+    assert "SYNTHETIC" in report and "not clinical evidence" in report
+    table3 = pd.read_csv(out / "table3.csv")
+    assert list(table3["arm"]) == ARMS
+    # the DeLong JSON equals `liver-mm delong` on the children's test predictions
+    children = client.search_runs([exp_id], "tags.is_study_parent = 'false'")
+    preds = {}
+    for run in children:
+        path = client.download_artifacts(run.info.run_id, "predictions.csv", str(tmp_path / run.data.tags["arm"]))
+        df = pd.read_csv(path)
+        preds[run.data.tags["arm"]] = df[df["split"] == "test"].set_index("case_id")
+    wide = pd.DataFrame({"label": preds["m1"]["label"], **{a: preds[a]["prob"] for a in ARMS}}).sort_index()
+    wide.index.name = "case_id"
+    wide.reset_index().to_csv(tmp_path / "test.csv", index=False)
+    capsys.readouterr()
+    assert main(["delong", str(tmp_path / "test.csv"), "--label", "label", "--scores", ",".join(ARMS),
+                 "--reference", "m1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == json.loads((out / "delong.json").read_text())
+    parent = client.search_runs([exp_id], "tags.is_study_parent = 'true'")[0]
+    assert "delong_p_m1_vs_m5" in parent.data.metrics
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"report.md", "figure2_roc.png"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_mlflow_ui_serves_the_study(study):
+    root, _client, exp_id = study
+    port = _free_port()
+    mlflow_bin = Path(sys.executable).with_name("mlflow")
+    # `make ui`'s command, on a free loopback port
+    proc = subprocess.Popen(
+        [str(mlflow_bin), "ui", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+         "--default-artifact-root", str(root / "mlartifacts"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def search(filter_string: str) -> list[dict]:
+        body = json.dumps({"experiment_ids": [exp_id], "filter": filter_string}).encode()
+        req = urllib.request.Request(f"{base}/api/2.0/mlflow/runs/search", data=body,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.load(resp).get("runs", [])
+
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2):
+                    break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    raise AssertionError("the MLflow UI did not start") from None
+                time.sleep(0.5)
+        parents = search("tags.is_study_parent = 'true'")
+        assert len(parents) == 1
+        parent_id = parents[0]["info"]["run_id"]
+        children = search(f"tags.`mlflow.parentRunId` = '{parent_id}'")
+        assert len(children) == 7
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_notebook_runs_on_the_real_study(study):
+    import nbformat
+    from nbclient import NotebookClient
+
+    root, _client, _exp = study
+    notebook = Path(__file__).resolve().parents[2] / "notebooks" / "compare_runs.ipynb"
+    nb = nbformat.read(notebook, as_version=4)
+    params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    params.source = f"TRACKING_URI = 'sqlite:///{root / 'mlflow.db'}'\nSTUDY = 'tiny'\n"
+    NotebookClient(nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(root)}}).execute()
+    images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(images) >= 2
