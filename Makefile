@@ -41,6 +41,8 @@ ui: install
 
 bench: install
 	$(PY) tests/benchmarks/bench_delong.py
+	$(PY) tests/benchmarks/bench_train.py
+	$(PY) tests/benchmarks/bench_predict.py
 
 clean:
 	rm -rf .cache outputs multirun .pytest_cache .ruff_cache

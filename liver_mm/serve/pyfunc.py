@@ -1,0 +1,130 @@
+"""The served model: an MLflow pyfunc over a bundle, scoring one request row per case.
+
+Logged as an MLflow "model from code" (:mod:`liver_mm.serve.pyfunc_model_code`, no pickled
+Python object); its only artifact is the bundle folder (safetensors weights + JSON), so
+loading it unpickles nothing. ``mlflow models serve -m URI --env-manager local`` then answers
+``/invocations`` with ``{"dataframe_records": [{"case_id": ..., "image_b64": ..., "age": ...}]}``
+(see :mod:`liver_mm.serve.requests`) and returns one ``{case_id, prob, label}`` per case. A bad
+field raises an ``MlflowException`` with ``INVALID_PARAMETER_VALUE``: HTTP 400 naming the case
+and the field.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.types import ColSpec, Schema
+from PIL import Image
+
+from liver_mm.data.crops import BBOX_COLUMNS
+from liver_mm.serve.inference import OUTPUT_COLUMNS, Predictor
+from liver_mm.serve.requests import IMAGE_FIELDS, RequestError, parse_request
+
+ARTIFACT_KEY = "bundle"
+MODEL_CODE = Path(__file__).with_name("pyfunc_model_code.py")
+
+
+def score_request(predictor: Predictor, model_input: pd.DataFrame) -> pd.DataFrame:
+    """Check and score a request frame -> case_id, prob, label; bad fields raise an
+    ``MlflowException`` (INVALID_PARAMETER_VALUE, i.e. HTTP 400) listing every (case, field)."""
+    df = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+    try:
+        cases = parse_request(df, predictor.features, predictor.use_image)
+    except RequestError as exc:
+        raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
+    load = (lambda i: (cases.frames[i], cases.boxes[i])) if predictor.use_image else None
+    return predictor.predict(cases.case_ids, cases.labs, load)
+
+
+class NodulePyfunc(mlflow.pyfunc.PythonModel):
+    """pyfunc wrapper of a :class:`~liver_mm.serve.inference.Predictor` (artifact ``bundle``)."""
+
+    def __init__(self) -> None:
+        self.predictor: Predictor | None = None
+
+    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        self.predictor = Predictor.from_dir(context.artifacts[ARTIFACT_KEY])
+
+    # pd.DataFrame is a hint MLflow infers no schema from: the explicit signature stays in
+    # charge and requests keep the dataframe_records / dataframe_split formats.
+    def predict(self, context: mlflow.pyfunc.PythonModelContext | None, model_input: pd.DataFrame,
+                params: dict | None = None) -> pd.DataFrame:
+        if self.predictor is None:
+            raise MlflowException("model not loaded: load_context() was not called")
+        return score_request(self.predictor, model_input)
+
+
+def request_signature(features: list[str], use_image: bool) -> ModelSignature:
+    """Input: case_id, image fields and bbox (when the model sees images) and the clinical
+    features, all optional at the schema level (the model checks them and names the case);
+    output: case_id, prob, label."""
+    cols = [ColSpec("string", "case_id", required=False)]
+    if use_image:
+        cols += [ColSpec("string", f, required=False) for f in IMAGE_FIELDS]
+        cols += [ColSpec("double", c, required=False) for c in BBOX_COLUMNS]
+    cols += [ColSpec("string" if f == "sex" else "double", f, required=False) for f in features]
+    types = {"case_id": "string", "prob": "double", "label": "string"}
+    return ModelSignature(Schema(cols), Schema([ColSpec(types[c], c) for c in OUTPUT_COLUMNS]))
+
+
+def example_png(height: int = 96, width: int = 128) -> bytes:
+    """A small deterministic grayscale PNG (a bright disc on speckle-like texture)."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:height, :width]
+    disc = ((yy - height / 2) ** 2 + (xx - width / 2) ** 2) < (min(height, width) / 4) ** 2
+    px = np.clip(rng.gamma(2.0, 30.0, (height, width)) + 60 * disc, 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(px).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _typical_value(name: str, stats: dict) -> object:
+    """The training median of one feature back on the request scale (paper units, F/M)."""
+    if stats["kind"] == "sex":
+        return "M" if stats["median"] >= 0.5 else "F"
+    value = math.expm1(stats["median"]) if stats["kind"] == "log1p" else stats["median"]
+    return round(float(value), 2)
+
+
+def input_example(predictor: Predictor) -> pd.DataFrame:
+    """One request row: an example image and the training medians of the clinical features."""
+    row: dict[str, object] = {"case_id": "example-1"}
+    if predictor.use_image:
+        row["image_b64"] = base64.b64encode(example_png()).decode("ascii")
+        row.update(dict(zip(BBOX_COLUMNS, (32.0, 24.0, 96.0, 72.0), strict=True)))
+    stats = predictor.preprocessor.stats_ or {}
+    row.update({f: _typical_value(f, stats[f]) for f in predictor.features})
+    return pd.DataFrame([row])
+
+
+def _pip_requirements() -> list[str]:
+    import torch
+
+    import liver_mm
+
+    return [f"mlflow=={mlflow.__version__}", f"torch=={torch.__version__.split('+')[0]}",
+            f"liver-mm=={liver_mm.__version__}"]
+
+
+def log_pyfunc_model(bundle_dir: Path, name: str = "model") -> mlflow.models.model.ModelInfo:
+    """Log the bundle in ``bundle_dir`` as a pyfunc model ``name`` of the active MLflow run,
+    with a request signature and an input example (validated by MLflow by scoring it)."""
+    bundle_dir = Path(bundle_dir)
+    predictor = Predictor.from_dir(bundle_dir)
+    return mlflow.pyfunc.log_model(
+        name=name,
+        python_model=str(MODEL_CODE),
+        artifacts={ARTIFACT_KEY: str(bundle_dir)},
+        signature=request_signature(predictor.features, predictor.use_image),
+        input_example=input_example(predictor),
+        pip_requirements=_pip_requirements(),
+    )

@@ -1,0 +1,94 @@
+"""One tiny trained m5 model per test session (image + all five clinical groups), its held-out
+cases as a new-case manifest, and a tabular-only bundle built without training."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from torch import nn
+
+from liver_mm.data.schema import MODEL_COLUMNS
+from liver_mm.data.tabular import TabularPreprocessor
+
+FEATURES = list(MODEL_COLUMNS["m5"])
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    run_id: str
+    tracking_uri: str
+    model_uri: str
+    predictions: pd.DataFrame  # the training run's predictions.csv (dev + test rows)
+    output_dir: Path
+    threshold: float
+
+
+@pytest.fixture(scope="session")
+def trained_model(tiny_cohort: Path, tmp_path_factory) -> TrainedModel:
+    """``liver-mm train`` of m5 at 32 px for one epoch, with the pyfunc model logged."""
+    from liver_mm.training.run import train
+    from tests.training.conftest import compose_train
+
+    tmp = tmp_path_factory.mktemp("serve_train")
+    cfg = compose_train([
+        "data=manifest", f"data.manifest={tiny_cohort}", "modalities=m5", "image_size=32",
+        "trainer.max_epochs=1", "loader.batch_size=16", "model.net.image.name=mobilenetv2_050",
+        "logger.log_model=true", "+trainer.enable_progress_bar=false",
+    ], tmp)
+    res = train(cfg)
+    assert res is not None
+    return TrainedModel(res.run_id, str(cfg.logger.tracking_uri), f"runs:/{res.run_id}/model",
+                        res.predictions, res.output_dir, float(res.metrics["threshold"]))
+
+
+@pytest.fixture
+def tracked(trained_model: TrainedModel):
+    """The trained model, with MLflow pointed at its tracking store (restored afterwards)."""
+    import mlflow
+
+    before = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(trained_model.tracking_uri)
+    yield trained_model
+    mlflow.set_tracking_uri(before)
+
+
+def heldout_frame(manifest: Path, case_ids: list[str]) -> pd.DataFrame:
+    """Rows of ``case_ids`` from ``manifest`` (in that order), image paths made absolute, without
+    label and split: new cases as a user would send them."""
+    df = pd.read_csv(manifest, dtype={"case_id": str})
+    df = df.set_index("case_id").loc[case_ids].reset_index()
+    df["image_path"] = [str((manifest.parent / p).resolve()) for p in df["image_path"]]
+    return df.drop(columns=[c for c in ("label", "split") if c in df.columns])
+
+
+@pytest.fixture(scope="session")
+def heldout_manifest(trained_model: TrainedModel, tiny_cohort: Path, tmp_path_factory) -> Path:
+    """The training run's dev + test cases as an unlabelled manifest (order of predictions.csv)."""
+    out = tmp_path_factory.mktemp("heldout") / "new_cases.csv"
+    heldout_frame(tiny_cohort, trained_model.predictions["case_id"].astype(str).tolist()).to_csv(out, index=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tabular_bundle(tiny_cohort: Path, tmp_path_factory) -> Path:
+    """A bundle of an untrained tabular-only network on m3's labs (no image branch)."""
+    import torch
+
+    from liver_mm.models import build_fusion_model
+    from liver_mm.serve.bundle import save_bundle
+
+    df = pd.read_csv(tiny_cohort)
+    prep = TabularPreprocessor(list(MODEL_COLUMNS["m3"])).fit(df)
+    net_cfg = {"_target_": "liver_mm.models.build_fusion_model", "image": None,
+               "tabular": {"hidden": [8], "dropout": 0.0}, "n_tabular": prep.n_features_out,
+               "head_hidden": 4, "dropout": 0.0}
+    torch.manual_seed(0)
+    net: nn.Module = build_fusion_model(**{k: v for k, v in net_cfg.items() if k != "_target_"}).eval()
+    spec = {"net": net_cfg, "modalities": {"name": "tabular_only", "image": False,
+                                           "features": prep.features},
+            "use_image": False, "features": prep.features, "image_size": 32, "margin": 0.0,
+            "threshold": 0.5, "units": {}, "synthetic": True}
+    return save_bundle(tmp_path_factory.mktemp("bundle") / "tabular", net, spec, prep.to_dict())
