@@ -6,17 +6,8 @@ import argparse
 import json
 import sys
 
+from liver_mm.cli._args import add_unit_option, key_value
 from liver_mm.data.schema import ManifestError
-
-
-def _pair(kind: str):
-    def parse(text: str) -> tuple[str, str]:
-        key, sep, value = text.partition("=")
-        if not sep or not key.strip() or not value.strip():
-            raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}")
-        return key.strip(), value.strip()
-
-    return parse
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -46,14 +37,12 @@ def _import_folder(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the data commands to the ``liver-mm`` parser."""
-    unit_help = "declare a column's unit, converted to the canonical one (e.g. albumin=g/L); repeatable"
     p = subparsers.add_parser("validate", help="check a cohort manifest and its images; exit 1 if unusable",
                               description="Check a cohort manifest: columns, labels, labs, images, boxes, "
                               "masks, duplicates, splits. Exit 0 when usable (warnings allowed), 1 when not.")
     p.add_argument("manifest", help="manifest CSV")
     p.add_argument("--json", action="store_true", help='print {"errors": [...], "warnings": [...]}')
-    p.add_argument("--unit", action="append", default=[], type=_pair("COL=UNIT"), metavar="COL=UNIT",
-                   help=unit_help)
+    add_unit_option(p)
     p.add_argument("--no-images", action="store_true", help="skip decoding images and masks")
     p.set_defaults(func=_validate)
 
@@ -63,11 +52,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               "<class>/<image stem>.")
     p.add_argument("dir", help="folder holding one sub-folder per class")
     p.add_argument("--out", required=True, help="manifest CSV to write (paths relative to its folder)")
-    p.add_argument("--class", dest="cls", action="append", default=[], type=_pair("FOLDER=LABEL"),
+    p.add_argument("--class", dest="cls", action="append", default=[], type=key_value("FOLDER=LABEL"),
                    metavar="FOLDER=LABEL", help="map a folder to benign/malignant; repeatable "
                    "(default: folders named benign, malignant); unmapped folders are skipped")
     p.add_argument("--clinical", help="lab CSV to join (one row per case)")
     p.add_argument("--on", default="case_id", help="key column of --clinical matching case_id (default case_id)")
-    p.add_argument("--unit", action="append", default=[], type=_pair("COL=UNIT"), metavar="COL=UNIT",
-                   help=unit_help + " (clinical table)")
+    add_unit_option(p, " (clinical table)")
     p.set_defaults(func=_import_folder)

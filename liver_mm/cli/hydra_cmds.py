@@ -46,28 +46,29 @@ def _train(args: argparse.Namespace) -> int:
     return run_hydra_app("train", train, args.overrides)
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "train",
-        help="train and evaluate one model (Hydra overrides, e.g. modalities=m3 data.n=300 trainer.max_epochs=2)",
-        description="Train one model of the study. Arguments are Hydra overrides of conf/train.yaml; "
-        "add --cfg job to print the composed config.",
-    )
-    p.set_defaults(func=_train, accepts_overrides=True)
-    register_study(sub)
-
-
 def _study(args: argparse.Namespace) -> int:
     from liver_mm.study.sweep import run_arm
 
     return run_hydra_app("study", run_arm, args.overrides)
 
 
-def register_study(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "study",
-        help="the stepwise study: m1..m5 + controls as child runs, then DeLong comparison and report",
-        description="Run the seed's stepwise study as a Hydra multirun (conf/study.yaml). Arguments are Hydra "
+_COMMANDS = {
+    "train": (
+        _train,
+        "train and evaluate one model (Hydra overrides, e.g. modalities=m3 data.n=300 trainer.max_epochs=2)",
+        "Train one model of the study. Arguments are Hydra overrides of conf/train.yaml; "
+        "add --cfg job to print the composed config.",
+    ),
+    "study": (
+        _study,
+        "the stepwise study: m1..m5 + controls as child runs, then DeLong comparison and report",
+        "Run the seed's stepwise study as a Hydra multirun (conf/study.yaml). Arguments are Hydra "
         "overrides, e.g. data.n=300 image_size=64 trainer.max_epochs=1 hydra/launcher=joblib_local.",
-    )
-    p.set_defaults(func=_study, accepts_overrides=True)
+    ),
+}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    for name, (func, help_text, description) in _COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=description)
+        p.set_defaults(func=func, accepts_overrides=True)

@@ -5,12 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-
-def _unit(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip() or not value.strip():
-        raise argparse.ArgumentTypeError(f"expected COL=UNIT, got {text!r}")
-    return key.strip(), value.strip()
+from liver_mm.cli._args import add_unit_option
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -47,8 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="MLflow model URI (runs:/<run_id>/model, models:/name/1, a local model folder)")
     p.add_argument("--manifest", required=True, help="cohort manifest CSV of the cases to score")
     p.add_argument("--out", required=True, help="predictions CSV to write")
-    p.add_argument("--unit", action="append", default=[], type=_unit, metavar="COL=UNIT",
-                   help="declare a column's unit, converted to the canonical one (e.g. albumin=g/L); repeatable")
+    add_unit_option(p)
     p.add_argument("--tracking-uri", default=None,
                    help="MLflow tracking URI for runs:/ and models:/ URIs (default: $MLFLOW_TRACKING_URI, "
                    "else sqlite:///mlflow.db)")

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from liver_mm.cli._args import add_unit_option
+
 
 def _fractions(text: str) -> tuple[float, float, float]:
     try:
@@ -22,13 +24,6 @@ def _frame_size(text: str) -> tuple[int, int]:
     if not sep or not h.strip().isdigit() or not w.strip().isdigit():
         raise argparse.ArgumentTypeError(f"expected HxW in pixels like 256x320, got {text!r}")
     return int(h), int(w)
-
-
-def _unit(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip() or not value.strip():
-        raise argparse.ArgumentTypeError(f"expected COL=UNIT, got {text!r}")
-    return key.strip(), value.strip()
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -100,8 +95,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--fractions", type=_fractions, default=(0.8, 0.1, 0.1), metavar="TRAIN,DEV,TEST",
                    help="fractions (default 0.8,0.1,0.1)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--unit", action="append", default=[], type=_unit, metavar="COL=UNIT",
-                   help="declare a column's unit, converted to the canonical one (e.g. albumin=g/L); repeatable")
+    add_unit_option(p)
     p.add_argument("--json", action="store_true", help="print path, hashes and counts as JSON")
     p.set_defaults(func=_split)
 

@@ -20,12 +20,8 @@ log = logging.getLogger(__name__)
 
 def study_command(config: DictConfig) -> str:
     """The command line that reproduces this study (``liver-mm study`` + the task overrides)."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        overrides = list(HydraConfig.get().overrides.task)
-    except ValueError:  # not running under Hydra
-        overrides = []
+    hydra = config.get("hydra") if "hydra" in config else None
+    overrides = list(hydra.overrides.task) if hydra is not None else []
     overrides = [o for o in overrides if not o.startswith("arm=")]
     return " ".join(["liver-mm", "study", *overrides])
 

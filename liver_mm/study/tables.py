@@ -208,6 +208,6 @@ def format_icc(table: pd.DataFrame, highlight: Sequence[str] = ("ICC2", "ICC3"))
         def b(text: str, form: str = r.form) -> str:
             return f"**{text}**" if form in highlight else text
         rows.append({"Form": b(r.form), "ICC (95% CI)": b(fmt_auc(r.icc, r.ci_low, r.ci_high)),
-                     "F": fmt_number(r.F, 2), "df1": fmt_number(r.df1, 0), "df2": fmt_number(r.df2, 1),
+                     "F": fmt_number(r.F, 2), "df1": fmt_number(r.df1, 0), "df2": fmt_number(r.df2, 0 if float(r.df2).is_integer() else 1),
                      "p": format_p(r.p)})
     return pd.DataFrame(rows)

@@ -6,6 +6,7 @@ Both return the probabilities of malignancy for the dev and test rows, in cohort
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,6 +53,13 @@ def trainer_kwargs(cfg: DictConfig) -> tuple[dict, bool]:
     return kwargs, channels_last
 
 
+def pin_memory(cfg: DictConfig) -> bool:
+    """``loader.pin_memory``; null means: pin when training on a CUDA GPU."""
+    if cfg.loader.pin_memory is not None:
+        return bool(cfg.loader.pin_memory)
+    return str(cfg.trainer.accelerator) in ("gpu", "cuda", "auto") and torch.cuda.is_available()
+
+
 def datamodule(cfg: DictConfig, cohort: PreparedCohort, feats: Features) -> CohortDataModule:
     aug = OmegaConf.to_container(cfg.augment, resolve=True)
     return CohortDataModule(
@@ -62,7 +70,7 @@ def datamodule(cfg: DictConfig, cohort: PreparedCohort, feats: Features) -> Coho
         cohort.df["split"].to_numpy(),
         batch_size=int(cfg.loader.batch_size),
         num_workers=int(cfg.loader.num_workers),
-        pin_memory=bool(cfg.loader.pin_memory),
+        pin_memory=pin_memory(cfg),
         augment=aug,  # type: ignore[arg-type]
     )
 
@@ -115,6 +123,7 @@ def fit_lightning(
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)
         log.info("best checkpoint: epoch with dev AUC %.4f", float(ckpt.best_model_score or float("nan")))
+    shutil.rmtree(ckpt_dir, ignore_errors=True)  # the weights live on in the logged model bundle
     module = module.cpu()
     return predict_probs(module, dm, EVAL_SPLITS), module
 

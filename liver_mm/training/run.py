@@ -71,6 +71,7 @@ def train(cfg: DictConfig) -> TrainResult | None:
     import pytorch_lightning as pl
 
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    configure_threads(cfg.trainer.get("num_threads"))
     out = output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     cohort = prepare_cohort(cfg.data, cfg.split, cfg.cache_dir, features=list(cfg.modalities.features))
