@@ -74,8 +74,10 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def write_figures(comparison: StudyComparison, out_dir: Path) -> dict[str, Path]:
-    """figure2_roc.png (a panel per arm + overlay), calibration.png, auc_by_step.png of the test split."""
+def write_figures(comparison: StudyComparison, out_dir: Path, synthetic: bool = False) -> dict[str, Path]:
+    """figure2_roc.png (a panel per arm + overlay), calibration.png, auc_by_step.png of the test split.
+
+    The ROC figure's title says SYNTHETIC cohort when the data are synthetic."""
     from liver_mm.figures import auc_by_step_figure, calibration_figure, roc_label, roc_panels
 
     y = comparison.y_test
@@ -85,6 +87,8 @@ def write_figures(comparison: StudyComparison, out_dir: Path) -> dict[str, Path]
               for arm in comparison.order}
     n_pos = int(y.sum())
     title = f"ROC on the test split ({n_pos} malignant / {y.size - n_pos} benign)"
+    if synthetic:
+        title = "SYNTHETIC cohort (not clinical evidence): " + title
     arms = list(comparison.order)
     n_bins = min(10, max(2, y.size // 10))
     return {
@@ -211,7 +215,7 @@ def write_report(
     long = pd.concat([predictions[a].assign(arm=a)[["arm", *[c for c in predictions[a].columns if c != "arm"]]]
                       for a in comparison.order], ignore_index=True)
     long.to_csv(out / "predictions.csv", index=False)
-    files.update(write_figures(comparison, out))
+    files.update(write_figures(comparison, out, synthetic))
     figures = dict(FIGURES)
     for caption, src in (extra_figures or {}).items():
         src = Path(src)

@@ -74,7 +74,9 @@ def _last_step(client: MlflowClient, run_id: str) -> int:
 
 
 def write_figures(pred: pd.DataFrame, metrics: dict[str, float], name: str, out: Path) -> list[Path]:
-    """roc.png (test, AUC and DeLong CI in the legend), confusion_matrix.png, calibration.png."""
+    """roc.png (test, AUC and DeLong CI in the legend), confusion_matrix.png, calibration.png.
+
+    ``name`` heads every figure (it carries "[synthetic]" for a synthetic cohort)."""
     import matplotlib.pyplot as plt
 
     y, p = split_arrays(pred, "test")
@@ -156,6 +158,8 @@ def log_run_outputs(client: MlflowClient, run_id: str, cfg: DictConfig, cohort: 
                     pred: pd.DataFrame, metrics: dict[str, float], fitted: Any, out: Path) -> None:
     """Write predictions, figures, config and preprocessing to ``out`` and log them with the metrics."""
     name = str((cfg.get("study") or {}).get("arm") or cfg.modalities.name)
+    if cohort.synthetic:
+        name += " [synthetic]"
     pred.to_csv(out / "predictions.csv", index=False)
     OmegaConf.save(cfg, out / "config.yaml", resolve=True)
     (out / "preprocessing.json").write_text(json.dumps(feats.preprocessor.to_dict(), indent=2))
