@@ -61,15 +61,25 @@ def _synthetic_manifest(data: Mapping, cache_dir: Path) -> Path:
 
 
 def _folder_manifest(data: Mapping, cache_dir: Path) -> Path:
+    """Import a class-folder layout once per call into the cache (atomically replaced, so parallel
+    study arms never read half a file). Lab units stay as exported: ``data.units`` converts them
+    when the manifest is read, as for any manifest."""
     from liver_mm.data.importers import import_folder
 
     root = Path(str(data["root"])).resolve()
     classes = dict(data.get("classes") or {})
     clinical = data.get("clinical")
-    out = cache_dir / "cohorts" / f"folder-{_key(root, sorted(classes.items()), clinical, data.get('on'))}"
+    on = str(data.get("on", "case_id"))
+    out = cache_dir / "cohorts" / f"folder-{_key(root, sorted(classes.items()), clinical, on)}"
     manifest = out / "manifest.csv"
     out.mkdir(parents=True, exist_ok=True)
-    import_folder(root, manifest, class_map=classes, clinical=clinical, on=str(data.get("on", "case_id")))
+    tmp = out / f".manifest.{os.getpid()}.csv"
+    result = import_folder(root, tmp, classes=classes or None, clinical=clinical, on=on)
+    log.info("%s", result.summary())
+    if manifest.exists() and manifest.read_bytes() == tmp.read_bytes():
+        tmp.unlink()
+    else:
+        os.replace(tmp, manifest)
     return manifest
 
 

@@ -84,7 +84,7 @@ def predict_probs(module: NoduleClassifier, dm: CohortDataModule, splits: Sequen
 
 
 def fit_lightning(
-    cfg: DictConfig, cohort: PreparedCohort, feats: Features, run_id: str
+    cfg: DictConfig, cohort: PreparedCohort, feats: Features, run_id: str | None
 ) -> tuple[np.ndarray, NoduleClassifier] | None:
     """Train the fusion network; best checkpoint on dev AUC; returns (dev+test probs, module) on rank 0."""
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint

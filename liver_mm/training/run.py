@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from liver_mm.data.crops import build_crop_cache
 from liver_mm.data.tabular import TabularPreprocessor
@@ -76,6 +76,9 @@ def train(cfg: DictConfig) -> TrainResult | None:
     out.mkdir(parents=True, exist_ok=True)
     cohort = prepare_cohort(cfg.data, cfg.split, cfg.cache_dir, features=list(cfg.modalities.features))
     feats = build_features(cfg, cohort)
+    if process_rank() != 0:  # a DDP worker started by Lightning's launcher: rank 0 owns the MLflow run
+        fit.fit_lightning(cfg, cohort, feats, run_id=None)
+        return None
     client, run_id = open_run(cfg, cohort, crop_key=feats.crop_key)
     status = "FAILED"
     try:
@@ -83,7 +86,7 @@ def train(cfg: DictConfig) -> TrainResult | None:
             probs, fitted_model = fit.fit_sklearn(cfg, cohort, feats)
         else:
             fitted = fit.fit_lightning(cfg, cohort, feats, run_id)
-            if fitted is None:  # a non-zero DDP rank: rank 0 evaluates and logs
+            if fitted is None:  # defensive: only rank 0 gets here
                 status = "RUNNING"
                 return None
             probs, fitted_model = fitted
@@ -104,9 +107,11 @@ def train(cfg: DictConfig) -> TrainResult | None:
             client.set_terminated(run_id, status)
 
 
-def resolved_config(cfg: DictConfig) -> dict:
-    """The resolved config as a plain dict (what is logged and saved with the run)."""
-    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+def process_rank() -> int:
+    """Global rank of this process as Lightning's launchers set it (0 outside distributed runs)."""
+    from pytorch_lightning.utilities import rank_zero_only
+
+    return int(getattr(rank_zero_only, "rank", 0) or 0)
 
 
 def configure_threads(n: int | None) -> None:
