@@ -23,13 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in _MODULES:
-        try:
-            module = importlib.import_module(f"liver_mm.cli.{name}")
-        except ModuleNotFoundError as exc:  # a command module not yet present in this tree
-            if exc.name == f"liver_mm.cli.{name}":
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(f"liver_mm.cli.{name}").register(sub)
     return parser
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -11,28 +12,48 @@ log = logging.getLogger("liver_mm")
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
-def run_hydra_app(config_name: str, task, overrides: list[str], multirun: bool = False) -> int:
-    """Run ``task(cfg)`` as a Hydra app over ``conf/<config_name>.yaml`` with command-line overrides."""
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean bad input (a cohort, a path, a config value), not a bug."""
+    from omegaconf.errors import MissingMandatoryValue
+
+    from liver_mm.data.images import ImageReadError
+    from liver_mm.data.schema import ManifestError
+    from liver_mm.data.validate import ManifestValidationError
+
+    return (ManifestValidationError, ManifestError, ImageReadError, FileNotFoundError, ValueError,
+            MissingMandatoryValue)
+
+
+def run_hydra_app(config_name: str, task, overrides: list[str], script: Path | None = None) -> int:
+    """Run ``task(cfg)`` as a Hydra app over ``conf/<config_name>.yaml`` with command-line overrides.
+
+    Bad input ends the run with its message and exit status 1, no traceback (set
+    ``LIVER_MM_DEBUG=1`` to see one). ``script``: the file that re-runs this app from its
+    overrides alone (what Lightning's DDP launcher re-executes per device).
+    """
     import hydra
 
     from liver_mm.data.validate import ManifestValidationError
     from liver_mm.runtime import tune_malloc
 
     tune_malloc()
+    user_errors = _user_errors()
 
     def guarded(cfg):
         try:
             return task(cfg)
-        except ManifestValidationError as exc:  # the cohort is unusable: say why, no traceback
-            log.error("the cohort failed validation; nothing was trained.\n%s", exc)
-            raise SystemExit(1) from None
-        except FileNotFoundError as exc:
-            log.error("%s", exc)
+        except user_errors as exc:
+            if os.environ.get("LIVER_MM_DEBUG"):
+                raise
+            if isinstance(exc, ManifestValidationError):
+                log.error("the cohort failed validation; nothing was trained.\n%s", exc)
+            else:
+                log.error("%s: %s", type(exc).__name__, exc)
             raise SystemExit(1) from None
 
     app = hydra.main(config_path=str(CONFIG_DIR), config_name=config_name, version_base="1.3")(guarded)
     saved = sys.argv
-    sys.argv = [saved[0] if saved else "liver-mm", *(["--multirun"] if multirun else []), *overrides]
+    sys.argv = [str(script) if script else (saved[0] if saved else "liver-mm"), *overrides]
     try:
         app()
     finally:
@@ -40,10 +61,14 @@ def run_hydra_app(config_name: str, task, overrides: list[str], multirun: bool =
     return 0
 
 
-def _train(args: argparse.Namespace) -> int:
+def train_app(overrides: list[str]) -> int:
     from liver_mm.training.run import train
 
-    return run_hydra_app("train", train, args.overrides)
+    return run_hydra_app("train", train, overrides, script=Path(__file__).with_name("train_app.py"))
+
+
+def _train(args: argparse.Namespace) -> int:
+    return train_app(args.overrides)
 
 
 def _study(args: argparse.Namespace) -> int:

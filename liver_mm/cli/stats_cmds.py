@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from liver_mm.cli._args import add_unit_option
 from liver_mm.stats import delong_report, icc, markdown_table, table1, table2
 from liver_mm.stats._inputs import LABEL_CODES
 
@@ -156,18 +157,18 @@ def cmd_icc(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_manifest(path: str) -> pd.DataFrame:
+def _load_manifest(path: str, units: dict[str, str] | None = None) -> pd.DataFrame:
     """The cohort manifest as the data package reads it (imported here: a heavy, optional path)."""
     from liver_mm.data.schema import read_manifest
 
-    return read_manifest(path)
+    return read_manifest(path, units)
 
 
 def cmd_cohort(args: argparse.Namespace) -> int:
     """Handler of ``liver-mm cohort``: Table 1 and Table 2 as CSV + Markdown, Table 2 printed."""
     out_dir = Path(args.out)
     try:
-        df = _load_manifest(args.manifest)
+        df = _load_manifest(args.manifest, dict(args.unit) or None)
         t2 = table2(df)
         try:
             t1 = table1(df)
@@ -213,4 +214,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("cohort", help="cohort tables: Table 1 (subtypes) and Table 2 (clinical data)")
     p.add_argument("manifest", help="cohort manifest CSV")
     p.add_argument("--out", default=".", help="folder for table1/table2 .csv and .md (default: current)")
+    add_unit_option(p)
     p.set_defaults(func=cmd_cohort)

@@ -299,7 +299,7 @@ def prepare_split(
     counts = split_counts(df["label"], split)
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp")
+    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")  # one per process: parallel arms
     copy.to_csv(tmp, index=False, lineterminator="\n")
     os.replace(tmp, out_path)
     record = {**key, "split_hash": shash, "source": str(manifest_path.resolve()), "counts": counts}

@@ -65,6 +65,10 @@ def _check_columns(df: pd.DataFrame, require_clinical: Iterable[str], out: Colle
                     out.add("warning", "missing_clinical_column", f"no {col!r} column: model(s) "
                             f"{', '.join(models[k:])} cannot be trained on this cohort (image-only m1 can)",
                             column=col)
+    grouped = {c for cols in CLINICAL_GROUPS.values() for c in cols}
+    for col in sorted(required - grouped - set(df.columns)):  # other labs or extra feature columns
+        out.add("error", "missing_column", f"column {col!r} is required here (a feature of this model) but "
+                "missing", column=col)
     return not missing
 
 

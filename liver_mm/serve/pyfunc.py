@@ -106,7 +106,8 @@ def input_example(predictor: Predictor) -> pd.DataFrame:
     return pd.DataFrame([row])
 
 
-def _pip_requirements() -> list[str]:
+def pip_requirements() -> list[str]:
+    """What a served liver-mm model needs installed."""
     import torch
 
     import liver_mm
@@ -126,5 +127,5 @@ def log_pyfunc_model(bundle_dir: Path, name: str = "model") -> mlflow.models.mod
         artifacts={ARTIFACT_KEY: str(bundle_dir)},
         signature=request_signature(predictor.features, predictor.use_image),
         input_example=input_example(predictor),
-        pip_requirements=_pip_requirements(),
+        pip_requirements=pip_requirements(),
     )

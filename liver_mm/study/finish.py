@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -32,12 +35,12 @@ def config_summary(config: DictConfig) -> dict[str, object]:
             for k in keys if k in config}
 
 
-def finish_study(config: DictConfig) -> Path | None:
+def finish_study(config: DictConfig) -> bool:
     """Compare the finished arms, write ``study.out_dir`` and log it to the parent run.
 
-    The parent is marked FINISHED only when every arm of ``study.arms`` finished; otherwise the
-    report covers the finished arms, says which are missing, and the parent stays unfinished
-    so that a rerun completes it.
+    Returns True when every arm of ``study.arms`` finished (the parent is then FINISHED);
+    otherwise the report covers the finished arms and names the missing ones, the parent is
+    marked FAILED, and rerunning the same command completes the study.
     """
     cohort = prepare_cohort(config.data, config.split, config.cache_dir)
     client, exp_id, _key, parent_id = ensure_parent(config, cohort)
@@ -49,8 +52,9 @@ def finish_study(config: DictConfig) -> Path | None:
                   config.study.name, ", ".join(missing))
     reference = str(config.study.reference)
     if reference not in done:
+        log.error("study %s: the reference arm %s did not finish: no comparison", config.study.name, reference)
         client.set_terminated(parent_id, "FAILED")
-        return None
+        return False
     predictions: dict[str, pd.DataFrame] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for arm in arms:
@@ -62,11 +66,17 @@ def finish_study(config: DictConfig) -> Path | None:
     prov = {**prov, "parent_run_id": parent_id, "child_runs": {a: done[a].info.run_id for a in arms}}
     if missing:
         prov["missing_arms"] = ", ".join(missing)
-    report = write_report(out, comparison, predictions, cohort.df, prov, cohort.synthetic, study_command(config))
-    (out / "command.txt").write_text(study_command(config) + "\n")
+    # written beside the old folder and swapped in: no file of an earlier report survives
+    tmp_out = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp_out, ignore_errors=True)
+    tmp_out.mkdir(parents=True)
+    (tmp_out / "command.txt").write_text(study_command(config) + "\n")
+    write_report(tmp_out, comparison, predictions, cohort.df, prov, cohort.synthetic, study_command(config),
+                 title=out.name)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp_out, out)
+    report = out / "report.md"
     metrics = parent_metrics(comparison)
-    import time
-
     now = int(time.time() * 1000)
     items = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
     for i in range(0, len(items), 200):
@@ -75,4 +85,4 @@ def finish_study(config: DictConfig) -> Path | None:
     client.set_terminated(parent_id, "FINISHED" if not missing else "FAILED")
     log.info("study %s: report %s (parent run %s)", config.study.name, report, parent_id)
     print(f"\nStudy report: {report}\nMLflow parent run: {parent_id}  (make ui, then open http://127.0.0.1:5000)")
-    return report
+    return not missing

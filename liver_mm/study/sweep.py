@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from contextlib import contextmanager
 from typing import Any
 
 from hydra.experimental.callback import Callback
@@ -27,14 +28,21 @@ from liver_mm.training.tracking import get_or_create_experiment, provenance, tra
 
 log = logging.getLogger(__name__)
 ARM_SPECIFIC = ("modalities", "model", "hydra")
+# settings that change how a run executes or where it is tracked, never its results: a study resumed
+# with other threads, workers, logger or cache folder is the same study
+EXECUTION_ONLY = {"trainer": ("num_threads",), "loader": ("num_workers", "pin_memory")}
+NOT_IN_KEY = ("logger", "cache_dir")
 
 
 def study_key(cfg: DictConfig, cohort: PreparedCohort) -> str:
     """Hash of the study's name, cohort, split and shared settings (16 hex digits)."""
     raw = OmegaConf.to_container(cfg, resolve=False)
     assert isinstance(raw, dict)
-    for key in ARM_SPECIFIC:  # (the hydra node only resolves inside a job)
+    for key in (*ARM_SPECIFIC, *NOT_IN_KEY):  # (the hydra node only resolves inside a job)
         raw.pop(key, None)
+    for group, keys in EXECUTION_ONLY.items():
+        for key in keys:
+            (raw.get(group) or {}).pop(key, None)
     shared = OmegaConf.to_container(OmegaConf.create(raw), resolve=True)
     assert isinstance(shared, dict)
     study = dict(shared.pop("study", {}) or {})
@@ -62,10 +70,11 @@ def study_children(client: MlflowClient, exp_id: str, key: str) -> list[Run]:
 
 
 def finished_children(client: MlflowClient, exp_id: str, key: str) -> dict[str, Run]:
-    """arm -> its FINISHED child run (the latest, should a duplicate ever exist)."""
+    """arm -> its finished child run: status FINISHED *and* every output logged (the tag
+    ``outputs_logged`` is the last thing a run writes), the latest should a duplicate ever exist."""
     out: dict[str, Run] = {}
     for run in sorted(study_children(client, exp_id, key), key=lambda r: r.info.start_time):
-        if run.info.status == "FINISHED":
+        if run.info.status == "FINISHED" and run.data.tags.get("outputs_logged") == "true":
             out[run.data.tags.get("arm", "")] = run
     return out
 
@@ -90,42 +99,87 @@ def ensure_parent(cfg: DictConfig, cohort: PreparedCohort) -> tuple[MlflowClient
     return client, exp_id, key, run.info.run_id
 
 
+def check_arm(cfg: DictConfig) -> None:
+    """The arm's modality set and model are the ones its config names (an override such as
+    ``modalities=m2`` on the study command would relabel every arm)."""
+    want_mod, want_model = cfg.study.get("modalities"), cfg.study.get("model")
+    if (want_mod and cfg.modalities.name != want_mod) or (want_model and cfg.model.kind != want_model):
+        raise ValueError(
+            f"arm {cfg.study.arm} must train modalities={want_mod} with a {want_model} model, not "
+            f"modalities={cfg.modalities.name} with a {cfg.model.kind} model: the study sets modalities and "
+            "model per arm; drop those overrides (choose arms with study.arms / hydra.sweeper.params.arm)"
+        )
+
+
 def run_arm(cfg: DictConfig) -> dict[str, Any]:
-    """One study job: train the arm as a child run unless it already finished in this study."""
+    """One study job: train the arm as a child run unless it already finished in this study.
+
+    A failing arm is logged and reported as missing instead of stopping the other arms; the
+    study's report then names it and the command exits 1 (rerun to complete it).
+    """
     from liver_mm.training.run import train
 
     arm = str(cfg.study.arm)
-    cohort = prepare_cohort(cfg.data, cfg.split, cfg.cache_dir, features=list(cfg.modalities.features))
-    client, exp_id, key, parent_id = ensure_parent(cfg, cohort)
-    done = finished_children(client, exp_id, key).get(arm)
-    if done is not None:
-        log.info("arm %s already finished in this study (run %s): skipped", arm, done.info.run_id)
-        return {"arm": arm, "run_id": done.info.run_id, "skipped": True}
-    for stale in study_children(client, exp_id, key):
-        if stale.data.tags.get("arm") == arm:  # left unfinished by a killed or failed attempt
-            log.warning("removing unfinished run %s of arm %s (status %s)", stale.info.run_id, arm,
-                        stale.info.status)
-            client.delete_run(stale.info.run_id)
-    with open_dict(cfg):
-        cfg.study.parent_run_id = parent_id
-        cfg.study.key = key
-    res = train(cfg)
+    try:
+        check_arm(cfg)
+        if str(cfg.trainer.get("strategy", "")) == "ddp":
+            # Lightning's ddp re-executes the command per GPU, which would relaunch the whole sweep
+            log.info("arm %s: trainer.strategy ddp -> ddp_spawn inside a study", arm)
+            with open_dict(cfg):
+                cfg.trainer.strategy = "ddp_spawn"
+        cohort = prepare_cohort(cfg.data, cfg.split, cfg.cache_dir, features=list(cfg.modalities.features))
+        client, exp_id, key, parent_id = ensure_parent(cfg, cohort)
+        done = finished_children(client, exp_id, key).get(arm)
+        if done is not None:
+            log.info("arm %s already finished in this study (run %s): skipped", arm, done.info.run_id)
+            return {"arm": arm, "run_id": done.info.run_id, "skipped": True}
+        for stale in study_children(client, exp_id, key):
+            if stale.data.tags.get("arm") == arm:  # left unfinished by a killed or failed attempt
+                log.warning("removing unfinished run %s of arm %s (status %s)", stale.info.run_id, arm,
+                            stale.info.status)
+                client.delete_run(stale.info.run_id)
+        with open_dict(cfg):
+            cfg.study.parent_run_id = parent_id
+            cfg.study.key = key
+        res = train(cfg)
+    except Exception as exc:  # noqa: BLE001 - one failing arm must not cost the others their results
+        log.exception("arm %s failed: %s", arm, exc)
+        return {"arm": arm, "run_id": None, "failed": str(exc)}
     return {"arm": arm, "run_id": None if res is None else res.run_id, "skipped": False}
 
 
 class StudyCallback(Callback):
-    """Hydra callback: shared preparation before the sweep, comparison and report after it."""
+    """Hydra callback: shared preparation before the sweep, comparison and report after it.
+
+    Hydra turns exceptions raised in callbacks into warnings; these hooks log the error and
+    exit with status 1 instead, so a study never carries on (or ends "successfully") past one.
+    """
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         # one preparation for all arms: children (possibly parallel) then only read the caches
         from liver_mm.data.crops import build_crop_cache
 
-        cohort = prepare_cohort(config.data, config.split, config.cache_dir)
-        build_crop_cache(cohort.df, int(config.image_size), float(config.crop.margin),
-                         f"{config.cache_dir}/crops")
-        ensure_parent(config, cohort)
+        with _exit_on_error("preparing the study"):
+            cohort = prepare_cohort(config.data, config.split, config.cache_dir)
+            build_crop_cache(cohort.df, int(config.image_size), float(config.crop.margin),
+                             f"{config.cache_dir}/crops")
+            ensure_parent(config, cohort)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from liver_mm.study.finish import finish_study
 
-        finish_study(config)
+        with _exit_on_error("comparing the arms"):
+            complete = finish_study(config)
+        if not complete:
+            raise SystemExit(1)
+
+
+@contextmanager
+def _exit_on_error(step: str):
+    try:
+        yield
+    except SystemExit:
+        raise
+    except Exception as exc:
+        log.error("study failed while %s: %s", step, exc)
+        raise SystemExit(1) from None

@@ -110,20 +110,25 @@ def fit_lightning(
         log_model=False,
     )
     ckpt_dir = Path(tempfile.mkdtemp(prefix="liver-mm-ckpt-"))
-    ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="dev_auc", mode="max",
-                           save_top_k=1, save_weights_only=True)
-    stop = EarlyStopping(monitor="dev_auc", mode="max", patience=int(cfg.early_stopping.patience))
-    trainer = instantiate(kwargs, logger=logger, callbacks=[ckpt, stop], default_root_dir=str(ckpt_dir))
-    trainer.fit(module, datamodule=dm)
-    if trainer.global_rank != 0:
-        return None
-    logger.experiment.set_tag(run_id, "world_size", str(trainer.world_size))
-    best = ckpt.best_model_path
-    if best:
-        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
-        module.load_state_dict(state)
-        log.info("best checkpoint: epoch with dev AUC %.4f", float(ckpt.best_model_score or float("nan")))
-    shutil.rmtree(ckpt_dir, ignore_errors=True)  # the weights live on in the logged model bundle
+    try:
+        ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="dev_auc", mode="max",
+                               save_top_k=1, save_weights_only=True)
+        stop = EarlyStopping(monitor="dev_auc", mode="max", patience=int(cfg.early_stopping.patience))
+        trainer = instantiate(kwargs, logger=logger, callbacks=[ckpt, stop], default_root_dir=str(ckpt_dir))
+        trainer.fit(module, datamodule=dm)
+        if trainer.global_rank != 0:
+            return None
+        # Lightning's logger marks the run FINISHED when fit ends; it is not finished until its
+        # predictions, metrics and model are logged (run.train sets the final status)
+        logger.experiment.update_run(run_id, "RUNNING")
+        logger.experiment.set_tag(run_id, "world_size", str(trainer.world_size))
+        best = ckpt.best_model_path
+        if best:
+            state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+            module.load_state_dict(state)
+            log.info("best checkpoint: epoch with dev AUC %.4f", float(ckpt.best_model_score or float("nan")))
+    finally:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)  # the weights live on in the run's model bundle
     module = module.cpu()
     return predict_probs(module, dm, EVAL_SPLITS), module
 

@@ -113,16 +113,17 @@ def model_spec(cfg: DictConfig, feats: Features, metrics: dict[str, float], coho
     }
 
 
-def _pip_requirements() -> list[str]:
-    import torch
+def save_model_bundle(cfg: DictConfig, cohort: PreparedCohort, feats: Features, metrics: dict[str, float],
+                      module: Any, out: Path) -> Path:
+    """The trained network as a bundle (safetensors + JSON) in ``out/model_bundle``."""
+    from liver_mm.serve.bundle import save_bundle
 
-    import liver_mm
+    return save_bundle(out / "model_bundle", module.net.eval(), model_spec(cfg, feats, metrics, cohort),
+                       feats.preprocessor.to_dict())
 
-    return [f"torch=={torch.__version__.split('+')[0]}", f"liver-mm=={liver_mm.__version__}"]
 
-
-def log_models(cfg: DictConfig, cohort: PreparedCohort, feats: Features, metrics: dict[str, float], fitted: Any,
-               out: Path, run_id: str) -> None:
+def log_models(cfg: DictConfig, cohort: PreparedCohort, feats: Features, fitted: Any, bundle: Path | None,
+               run_id: str) -> None:
     """Log the model: a pyfunc ``model`` (preprocessing included) and the raw network ``torch_model``."""
     import mlflow
 
@@ -135,22 +136,16 @@ def log_models(cfg: DictConfig, cohort: PreparedCohort, feats: Features, metrics
         import torch
 
         from liver_mm.models.packed import PackedInputClassifier
-        from liver_mm.serve.bundle import save_bundle
+        from liver_mm.serve.pyfunc import log_pyfunc_model, pip_requirements
 
         net = fitted.net.eval()
-        bundle = save_bundle(out / "model_bundle", net, model_spec(cfg, feats, metrics, cohort),
-                             feats.preprocessor.to_dict())
         size = int(cfg.image_size) if cfg.modalities.image else None
         packed = PackedInputClassifier(net, size, feats.preprocessor.n_features_out).eval()
         idx = np.flatnonzero(cohort.df["split"].to_numpy() == "test")[:2]
         image = None if size is None else torch.from_numpy(feats.images[idx]).float().div(255).unsqueeze(1)
         example = packed.pack(image, torch.from_numpy(feats.tabular[idx])).numpy()
         mlflow.pytorch.log_model(packed, name="torch_model", input_example=example,
-                                 pip_requirements=_pip_requirements())
-        try:
-            from liver_mm.serve.pyfunc import log_pyfunc_model
-        except ImportError:  # serving layer not installed in this tree
-            return
+                                 pip_requirements=pip_requirements())
         log_pyfunc_model(bundle, name="model")
 
 
@@ -168,7 +163,12 @@ def log_run_outputs(client: MlflowClient, run_id: str, cfg: DictConfig, cohort: 
     files += write_figures(pred, metrics, name, out)
     step, now = _last_step(client, run_id), int(time.time() * 1000)
     client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()], synchronous=True)
+    bundle = None
+    if cfg.model.kind != "sklearn":  # the weights are always kept, with or without logged MLflow models
+        bundle = save_model_bundle(cfg, cohort, feats, metrics, fitted, out)
+        client.log_artifacts(run_id, str(bundle), "model_bundle")
     for f in files:
         client.log_artifact(run_id, str(f))
     if cfg.logger.get("log_model", True):
-        log_models(cfg, cohort, feats, metrics, fitted, out, run_id)
+        log_models(cfg, cohort, feats, fitted, bundle, run_id)
+    client.set_tag(run_id, "outputs_logged", "true")  # last: a resumed study trusts only such runs

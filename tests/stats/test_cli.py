@@ -111,7 +111,7 @@ def test_cohort_through_the_seam(capsys, tmp_path, monkeypatch):
     df = pd.DataFrame({"label": ["benign", "malignant"] * 10, "age": rng.normal(60, 9, 20).round(),
                        "sex": ["F", "M", "M", "F"] * 5, "subtype": ["FNH", "HCC"] * 10,
                        "diagnostic_basis": ["histology"] * 20})
-    monkeypatch.setattr(stats_cmds, "_load_manifest", lambda path: df)
+    monkeypatch.setattr(stats_cmds, "_load_manifest", lambda path, units=None: df)
     out = tmp_path / "tables"
     assert main(["cohort", "ignored.csv", "--out", str(out)]) == 0
     printed = capsys.readouterr().out

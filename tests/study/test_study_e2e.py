@@ -59,7 +59,25 @@ def study(tmp_path_factory, tiny_cohort):
     before = client.search_runs([exp.experiment_id], "tags.is_study_parent = 'false'")
     assert sorted((r.data.tags["arm"], r.info.status) for r in before) == [
         ("m1", "FINISHED"), ("m2", "FINISHED"), ("m3", "KILLED")]
-    assert main(["study", *overrides]) == 0
+
+    # resumed, but one arm fails: the others finish, the report names the missing arm, exit status 1
+    def failing(cfg, *args, **kwargs):
+        if cfg.study.arm == "tab_mlp":
+            raise ValueError("simulated failure of one arm")
+        return original(cfg, *args, **kwargs)
+
+    fit.fit_lightning = failing
+    try:
+        with pytest.raises(SystemExit) as exc:
+            main(["study", *overrides])
+    finally:
+        fit.fit_lightning = original
+    assert exc.value.code == 1
+    partial = (root / "experiments" / "tiny" / "report.md").read_text()
+    assert "missing_arms" in partial and "tab_mlp" in partial
+    assert client.search_runs([exp.experiment_id], "tags.is_study_parent = 'true'")[0].info.status == "FAILED"
+
+    assert main(["study", *overrides]) == 0  # the same command completes the study
     return root, client, exp.experiment_id
 
 

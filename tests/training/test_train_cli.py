@@ -57,3 +57,32 @@ def test_invalid_manifest_stops_before_training(tmp_path, tiny_cohort, capfd):
     assert "nothing was trained" in text
     assert "column label" in text and f"case {df.loc[3, 'case_id']}" in text and "line 5" in text
     assert _runs(uri) == []  # nothing was trained or tracked
+
+
+def test_ddp_relaunches_workers_from_the_command_line(tmp_path, tiny_cohort):
+    """trainer.strategy=ddp: Lightning re-executes the command per process; one MLflow run results."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cmd = [str(Path(sys.executable).with_name("liver-mm")), "train", "data=manifest",
+           f"data.manifest={tiny_cohort}", "modalities=m2", "trainer=ddp_cpu", "trainer.strategy=ddp",
+           "trainer.max_epochs=1", "image_size=32", "image_encoder=mobilenetv2_050", "logger.log_model=false",
+           f"logger.tracking_uri={uri}", f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'out'}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "GLOBAL_RANK: 1" in proc.stdout + proc.stderr  # the second process really ran
+    runs = _runs(uri)
+    assert len(runs) == 1
+    assert runs[0].data.tags["world_size"] == "2" and runs[0].info.status == "FINISHED"
+
+
+def test_bad_config_value_is_a_message_not_a_traceback(tmp_path, tiny_cohort, capfd):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "data=manifest", f"data.manifest={tiny_cohort}", "data.units={albumin: mg/dL}",
+              f"logger.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}", f"cache_dir={tmp_path / 'cache'}",
+              f"hydra.run.dir={tmp_path / 'out'}"])
+    assert exc.value.code == 1
+    out, err = capfd.readouterr()
+    assert "albumin" in out + err and "Traceback" not in out + err
