@@ -28,7 +28,7 @@ def tune_malloc() -> bool:
     except (OSError, AttributeError):
         return False
     ok = True
-    ok &= bool(mallopt(_M_MMAP_THRESHOLD, 32 * 1024 * 1024))  # glibc's maximum on 64-bit
+    ok &= bool(mallopt(_M_MMAP_THRESHOLD, 2**31 - 1))  # mallopt takes an int: the nearest to the 4 GiB env value
     ok &= bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
     ok &= bool(mallopt(_M_TOP_PAD, 1024 * 1024 * 1024))
     return ok

@@ -14,8 +14,6 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
-SPLITS = ("train", "dev", "test")
-
 
 class RandomGamma(v2.Transform):
     """Gamma correction with a gamma drawn log-uniformly from ``gamma_range`` (images in [0, 1])."""

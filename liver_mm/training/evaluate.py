@@ -8,14 +8,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from liver_mm.data.schema import label_to_int
 from liver_mm.stats import auc_ci, binary_metrics, youden_threshold
 
 PRED_COLUMNS = ["case_id", "split", "label", "prob"]
 
 
 def labels01(labels: pd.Series) -> np.ndarray:
-    """'benign'/'malignant' -> 0/1 (N,) int."""
-    return (labels.astype(str).to_numpy() == "malignant").astype(int)
+    """'benign'/'malignant' -> 0/1 (N,) int; anything else raises (never silently benign)."""
+    return label_to_int(labels)
 
 
 def split_arrays(pred: pd.DataFrame, split: str) -> tuple[np.ndarray, np.ndarray]:
