@@ -108,16 +108,26 @@ def _check_splits(df: pd.DataFrame, out: Collector) -> None:
                         "computed there; re-split stratified by label", column="split")
 
 
-def _validate(path: str | Path, units: Mapping[str, str] | None, check_images: bool,
-              require_clinical: Iterable[str]) -> tuple[ValidationReport, pd.DataFrame | None]:
+def open_manifest(path: str | Path, units: Mapping[str, str] | None
+                  ) -> tuple[ValidationReport, pd.DataFrame | None, ImageCache]:
+    """Read a manifest for validation: (report holding the read error if any, frame or None, the
+    image cache to share with the checks)."""
     report = ValidationReport(str(path))
     cache: ImageCache = {}
     try:
         df = read_manifest(path, units, cache=cache)
     except ManifestError as exc:
         report.findings.append(Finding("error", exc.code, str(exc), column=exc.column))
-        return report, None
+        return report, None, cache
     report.n_rows = len(df)
+    return report, df, cache
+
+
+def _validate(path: str | Path, units: Mapping[str, str] | None, check_images: bool,
+              require_clinical: Iterable[str]) -> tuple[ValidationReport, pd.DataFrame | None]:
+    report, df, cache = open_manifest(path, units)
+    if df is None:
+        return report, None
     out = Collector(df, str(path))
     if df.empty:
         out.add("error", "manifest_empty", "the manifest has a header but no rows: one row per nodule")

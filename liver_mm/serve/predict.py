@@ -16,8 +16,7 @@ import pandas as pd
 
 from liver_mm.data.crops import BBOX_COLUMNS
 from liver_mm.data.images import read_gray
-from liver_mm.data.schema import ImageCache, ManifestError, read_manifest
-from liver_mm.data.validate import Finding, ManifestValidationError, ValidationReport, validate_labs
+from liver_mm.data.validate import ManifestValidationError, ValidationReport, open_manifest, validate_labs
 from liver_mm.data.validate_images import check_bboxes, check_files
 from liver_mm.data.validate_report import Collector
 from liver_mm.serve.inference import Predictor
@@ -76,14 +75,9 @@ def validate_cases(path: str | Path, units: Mapping[str, str] | None = None, fea
     """Validate a manifest of cases to score: the model's columns present, case_ids unique,
     images and boxes (when ``use_image``) and labs checked as for training. Labels and split are
     optional and not checked. Returns (report, frame from ``read_manifest``; None if unreadable)."""
-    report = ValidationReport(str(path))
-    cache: ImageCache = {}
-    try:
-        df = read_manifest(path, units, cache=cache)
-    except ManifestError as exc:
-        report.findings.append(Finding("error", exc.code, str(exc), column=exc.column))
+    report, df, cache = open_manifest(path, units)
+    if df is None:
         return report, None
-    report.n_rows = len(df)
     out = Collector(df, str(path))
     features = list(features)
     missing = [c for c in _needed_columns(df, features, use_image) if c not in df.columns]

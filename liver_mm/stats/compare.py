@@ -9,23 +9,15 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from liver_mm.stats._inputs import check_binary, check_scores
-from liver_mm.stats.delong import auc_ci, delong_test
+from liver_mm.stats.delong import DelongTest, auc_ci, delong_test
 
 
-@dataclass(frozen=True)
-class ModelComparison:
+@dataclass(frozen=True, kw_only=True)
+class ModelComparison(DelongTest):
     """One paired DeLong test ``a`` vs ``b`` (diff = auc_a - auc_b) with its Holm-adjusted p."""
 
     a: str
     b: str
-    auc_a: float
-    auc_b: float
-    diff: float
-    diff_ci_low: float
-    diff_ci_high: float
-    z: float
-    p_value: float
-    cov: float
     p_holm: float
 
 
@@ -79,7 +71,7 @@ def compare_models(
     pairs = comparison_pairs(list(arrays), reference)
     tests = [delong_test(y, arrays[a], arrays[b], alpha=alpha) for a, b in pairs]
     p_holm = holm_adjust([t.p_value for t in tests])
-    return [ModelComparison(a, b, **asdict(t), p_holm=float(ph))
+    return [ModelComparison(a=a, b=b, **asdict(t), p_holm=float(ph))
             for (a, b), t, ph in zip(pairs, tests, p_holm, strict=True)]
 
 
