@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Iterable, MutableMapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -57,3 +59,44 @@ def content_hash(pixels: np.ndarray) -> str:
 def file_content_hash(path: str | Path) -> str:
     """:func:`content_hash` of the decoded grayscale image at ``path``."""
     return content_hash(read_gray(path))
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What validation needs of one decoded file: (H, W), pixel hash, foreground bbox (x0, y0, x1, y1)."""
+
+    shape: tuple[int, int]
+    hash: str
+    foreground: tuple[int, int, int, int] | None
+
+
+ImageCache = MutableMapping[str, "ImageInfo | ImageReadError"]
+
+
+def probe_image(path: str | Path, cache: ImageCache | None = None) -> ImageInfo:
+    """Decode ``path`` once (memoised in ``cache``) -> :class:`ImageInfo`; raises ``ImageReadError``."""
+    key = str(path)
+    hit = cache.get(key) if cache is not None else None
+    if hit is None:
+        try:
+            px = read_gray(key)
+            rows, cols = np.flatnonzero(px.any(axis=1)), np.flatnonzero(px.any(axis=0))
+            fg = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1) if rows.size else None
+            hit = ImageInfo((int(px.shape[0]), int(px.shape[1])), content_hash(px), fg)
+        except ImageReadError as exc:
+            hit = exc
+        if cache is not None:
+            cache[key] = hit
+    if isinstance(hit, ImageReadError):
+        raise hit
+    return hit
+
+
+def mask_union_bbox(paths: Iterable[str | Path], cache: ImageCache | None = None
+                    ) -> tuple[int, int, int, int] | None:
+    """Bounding box (x0, y0, x1, y1; exclusive) of the union of the masks' non-zero pixels, or None."""
+    boxes = [b for p in paths if (b := probe_image(p, cache).foreground) is not None]
+    if not boxes:
+        return None
+    arr = np.array(boxes)
+    return int(arr[:, 0].min()), int(arr[:, 1].min()), int(arr[:, 2].max()), int(arr[:, 3].max())

@@ -21,13 +21,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from liver_mm.data.images import ImageReadError
+from liver_mm.data.images import ImageReadError, mask_union_bbox
 from liver_mm.data.schema import (
     BBOX_COLUMNS,
     LABELS,
     ManifestError,
     convert_units,
-    mask_union_bbox,
     read_raw_table,
 )
 

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from liver_mm.data.images import ImageCache
 from liver_mm.data.schema import (
     BBOX_COLUMNS,
     CLINICAL_GROUPS,
     LABELS,
     REQUIRED_COLUMNS,
     SPLITS,
-    ImageCache,
     ManifestError,
     read_manifest,
 )

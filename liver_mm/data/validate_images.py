@@ -1,6 +1,6 @@
 """Checks that need the pixels: image files, bounding boxes, masks, pixel-identical images.
 
-Every file is decoded once per validation (:func:`~liver_mm.data.schema.probe_image` with a
+Every file is decoded once per validation (:func:`~liver_mm.data.images.probe_image` with a
 shared cache), several at a time.
 """
 
@@ -14,14 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from liver_mm.data.images import ImageReadError
+from liver_mm.data.images import ImageCache, ImageInfo, ImageReadError, probe_image
 from liver_mm.data.schema import (
     BBOX2_COLUMNS,
     BBOX_COLUMNS,
     NON_NUMERIC_ATTR,
-    ImageCache,
-    ImageInfo,
-    probe_image,
     split_paths,
 )
 from liver_mm.data.validate_report import Collector, Severity
