@@ -97,7 +97,7 @@ def auc_by_step_figure(names: Sequence[str], auc: Sequence[float], lo: Sequence[
     x = np.arange(len(names))
     a = np.asarray(auc)
     ax.errorbar(x, a, yerr=[a - np.asarray(lo), np.asarray(hi) - a], fmt="o-", capsize=4)
-    ax.set_xticks(x, list(names))
+    ax.set_xticks(x, list(names), rotation=30, ha="right")
     ax.set(ylim=(0.4, 1.02), ylabel="Test AUC (95% CI)")
     ax.grid(alpha=0.3)
     fig.tight_layout()
