@@ -124,6 +124,16 @@ def _cov_rows(v: np.ndarray) -> np.ndarray:
     return d @ d.T / (m - 1)
 
 
+def _placements_warned(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
+    """:func:`placements` plus (m, n) = (#positive, #negative), warning when a class has one case."""
+    aucs, v10, v01 = placements(y, s)
+    m, n = v10.shape[1], v01.shape[1]
+    if min(m, n) < 2:
+        log.warning("DeLong variance with %d positive / %d negative case(s): the single-case class "
+                    "contributes 0 to the variance (undefined); the CI is too narrow", m, n)
+    return aucs, v10, v01, m, n
+
+
 def delong_covariance(y_true: object, scores: object) -> tuple[np.ndarray, np.ndarray]:
     """AUCs of k scores on the same cases and their DeLong covariance.
 
@@ -133,11 +143,7 @@ def delong_covariance(y_true: object, scores: object) -> tuple[np.ndarray, np.nd
     pROC); it is taken as 0 here, with a warning, so the result is finite but optimistic.
     """
     y, s = _scores_matrix(y_true, scores)
-    aucs, v10, v01 = placements(y, s)
-    m, n = v10.shape[1], v01.shape[1]
-    if min(m, n) < 2:
-        log.warning("DeLong variance with %d positive / %d negative case(s): the single-case class "
-                    "contributes 0 to the variance (undefined); the CI is too narrow", m, n)
+    aucs, v10, v01, m, n = _placements_warned(y, s)
     cov = _cov_rows(v10) / m + _cov_rows(v01) / n
     return aucs, cov
 
@@ -173,11 +179,7 @@ def delong_test(y_true: object, score_a: object, score_b: object, alpha: float =
     """
     y = check_binary(y_true)
     s = np.stack([check_scores(score_a, y.size, "score_a"), check_scores(score_b, y.size, "score_b")])
-    aucs, v10, v01 = placements(y, s)
-    m, n = v10.shape[1], v01.shape[1]
-    if min(m, n) < 2:
-        log.warning("paired DeLong test with %d positive / %d negative case(s): the single-case class "
-                    "contributes 0 to the variance (undefined)", m, n)
+    aucs, v10, v01, m, n = _placements_warned(y, s)
     cov = _cov_rows(v10) / m + _cov_rows(v01) / n
     var_diff = float(_cov_rows(v10[:1] - v10[1:])[0, 0] / m + _cov_rows(v01[:1] - v01[1:])[0, 0] / n)
     sd = np.sqrt(max(var_diff, 0.0))

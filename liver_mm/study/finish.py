@@ -78,7 +78,8 @@ def finish_study(config: DictConfig) -> bool:
     report = out / "report.md"
     metrics = parent_metrics(comparison)
     now = int(time.time() * 1000)
-    items = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
+    logged = client.get_run(parent_id).data.metrics  # a resumed study logs only what changed
+    items = [Metric(k, float(v), now, 0) for k, v in metrics.items() if logged.get(k) != float(v)]
     for i in range(0, len(items), 200):
         client.log_batch(parent_id, metrics=items[i : i + 200], synchronous=True)
     client.log_artifacts(parent_id, str(out))
