@@ -32,7 +32,7 @@ def _synth(args: argparse.Namespace) -> int:
     signal = DEFAULT_IMAGE_SIGNAL if args.image_signal is None else args.image_signal
     try:
         manifest = generate_cohort(args.out, n=args.n, seed=args.seed, image_signal=signal,
-                                   frame_size=args.frame_size)
+                                   frame_size=args.frame_size, force=args.force)
     except (ValueError, OSError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -75,8 +75,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("synth", help="write the built-in synthetic cohort (images + manifest)",
                               description="Write a synthetic cohort calibrated to the paper's tables: "
                               "full-frame B-mode-like PNGs under DIR/images, DIR/manifest.csv and the "
-                              "DIR/cohort.json marker. Same seed, same bytes.")
-    p.add_argument("--out", required=True, help="output folder")
+                              "DIR/cohort.json marker. Same seed, same bytes. DIR must be new or empty; "
+                              "the cohort is written to a temporary folder and renamed into place.")
+    p.add_argument("--out", required=True, help="output folder (new or empty)")
+    p.add_argument("--force", action="store_true",
+                   help="replace a synthetic cohort written earlier in DIR (never a folder holding anything "
+                   "liver-mm synth did not write)")
     p.add_argument("--n", type=int, default=1080, help="number of nodules (default 1080)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--image-signal", type=float, default=None,

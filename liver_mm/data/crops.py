@@ -30,7 +30,7 @@ from liver_mm.data import images
 logger = logging.getLogger(__name__)
 
 #: Bump whenever cropping/resizing/decoding changes the pixels, so old caches are not reused.
-CROP_CACHE_VERSION = 1
+CROP_CACHE_VERSION = 2  # 2: EXIF orientation honoured, 16-bit scaled by bit depth (images.py)
 BBOX_COLUMNS = ("bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1")
 
 

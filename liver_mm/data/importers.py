@@ -7,7 +7,9 @@ Supported layouts, one folder per class under ``root``::
 
 Each image needs at least one mask (its bbox is the bounding box of the union of its masks);
 images without a usable mask, folders not mapped to a label and masks without an image are
-skipped and counted. An optional clinical CSV is joined on a key column.
+skipped and counted. An optional clinical CSV is joined on a key column: its headers match the
+schema case-insensitively (``AST`` -> ``ast``, logged), the number of cases it matches is reported,
+and a table matching no case is an error.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import pandas as pd
 from liver_mm.data.images import ImageReadError, mask_union_bbox
 from liver_mm.data.schema import (
     BBOX_COLUMNS,
+    KNOWN_COLUMNS,
     LABELS,
     ManifestError,
     convert_units,
@@ -49,11 +52,15 @@ class ImportResult:
     orphan_masks: list[str] = field(default_factory=list)  # masks without an image (ignored)
     missing_labs: list[str] = field(default_factory=list)  # case_ids without a clinical row
     unused_labs: list[str] = field(default_factory=list)  # clinical keys matching no case
+    clinical_matched: int | None = None  # cases with a clinical row (None: no clinical table)
 
     def summary(self) -> str:
         counts = self.frame["label"].value_counts().reindex(list(LABELS), fill_value=0)
         parts = [f"wrote {len(self.frame)} cases ({', '.join(f'{n} {k}' for k, n in counts.items())}) "
                  f"to {self.manifest}"]
+        if self.clinical_matched is not None:
+            parts.append(f"clinical data matched {self.clinical_matched} of {len(self.frame)} cases"
+                         + (f" ({len(self.missing_labs)} without clinical data)" if self.missing_labs else ""))
         if self.skipped_folders:
             parts.append("skipped unmapped folders: " + ", ".join(
                 f"{k} ({n} images)" for k, n in self.skipped_folders.items()))
@@ -93,6 +100,8 @@ def _case_id(root: Path, image: Path) -> str:
 def _join_clinical(df: pd.DataFrame, clinical: Path, on: str, units: Mapping[str, str] | None,
                    result: ImportResult) -> pd.DataFrame:
     labs = read_raw_table(clinical)
+    if on not in labs.columns and on.lower() in {c.lower() for c in KNOWN_COLUMNS}:
+        on = next(c for c in KNOWN_COLUMNS if c.lower() == on.lower())  # its header was matched to it
     if on not in labs.columns:
         raise ManifestError(f"{clinical}: no key column {on!r} (columns: {', '.join(labs.columns)})", column=on)
     dup = labs[on].dropna().duplicated(keep=False)
@@ -111,6 +120,14 @@ def _join_clinical(df: pd.DataFrame, clinical: Path, on: str, units: Mapping[str
         merged["patient_id"] = mapped.fillna(merged["patient_id"])
     result.missing_labs = merged.loc[merged["_key"].isna(), "case_id"].tolist()
     result.unused_labs = sorted(set(labs["_key"]) - set(df["case_id"]))
+    result.clinical_matched = len(df) - len(result.missing_labs)
+    if result.clinical_matched == 0:
+        raise ManifestError(f"{clinical}: none of its {len(labs)} {on} values matches a case_id (case_ids are "
+                            f"<class folder>/<image stem>, e.g. {df['case_id'].iloc[0]!r}): fix the key column "
+                            "or pass --on COLUMN", column=on)
+    if result.missing_labs:
+        log.warning("import-folder: %d of %d cases have no clinical row in %s (matched on %s)",
+                    len(result.missing_labs), len(df), clinical, on)
     return merged.drop(columns="_key")
 
 
@@ -169,8 +186,7 @@ def import_folder(root: str | Path, out: str | Path, classes: Mapping[str, str] 
     out.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(out, index=False)
     result.frame = df
-    for what, items in (("skipped folders", result.skipped_folders), ("images without mask", result.no_mask),
-                        ("cases without clinical data", result.missing_labs)):
+    for what, items in (("skipped folders", result.skipped_folders), ("images without mask", result.no_mask)):
         if items:
             log.warning("import-folder: %d %s", len(items), what)
     return result

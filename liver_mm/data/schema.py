@@ -2,7 +2,9 @@
 
 One row per nodule (see README). Clinical values are kept in the paper's units
 (:data:`CLINICAL`); other units are converted only when the user *declares* them
-(``units={"albumin": "g/L"}`` / ``--unit albumin=g/L``), never guessed.
+(``units={"albumin": "g/L"}`` / ``--unit albumin=g/L``), never guessed. CSVs must be comma-separated
+(another separator is named in the error); headers match the known columns case-insensitively
+(``AST`` -> ``ast``, each such match logged as a warning).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +38,9 @@ NON_LAB_COLUMNS = frozenset((*REQUIRED_COLUMNS, "mask_path", "subtype", "diagnos
 LINES_ATTR = "manifest_lines"  # df.attrs key: {index label: CSV line number}
 SOURCE_ATTR = "manifest_source"
 NON_NUMERIC_ATTR = "manifest_non_numeric"  # df.attrs key: {column: {index label: raw text}}
+_SEPARATORS = {";": "semicolons", "\t": "tabs", "|": "vertical bars"}
+
+log = logging.getLogger(__name__)
 
 
 class ManifestError(ValueError):
@@ -50,9 +56,11 @@ class ManifestError(ValueError):
 class ClinicalColumn:
     """One clinical variable: canonical unit, ranges (in that unit) and accepted unit conversions.
 
-    ``plausible`` (inclusive): values outside are errors. ``typical``: most values of a liver
-    clinic cohort fall inside; values outside are warnings, and a cohort *median* outside it
-    suggests another unit. ``conversions``: declared unit -> factor multiplying into ``unit``.
+    The one table of unit rules, applied to single values by
+    :func:`liver_mm.data.validate_labs.judge_value` (validator and server alike). ``plausible``
+    (inclusive): values outside are impossible in ``unit``: errors. ``typical``: most values of a liver
+    clinic cohort fall inside; values outside are warnings (borderline), and a cohort *median* outside
+    it suggests another unit. ``conversions``: declared unit -> factor multiplying into ``unit``.
     """
 
     name: str
@@ -85,7 +93,8 @@ CLINICAL: dict[str, ClinicalColumn] = {c.name: c for c in (
                    conversions=_ENZYME),
     ClinicalColumn("alt", "alanine aminotransferase", "U/L", plausible=(1, 20000), typical=(3, 500),
                    conversions=_ENZYME),
-    ClinicalColumn("platelets", "platelet count", "x10^4/uL", plausible=(0.1, 200), typical=(2, 45),
+    # above 150 x10^4/uL (1,500 x10^9/L) a count is far likelier x10^9/L than real: an error
+    ClinicalColumn("platelets", "platelet count", "x10^4/uL", plausible=(0.1, 150), typical=(2, 45),
                    conversions={**dict.fromkeys(_PER_10_9_L, 0.1), "/uL": 1e-4, "/mm3": 1e-4}),
     ClinicalColumn("albumin", "serum albumin", "g/dL", plausible=(0.5, 7.0), typical=(1.5, 5.5),
                    conversions={"g/L": 0.1}),
@@ -101,6 +110,8 @@ CLINICAL: dict[str, ClinicalColumn] = {c.name: c for c in (
 # clinical columns each model adds (m1 = image only); MODEL_COLUMNS is cumulative
 CLINICAL_GROUPS: dict[str, tuple[str, ...]] = {
     "m2": ("age", "sex"), "m3": ("ast", "alt"), "m4": ("platelets",), "m5": ("albumin",)}
+KNOWN_COLUMNS = (*REQUIRED_COLUMNS, "mask_path", *BBOX_COLUMNS, *BBOX2_COLUMNS, "subtype", "diagnostic_basis",
+                 "split", *CLINICAL)
 MODEL_COLUMNS: dict[str, tuple[str, ...]] = {"m1": ()}
 for _m, _cols in CLINICAL_GROUPS.items():
     MODEL_COLUMNS[_m] = (*list(MODEL_COLUMNS.values())[-1], *_cols)
@@ -171,10 +182,54 @@ def split_paths(value: object) -> list[str]:
     return [p.strip() for p in value.split(";") if p.strip()] if isinstance(value, str) else []
 
 
-def read_raw_table(path: str | Path) -> pd.DataFrame:
-    """Read any CSV as stripped strings (blank / NA tokens -> NaN); index = CSV line of each row.
+def _check_separator(path: Path, text: str, header: list[str]) -> None:
+    """Refuse a CSV whose header holds ``;`` / tab / ``|`` and which csv.Sniffer reads as separated by it."""
+    if not any(sep in name for name in header for sep in _SEPARATORS):
+        return
+    sample = "\n".join(text.splitlines()[:5])
+    try:
+        sep = csv.Sniffer().sniff(sample, delimiters="," + "".join(_SEPARATORS)).delimiter
+    except csv.Error:
+        sep = max(_SEPARATORS, key=lambda c: sum(n.count(c) for n in header)) if len(header) == 1 else ","
+    if sep in _SEPARATORS:
+        raise ManifestError(f"{path}, line 1: the columns are separated by {_SEPARATORS[sep]} ({sep!r}), not "
+                            "commas: the manifest must be comma-separated; re-export it as a comma-separated CSV",
+                            code="manifest_separator")
 
-    Raises :class:`ManifestError` naming the file and line when it cannot be parsed.
+
+def canonical_headers(names: list[str], source: object, log_renames: bool = True) -> list[str]:
+    """``names`` with headers that match a :data:`KNOWN_COLUMNS` name case-insensitively renamed to it
+    (``AST`` -> ``ast``; logged). A header whose exact name is also present is kept as it is; two
+    headers matching one name raise :class:`ManifestError` (code ``header_ambiguous``)."""
+    known = {c.lower(): c for c in KNOWN_COLUMNS}
+    matches: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        target = known.get(name.lower())
+        if target is not None and name != target:
+            matches.setdefault(target, []).append(i)
+    out = list(names)
+    for target, idxs in matches.items():
+        found = ", ".join(repr(names[i]) for i in idxs)
+        if target in names:
+            if log_renames:
+                log.warning("%s: column(s) %s kept as extra column(s): %r is present too", source, found, target)
+        elif len(idxs) > 1:
+            raise ManifestError(f"{source}, line 1: columns {found} all match {target!r}: keep one",
+                                code="header_ambiguous", column=target)
+        else:
+            out[idxs[0]] = target
+            if log_renames:
+                log.warning("%s: column %s read as %r (headers match known columns case-insensitively)",
+                            source, found, target)
+    return out
+
+
+def read_raw_table(path: str | Path, log_renames: bool = True) -> pd.DataFrame:
+    """Read any comma-separated CSV as stripped strings (blank / NA tokens -> NaN); index = CSV line of
+    each row; known column names matched case-insensitively (:func:`canonical_headers`).
+
+    Raises :class:`ManifestError` naming the file and line when it cannot be parsed (code
+    ``manifest_separator`` when it is separated by ``;``, tabs or ``|``).
     """
     path = Path(path)
     try:
@@ -191,12 +246,14 @@ def read_raw_table(path: str | Path) -> pd.DataFrame:
         header = next(reader, None)
         if not header or not any(h.strip() for h in header):
             raise ManifestError(f"{path}: empty manifest (no header line)")
+        _check_separator(path, text, header)
         names = [h.strip() for h in header]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup or "" in names:
             what = (f"duplicate column(s) {', '.join(dup)}" if dup
                     else f"empty column name at position {names.index('') + 1}")
             raise ManifestError(f"{path}, line 1: {what} in the header", column=dup[0] if dup else None)
+        names = canonical_headers(names, path, log_renames)
         width, last = len(names), reader.line_num
         for rec in reader:
             start, last = last + 1, reader.line_num
@@ -287,7 +344,7 @@ def line_numbers(df: pd.DataFrame) -> pd.Series:
 def manifest_hash(path: str | Path) -> str:
     """sha256 of the manifest's canonical CSV (cells stripped, columns and rows sorted):
     unchanged by column order, row order, whitespace or blank lines."""
-    raw = read_raw_table(Path(path))
+    raw = read_raw_table(Path(path), log_renames=False)
     raw = raw[sorted(raw.columns)]
     raw = raw.sort_values(list(raw.columns), na_position="first", kind="stable")
     return hashlib.sha256(raw.to_csv(index=False, lineterminator="\n").encode()).hexdigest()

@@ -4,12 +4,22 @@
 sidecar ``out_dir/cohort.json`` marking the cohort synthetic. Same arguments, same bytes: every
 random draw comes from ``numpy.random.default_rng`` seeded by ``seed`` (clinical table) and by
 ``[seed, case number]`` (each image), PNGs are written with fixed settings and no metadata.
+
+The cohort is written into a temporary sibling folder and renamed into place, so a killed run never
+leaves half a cohort. ``out_dir`` must be new or empty; ``force=True`` replaces only a cohort this
+generator wrote (its sidecar's ``manifest_sha256`` matches and nothing else is in the folder), never a
+folder holding anything else.
 """
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import json
 import logging
+import os
+import secrets
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +59,66 @@ def _save_png(pixels: np.ndarray, path: Path) -> None:
     Image.fromarray(pixels).save(path, format="PNG", optimize=False, compress_level=1)
 
 
+def _foreign(out: Path) -> list[str]:
+    """Entries of ``out`` this generator did not write (all of them unless its sidecar and manifest check out)."""
+    entries = sorted(p.name for p in out.iterdir())
+    meta = read_cohort_meta(out / "manifest.csv")
+    manifest = out / "manifest.csv"
+    if (meta is None or meta.get("synthetic") is not True or meta.get("generator") != GENERATOR
+            or meta.get("manifest") != manifest.name or not manifest.is_file()
+            or meta.get("manifest_sha256") != hashlib.sha256(manifest.read_bytes()).hexdigest()):
+        return entries
+    foreign = [e for e in entries if e not in (manifest.name, SIDECAR_NAME, "images")]
+    images = out / "images"
+    if images.is_dir():
+        with open(manifest, newline="") as fh:
+            ours = {row.get("image_path") for row in csv.DictReader(fh)}
+        foreign += [f"images/{p.name}" for p in sorted(images.iterdir())
+                    if f"images/{p.name}" not in ours or not p.is_file()]
+    elif images.exists():
+        foreign.append("images")
+    return foreign
+
+
+def _replaceable(out: Path, force: bool) -> bool:
+    """May a new cohort go to ``out``? True when an earlier synthetic cohort there is to be replaced;
+    raises ``FileExistsError`` saying why not."""
+    if not out.exists():
+        return False
+    if not out.is_dir():
+        raise FileExistsError(f"{out}: exists and is not a folder; choose a new or empty folder")
+    entries = sorted(p.name for p in out.iterdir())
+    if not entries:
+        return False
+    if not force:
+        raise FileExistsError(f"{out} is not empty ({len(entries)} entries: {', '.join(entries[:3])}"
+                              f"{', ...' if len(entries) > 3 else ''}): choose a new or empty folder, or pass "
+                              "--force to replace a synthetic cohort written there")
+    foreign = _foreign(out)
+    if foreign:
+        raise FileExistsError(f"{out}: not replaced even with --force: it holds {len(foreign)} entr"
+                              f"{'y' if len(foreign) == 1 else 'ies'} liver-mm synth did not write "
+                              f"({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}); "
+                              "choose a new or empty folder")
+    return True
+
+
+def _move_into_place(tmp: Path, out: Path, replace: bool) -> None:
+    if not replace:
+        if out.exists():
+            out.rmdir()  # empty (checked)
+        os.rename(tmp, out)
+        return
+    old = out.with_name(f".{out.name}.old-{secrets.token_hex(4)}")
+    os.rename(out, old)
+    try:
+        os.rename(tmp, out)
+    except BaseException:
+        os.rename(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def generate_cohort(
     out_dir: str | Path,
     n: int = 1080,
@@ -56,22 +126,40 @@ def generate_cohort(
     image_signal: float = DEFAULT_IMAGE_SIGNAL,
     frame_size: tuple[int, int] = DEFAULT_FRAME_SIZE,
     progress: bool | None = None,
+    force: bool = False,
 ) -> Path:
     """Write a synthetic cohort of ``n`` nodules to ``out_dir``; return the path of its manifest.csv.
 
     Images are full frames of shape ``frame_size`` = (H, W) pixels (uint8 PNG) with the lesion's
     box in ``bbox_*`` (x1, y1 exclusive) and a second observer's box in ``bbox2_*``.
     ``image_signal`` in [0, 1] sets how much the image tells about the label. ``progress``:
-    show a tqdm bar (None: only on a terminal).
+    show a tqdm bar (None: only on a terminal). ``out_dir`` must be new or empty; ``force``
+    replaces a synthetic cohort written there earlier (``FileExistsError`` otherwise).
     """
     if not 0.0 <= float(image_signal) <= 1.0:
         raise ValueError(f"image_signal must lie in [0, 1], got {image_signal}")
     height, width = (int(v) for v in frame_size)
     if height < 64 or width < 64:
         raise ValueError(f"frame_size must be at least (64, 64) pixels, got {frame_size}")
-    out = Path(out_dir)
-    (out / "images").mkdir(parents=True, exist_ok=True)
+    target = Path(out_dir).resolve()
+    replace = _replaceable(target, force)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    (tmp / "images").mkdir(parents=True)
+    try:
+        _write(tmp, n, seed, float(image_signal), (height, width), progress)
+        _move_into_place(tmp, target, replace)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    manifest = Path(out_dir) / "manifest.csv"
+    log.info("synthetic cohort: %d nodules -> %s", n, manifest)
+    return manifest
 
+
+def _write(out: Path, n: int, seed: int, image_signal: float, frame_size: tuple[int, int],
+           progress: bool | None) -> None:
+    height, width = frame_size
     df = synth_clinical(n, seed)
     boxes, boxes2, paths = [], [], []
     bar = tqdm(df["case_id"], desc="synthetic images", unit="img", disable=None if progress is None else not progress)
@@ -105,10 +193,9 @@ def generate_cohort(
         "n_malignant": int(counts.get("malignant", 0)),
         "n_patients": int(df["patient_id"].nunique()),
         "manifest": manifest.name,
+        "manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest(),
     }
     (out / SIDECAR_NAME).write_text(json.dumps(sidecar, indent=2, sort_keys=True) + "\n")
-    log.info("synthetic cohort: %d nodules (%d patients) -> %s", n, sidecar["n_patients"], manifest)
-    return manifest
 
 
 def is_synthetic(manifest_path: str | Path) -> bool:

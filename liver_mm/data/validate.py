@@ -2,9 +2,10 @@
 
 :func:`validate_manifest` returns every finding (row = CSV line, case_id, column, code, message);
 :func:`load_valid_manifest` is the gate training and prediction go through. Stable codes:
-manifest_unreadable, manifest_empty, unit_unknown, missing_column, missing_clinical_column, missing_value,
-duplicate_case_id, label_invalid, image_missing, image_unreadable, mask_missing, mask_unreadable,
-mask_empty, mask_size_mismatch, mask_outside, bbox_missing, bbox_invalid, bbox_empty,
+manifest_unreadable, manifest_separator, header_ambiguous, manifest_empty, unit_unknown, missing_column,
+missing_clinical_column, missing_value, duplicate_case_id, label_invalid, image_missing, image_unreadable,
+image_too_large, mask_missing, mask_unreadable, mask_too_large, mask_empty, mask_inverted (warning),
+mask_size_mismatch, mask_outside, bbox_missing, bbox_invalid, bbox_empty,
 bbox_outside, image_duplicate, image_duplicate_label_conflict, split_invalid, split_leak_patient,
 split_leak_image, split_empty_class, and from :func:`validate_labs`: value_not_numeric,
 value_out_of_range, value_atypical, unit_suspect, median_atypical, missing_values, sex_unknown,

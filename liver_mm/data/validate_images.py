@@ -1,7 +1,9 @@
 """Checks that need the pixels: image files, bounding boxes, masks, pixel-identical images.
 
 Every file is decoded once per validation (:func:`~liver_mm.data.images.probe_image` with a
-shared cache), several at a time.
+shared cache), several at a time. Masks are read by the rules of :mod:`liver_mm.data.images`
+(lesion = at least half the bit depth's range); a mask whose lesion covers more than
+:data:`INVERTED_MASK_SHARE` of the frame, or whose box is the whole frame, is flagged (``mask_inverted``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from liver_mm.data.schema import (
 from liver_mm.data.validate_report import Collector, Severity
 
 SAME_NODULE_IOU = 0.5  # identical frames of one patient: boxes overlapping this much are one nodule
+INVERTED_MASK_SHARE = 0.5  # a lesion covering more of the frame than this is likely an inverted mask
 
 
 def _probe_all(paths: list[str], cache: ImageCache) -> None:
@@ -43,7 +46,11 @@ def _safe_probe(path: str) -> ImageInfo | ImageReadError:
 
 def _file_problem(path: str, err: ImageReadError, idx: object, column: str, out: Collector) -> None:
     what = "image" if column == "image_path" else "mask"
-    if not Path(path).exists():
+    if err.reason == "too_large":
+        out.add("error", f"{what}_too_large", f"{what} file {err}", idx, column)
+    elif err.reason == "value_range":
+        out.add("error", f"{what}_unreadable", f"{what} file {err}", idx, column)
+    elif not Path(path).exists():
         out.add("error", f"{what}_missing",
                 f"{what} file {path} not found: fix {column} (relative to the manifest's folder) "
                 "or add the file", idx, column)
@@ -77,6 +84,8 @@ def check_files(df: pd.DataFrame, out: Collector, cache: ImageCache) -> dict[obj
         if good and all(i.foreground is None for _, i in good) and len(good) == len(infos):
             out.add("error", "mask_empty", f"mask(s) {', '.join(p for p, _ in good)} have no foreground "
                     "pixel: redraw the mask or give a bbox", idx, "mask_path")
+        for p, info in good:
+            _check_inverted(p, info, idx, out)
         shape = shapes.get(idx)
         for p, info in good if shape is not None else []:
             if info.shape == shape:
@@ -89,6 +98,18 @@ def check_files(df: pd.DataFrame, out: Collector, cache: ImageCache) -> dict[obj
                     + (f" and its foreground reaches x={fg[2]}, y={fg[3]}, outside the image" if outside else "")
                     + ": export the mask at the image's size", idx, "mask_path")
     return shapes
+
+
+def _check_inverted(path: str, info: ImageInfo, idx: object, out: Collector) -> None:
+    h, w = info.shape
+    whole = info.foreground == (0, 0, w, h)
+    if info.foreground is None or not (whole or info.coverage > INVERTED_MASK_SHARE):
+        return
+    why = f"the lesion covers {100 * info.coverage:.0f}% of the frame" + (
+        " and its box is the whole frame" if whole else "")
+    out.add("warning", "mask_inverted", f"mask {path}: {why}; is it inverted (lesion black on white)? "
+            "Pixels >= half the range (>= 128 of 255) count as lesion: re-export it white on black, "
+            "or give the bbox", idx, "mask_path")
 
 
 def check_bboxes(df: pd.DataFrame, shapes: Mapping[object, tuple[int, int]] | None, out: Collector) -> None:

@@ -1,12 +1,17 @@
 """Checks of clinical / lab values: units, ranges, sex codes, duplicates, per-patient consistency.
 
 Works on any table with some of the :data:`~liver_mm.data.schema.CLINICAL` columns (a cohort
-manifest or a bare lab export); no images needed.
+manifest or a bare lab export); no images needed. A single value is judged by :func:`judge_value`,
+the rule the server's request check shares: an error only when the value is impossible in its unit
+(outside ``plausible``), a warning when it is borderline (outside ``typical``), each naming a unit
+that would explain it. A whole column (at least :data:`MIN_VALUES_FOR_UNIT_SNIFF` values) whose
+median is atypical but typical in another unit is one ``unit_suspect`` error.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -20,21 +25,53 @@ from liver_mm.data.schema import (
     convert_units,
     normalise_sex,
 )
-from liver_mm.data.validate_report import Collector, Finding
+from liver_mm.data.validate_report import Collector, Finding, Severity
 
 # Two nodules of one patient may come from exams a year or so apart, and ages are usually
 # whole years: ages of one patient_id differing by more than this are a conflict (a mis-linked ID).
 AGE_TOLERANCE_YEARS = 2.0
 AGE_TOP_CODE = 90  # HIPAA Safe Harbor and many registries record every age over 89 as 90
 MIN_LAB_VALUES_FOR_DUPLICATES = 3  # rows need this many lab values before "identical" means anything
+# a median of this many values outside the typical range is rare unless the unit is wrong (fewer: per value)
+MIN_VALUES_FOR_UNIT_SNIFF = 5
 
 
 def _fmt(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else f"{x:.4g}"
 
 
+@dataclass(frozen=True)
+class LabVerdict:
+    """What is wrong with one lab value: ``severity``, ``code`` (value_out_of_range / value_atypical),
+    ``message`` and ``unit``: another accepted unit in which the value would be typical (or None)."""
+
+    severity: Severity
+    code: str
+    message: str
+    unit: str | None = None
+
+
+def judge_value(spec: ClinicalColumn, x: float, suggest_units: bool = True) -> LabVerdict | None:
+    """Judge one value ``x`` in ``spec.unit``: None when typical; an error when outside ``plausible``
+    (impossible in this unit); a warning when outside ``typical`` (borderline). The message names a
+    unit that would make the value typical, unless ``suggest_units`` is False (a unit was declared)."""
+    lo, hi = spec.plausible
+    tlo, thi = spec.typical
+    if lo <= x <= hi and tlo <= x <= thi:
+        return None
+    units = [u for u, f in spec.conversions.items() if tlo <= x * f <= thi] if suggest_units else []
+    hint = f"; it looks like {units[0]} (= {_fmt(x * spec.factor(units[0]))} {spec.unit})" if units else ""
+    if not lo <= x <= hi:
+        return LabVerdict("error", "value_out_of_range", f"{_fmt(x)} {spec.unit} is outside the plausible "
+                          f"{_fmt(lo)}-{_fmt(hi)} {spec.unit}{hint}", units[0] if units else None)
+    return LabVerdict("warning", "value_atypical", f"{_fmt(x)} {spec.unit} is outside the typical "
+                      f"{_fmt(tlo)}-{_fmt(thi)} {spec.unit}{hint}", units[0] if units else None)
+
+
 def _unit_suspect(col: str, spec: ClinicalColumn, values: pd.Series, out: Collector) -> bool:
     """Sniff another unit from the median; True when the column's values should not be range-checked."""
+    if len(values) < MIN_VALUES_FOR_UNIT_SNIFF:
+        return False
     median = float(values.median())
     lo, hi = spec.typical
     if lo <= median <= hi:
@@ -65,20 +102,24 @@ def _check_continuous(df: pd.DataFrame, col: str, spec: ClinicalColumn, out: Col
     values = df[col].dropna()
     if values.empty or _unit_suspect(col, spec, values, out):
         return
-    lo, hi = spec.plausible
-    for idx, v in values[(values < lo) | (values > hi)].items():
-        out.add("error", "value_out_of_range",
-                f"{col} = {_fmt(v)} {spec.unit} is outside the plausible {_fmt(lo)}-{_fmt(hi)} {spec.unit}; "
-                "correct it (or leave it empty if unknown)", idx, col)
-    plausible = values[(values >= lo) & (values <= hi)]
+    suggest = col not in out.units
+    verdicts = {idx: v for idx, x in values.items() if (v := judge_value(spec, float(x), suggest)) is not None}
+    for idx, v in verdicts.items():
+        if v.severity == "error":
+            fix = f"convert it to {spec.unit}" if v.unit else "correct it"
+            out.add("error", v.code, f"{col} = {v.message}: {fix} (or leave it empty if unknown)", idx, col)
+    atypical = values[[i for i, v in verdicts.items() if v.severity == "warning"]]
     tlo, thi = spec.typical
-    for side, mask, extreme in (("below", plausible < tlo, plausible.min()),
-                                ("above", plausible > thi, plausible.max())):
-        if mask.any():
-            out.add("warning", "value_atypical",
-                    f"{int(mask.sum())} {col} value(s) {side} the typical {_fmt(tlo)}-{_fmt(thi)} "
-                    f"{spec.unit} (extreme {_fmt(extreme)}; {out.where(plausible.index[mask])}): "
-                    "plausible, but check they are not entry errors", column=col)
+    for side, part in (("below", atypical[atypical < tlo]), ("above", atypical[atypical > thi])):
+        if part.empty:
+            continue
+        extreme = part.min() if side == "below" else part.max()
+        unit = verdicts[part.idxmin() if side == "below" else part.idxmax()].unit
+        hint = f"; if entered in {unit}, convert them to {spec.unit}" if unit else ""
+        out.add("warning", "value_atypical",
+                f"{len(part)} {col} value(s) {side} the typical {_fmt(tlo)}-{_fmt(thi)} "
+                f"{spec.unit} (extreme {_fmt(extreme)}; {out.where(part.index)}): "
+                f"plausible, but check they are not entry errors{hint}", column=col)
 
 
 def _check_missing(df: pd.DataFrame, out: Collector) -> None:

@@ -33,7 +33,7 @@ def busi(tmp_path: Path) -> Path:
     make_png(root / "benign/mask/b 2_mask.png", pixels=mask(4, 8, 5, 9))
     make_png(root / "benign/mask/b 2_mask_1.png", pixels=mask(15, 25, 20, 30))  # second lesion mask
     make_png(root / "Malignant/m1.png", seed=3)
-    make_png(root / "Malignant/m1_mask.png", pixels=mask(1, 31, 1, 39))
+    make_png(root / "Malignant/m1_mask.png", pixels=mask(4, 20, 6, 30))
     make_png(root / "Malignant/m2.png", seed=4)  # no mask: skipped
     make_png(root / "Malignant/zz_mask.png", pixels=mask(1, 5, 1, 5))  # no image: orphan
     make_png(root / "normal/n1.png", seed=5)

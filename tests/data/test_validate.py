@@ -228,8 +228,8 @@ def test_each_file_is_decoded_once(tmp_path, rows, monkeypatch):
     import liver_mm.data.images as images
 
     calls: list[str] = []
-    real = images.read_gray
-    monkeypatch.setattr(images, "read_gray", lambda p: calls.append(str(p)) or real(p))
+    real = images._open
+    monkeypatch.setattr(images, "_open", lambda p: calls.append(str(p)) or real(p))
     make_png(tmp_path / "img/m.png", pixels=np.pad(np.ones((8, 8), np.uint8), ((12, 12), (12, 20))))
     for r in rows[:2]:
         r.update(mask_path="img/m.png", bbox_x0="", bbox_y0="", bbox_x1="", bbox_y1="")
