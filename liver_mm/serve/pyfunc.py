@@ -6,7 +6,8 @@ loading it unpickles nothing. ``mlflow models serve -m URI --env-manager local``
 ``/invocations`` with ``{"dataframe_records": [{"case_id": ..., "image_b64": ..., "age": ...}]}``
 (see :mod:`liver_mm.serve.requests`) and returns one ``{case_id, prob, label}`` per case. A bad
 field raises an ``MlflowException`` with ``INVALID_PARAMETER_VALUE``: HTTP 400 naming the case
-and the field.
+and the field. Images come inline (``image_b64``); ``image_path`` is read only under the folder
+named by ``$LIVER_MM_SERVE_IMAGE_ROOT`` when the model is loaded (:mod:`liver_mm.serve.image_root`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from mlflow.types import ColSpec, Schema
 from PIL import Image
 
 from liver_mm.data.crops import BBOX_COLUMNS
+from liver_mm.serve.image_root import image_root_from_env
 from liver_mm.serve.inference import OUTPUT_COLUMNS, Predictor
 from liver_mm.serve.requests import IMAGE_FIELDS, RequestError, parse_request
 
@@ -33,12 +35,13 @@ ARTIFACT_KEY = "bundle"
 MODEL_CODE = Path(__file__).with_name("pyfunc_model_code.py")
 
 
-def score_request(predictor: Predictor, model_input: pd.DataFrame) -> pd.DataFrame:
+def score_request(predictor: Predictor, model_input: pd.DataFrame, image_root: Path | None = None) -> pd.DataFrame:
     """Check and score a request frame -> case_id, prob, label; bad fields raise an
-    ``MlflowException`` (INVALID_PARAMETER_VALUE, i.e. HTTP 400) listing every (case, field)."""
+    ``MlflowException`` (INVALID_PARAMETER_VALUE, i.e. HTTP 400) listing every (case, field).
+    ``image_root``: the only folder ``image_path`` may name (None: inline images only)."""
     df = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
     try:
-        cases = parse_request(df, predictor.features, predictor.use_image)
+        cases = parse_request(df, predictor.features, predictor.use_image, image_root)
     except RequestError as exc:
         raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
     load = (lambda i: (cases.frames[i], cases.boxes[i])) if predictor.use_image else None
@@ -50,8 +53,10 @@ class NodulePyfunc(mlflow.pyfunc.PythonModel):
 
     def __init__(self) -> None:
         self.predictor: Predictor | None = None
+        self.image_root: Path | None = None
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        self.image_root = image_root_from_env()
         self.predictor = Predictor.from_dir(context.artifacts[ARTIFACT_KEY])
 
     # pd.DataFrame is a hint MLflow infers no schema from: the explicit signature stays in
@@ -60,7 +65,7 @@ class NodulePyfunc(mlflow.pyfunc.PythonModel):
                 params: dict | None = None) -> pd.DataFrame:
         if self.predictor is None:
             raise MlflowException("model not loaded: load_context() was not called")
-        return score_request(self.predictor, model_input)
+        return score_request(self.predictor, model_input, self.image_root)
 
 
 def request_signature(features: list[str], use_image: bool) -> ModelSignature:

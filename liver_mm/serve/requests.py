@@ -1,9 +1,9 @@
 """Scoring requests: one row per case, checked field by field before anything is predicted.
 
 A request row holds ``case_id``, the frame as ``image_b64`` (base64 PNG/JPEG bytes) or
-``image_path`` (a file the server can read), an optional box ``bbox_x0, bbox_y0, bbox_x1,
-bbox_y1`` (pixels, x1/y1 exclusive; absent = the whole frame) and the model's clinical fields
-in the paper's units (:data:`liver_mm.data.schema.CLINICAL`). Every problem is collected as a
+``image_path`` (only under the server's image root, :mod:`liver_mm.serve.image_root`), an
+optional box ``bbox_x0, bbox_y0, bbox_x1, bbox_y1`` (pixels, x1/y1 exclusive; absent = the
+whole frame) and the model's clinical fields in the paper's units (:data:`liver_mm.data.schema.CLINICAL`). Every problem is collected as a
 :class:`Problem` naming the case and the field; :class:`RequestError` carries them all.
 """
 
@@ -12,15 +12,20 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from liver_mm.data.crops import BBOX_COLUMNS
 from liver_mm.data.images import ImageReadError, read_gray
 from liver_mm.data.schema import CLINICAL, SEX_CODES, ClinicalColumn, normalise_sex
+from liver_mm.data.validate_labs import judge_value
+from liver_mm.serve.image_root import ImagePathRefused, resolve_request_path
 
 IMAGE_FIELDS = ("image_b64", "image_path")
 
@@ -56,10 +61,6 @@ class ParsedCases:
     labs: pd.DataFrame
 
 
-def _fmt(x: float) -> str:
-    return f"{x:g}"
-
-
 def _missing(value: object) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
 
@@ -85,21 +86,18 @@ def check_lab(name: str, value: object) -> str | None:
 
 
 def _check_range(spec: ClinicalColumn, x: float) -> str | None:
-    """Out of the plausible range, or atypical in a way another unit explains: a message."""
-    lo, hi = spec.plausible
-    tlo, thi = spec.typical
-    units = [u for u, f in spec.conversions.items() if tlo <= x * f <= thi]
-    hint = (f"; it looks like {units[0]} (= {_fmt(x * spec.conversions[units[0]])} {spec.unit}): "
-            f"send {spec.name} in {spec.unit}") if units else ""
-    if not lo <= x <= hi:
-        return f"{_fmt(x)} {spec.unit} is outside the plausible {_fmt(lo)}-{_fmt(hi)} {spec.unit}{hint}"
-    if not tlo <= x <= thi and units:
-        return f"{_fmt(x)} {spec.unit} is atypical (typical {_fmt(tlo)}-{_fmt(thi)} {spec.unit}){hint}"
-    return None
+    """A message when ``x`` is impossible in the paper's unit (the validator's rule,
+    :func:`~liver_mm.data.validate_labs.judge_value`); borderline values are accepted."""
+    verdict = judge_value(spec, x)
+    if verdict is None or verdict.severity != "error":
+        return None
+    return verdict.message + (f": send {spec.name} in {spec.unit}" if verdict.unit else "")
 
 
-def decode_image(case_id: str, row: pd.Series) -> tuple[np.ndarray | None, Problem | None]:
-    """The frame (H, W) uint8 of a request row from ``image_b64`` or ``image_path``."""
+def decode_image(case_id: str, row: pd.Series, image_root: Path | None = None
+                 ) -> tuple[np.ndarray | None, Problem | None]:
+    """The frame (H, W) uint8 of a request row from ``image_b64``, or from ``image_path`` when it lies
+    under ``image_root`` (:mod:`liver_mm.serve.image_root`; None = inline images only)."""
     b64 = row.get("image_b64")
     path = row.get("image_path")
     has_b64, has_path = not _missing(b64), not _missing(path)
@@ -114,11 +112,25 @@ def decode_image(case_id: str, row: pd.Series) -> tuple[np.ndarray | None, Probl
                 text = text.split(",", 1)[1]
             data = base64.b64decode(text, validate=True)
             return read_gray(data), None
-        return read_gray(str(path)), None
+        return read_gray(str(resolve_request_path(str(path), image_root))), None
     except binascii.Error as exc:
         return None, Problem(case_id, field, f"not valid base64 ({exc})")
+    except ImagePathRefused as exc:
+        return None, Problem(case_id, field, str(exc))
     except ImageReadError as exc:
+        if exc.reason == "too_large":
+            return None, Problem(case_id, field, _too_large(str(exc)))
         return None, Problem(case_id, field, str(exc).replace("<bytes>", "the decoded bytes"))
+    except Image.DecompressionBombError as exc:
+        return None, Problem(case_id, field, _too_large(str(exc)))
+
+
+def _too_large(detail: str) -> str:
+    """The answer to an image over Pillow's pixel limit (its count when ``detail`` gives it)."""
+    found = re.search(r"([\d,]+) pixels", detail)
+    count = f" ({found[1]} pixels)" if found else ""
+    return (f"image too large{count}: the limit is {Image.MAX_IMAGE_PIXELS or 0:,} pixels per image; "
+            "crop or downscale it")
 
 
 def parse_box(case_id: str, row: pd.Series, shape: tuple[int, int] | None
@@ -149,8 +161,20 @@ def parse_box(case_id: str, row: pd.Series, shape: tuple[int, int] | None
     return (x0, y0, x1, y1), None
 
 
-def parse_request(df: pd.DataFrame, features: Sequence[str], use_image: bool) -> ParsedCases:
-    """Check every row of a request frame; raises :class:`RequestError` listing all problems."""
+def expected_fields(features: Sequence[str], use_image: bool) -> list[str]:
+    """The request fields of a model: case_id, the image and box fields when it sees images, its labs."""
+    image = ["image_b64 (or image_path)", *BBOX_COLUMNS] if use_image else []
+    return ["case_id", *image, *features]
+
+
+def parse_request(df: pd.DataFrame, features: Sequence[str], use_image: bool,
+                  image_root: Path | None = None) -> ParsedCases:
+    """Check every row of a request frame; raises :class:`RequestError` listing all problems.
+    ``image_root``: the folder ``image_path`` may point into (None: inline ``image_b64`` only)."""
+    if len(df) == 0:
+        raise RequestError([Problem("(none)", "dataframe_records", "the request holds no case: send one "
+                                    "record per case with the fields "
+                                    f"{', '.join(expected_fields(features, use_image))}")])
     problems: list[Problem] = []
     ids = [str(v) if not _missing(v) else f"#{i}" for i, v in
            enumerate(df["case_id"] if "case_id" in df.columns else [None] * len(df))]
@@ -163,7 +187,7 @@ def parse_request(df: pd.DataFrame, features: Sequence[str], use_image: bool) ->
                 problems.append(Problem(cid, name, msg))
         if not use_image:
             continue
-        frame, bad = decode_image(cid, row)
+        frame, bad = decode_image(cid, row, image_root)
         box, bad_box = parse_box(cid, row, None if frame is None else frame.shape)
         problems += [p for p in (bad, bad_box) if p is not None]
         frames.append(frame)  # type: ignore[arg-type]  # only used when there is no problem

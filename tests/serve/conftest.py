@@ -92,3 +92,29 @@ def tabular_bundle(tiny_cohort: Path, tmp_path_factory) -> Path:
             "use_image": False, "features": prep.features, "image_size": 32, "margin": 0.0,
             "threshold": 0.5, "units": {}, "synthetic": True}
     return save_bundle(tmp_path_factory.mktemp("bundle") / "tabular", net, spec, prep.to_dict())
+
+
+def zero_png(width: int, height: int) -> bytes:
+    """A real all-zero 8-bit grayscale PNG of ``width`` x ``height`` px, built row by row (the
+    pixels are never held in memory: a 14000x14000 file is ~190 kB)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    comp = zlib.compressobj(9)
+    rows = b"\x00" * ((width + 1) * 500)  # 500 rows: filter byte 0 + the row's pixels, each
+    full, rest = divmod(height, 500)
+    idat = b"".join(comp.compress(rows) for _ in range(full)) + comp.compress(rows[: (width + 1) * rest])
+    idat += comp.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+@pytest.fixture(scope="session")
+def bomb_b64() -> str:
+    """Base64 of a 14000x14000 all-zero PNG (196 Mpx: over Pillow's decompression-bomb limit)."""
+    import base64
+
+    return base64.b64encode(zero_png(14000, 14000)).decode("ascii")

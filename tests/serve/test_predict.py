@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -117,3 +118,120 @@ def test_tabular_only_bundle_needs_no_images(tabular_bundle, heldout_manifest, t
     # batch composition does not change a case's probability
     predictor.batch_size = 3
     np.testing.assert_allclose(predict_manifest(predictor, manifest)["prob"], pred["prob"], atol=1e-6)
+
+
+def _predict_cli(tracked, manifest: Path, out: Path, *extra: str) -> int:
+    return main(["predict", "--model-uri", tracked.model_uri, "--manifest", str(manifest), "--out", str(out),
+                 "--tracking-uri", tracked.tracking_uri, *extra])
+
+
+@pytest.mark.parametrize("spelling", ["same", "dotdot", "symlink", "hardlink"])
+def test_out_equal_to_manifest_is_refused(tracked, heldout_manifest, tmp_path, capsys, spelling):
+    (tmp_path / "sub").mkdir()
+    manifest = tmp_path / "cases.csv"
+    manifest.write_bytes(heldout_manifest.read_bytes())
+    out = {"same": manifest, "dotdot": tmp_path / "sub" / ".." / "cases.csv", "symlink": tmp_path / "link.csv",
+           "hardlink": tmp_path / "hard.csv"}[spelling]
+    if spelling == "symlink":
+        out.symlink_to(manifest)
+    elif spelling == "hardlink":
+        os.link(manifest, out)
+    assert _predict_cli(tracked, manifest, out) == 1
+    err = capsys.readouterr().err
+    assert f"error: {out}: the predictions CSV must be a new file, not the input manifest {manifest}" in err
+    assert manifest.read_bytes() == heldout_manifest.read_bytes()
+    with pytest.raises(ValueError, match="must be a new file, not the input manifest"):
+        predict_manifest(tracked.model_uri, manifest, out=out)
+    assert manifest.read_bytes() == heldout_manifest.read_bytes()
+
+
+def test_failed_write_keeps_the_previous_predictions(tracked, heldout_manifest, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "preds.csv"
+    out.write_text("previous predictions\n")
+    real_to_csv = pd.DataFrame.to_csv
+
+    def half_then_fail(self, path=None, *args, **kwargs):
+        Path(path).write_text("case_id,prob,label\nc1,0.")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", half_then_fail)
+    assert _predict_cli(tracked, heldout_manifest, out) == 1
+    monkeypatch.setattr(pd.DataFrame, "to_csv", real_to_csv)
+    assert "No space left on device" in capsys.readouterr().err
+    assert out.read_text() == "previous predictions\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["preds.csv"]  # no temporary file left behind
+
+
+def test_out_in_an_unwritable_place_fails_before_scoring(tracked, heldout_manifest, tmp_path, capsys):
+    (tmp_path / "file.txt").write_text("x")
+    assert _predict_cli(tracked, heldout_manifest, tmp_path / "file.txt" / "preds.csv") == 1
+    assert "file.txt: cannot create or write this folder" in capsys.readouterr().err
+
+
+def _with_blanks(heldout_manifest: Path, tmp_path: Path, cells: list[tuple[int, str]],
+                 columns: tuple[str, ...] = ()) -> tuple[Path, pd.DataFrame]:
+    df = pd.read_csv(heldout_manifest, dtype={"case_id": str})
+    for row, col in cells:
+        df.loc[row, col] = np.nan
+    for col in columns:
+        df[col] = np.nan
+    manifest = tmp_path / "blanks.csv"
+    df.to_csv(manifest, index=False)
+    return manifest, df
+
+
+def test_blank_lab_is_refused_naming_file_line_case_and_column(tracked, heldout_manifest, tmp_path, capsys):
+    manifest, df = _with_blanks(heldout_manifest, tmp_path, [(2, "ast")])  # CSV line 4
+    assert _predict_cli(tracked, manifest, tmp_path / "p.csv") == 1
+    err = capsys.readouterr().err
+    line = next(s for s in err.splitlines() if "[missing_value]" in s)
+    assert line.startswith(f"ERROR [missing_value] {manifest}, line 4 (case {df.loc[2, 'case_id']}, column ast): "
+                           "ast is empty: this model needs ast (U/L)")
+    assert "--allow-missing" in line and not (tmp_path / "p.csv").exists()
+    with pytest.raises(ManifestValidationError) as info:
+        predict_manifest(tracked.model_uri, manifest)
+    assert [(f.code, f.row, f.column) for f in info.value.report.errors] == [("missing_value", 4, "ast")]
+
+
+def test_empty_lab_column_is_refused(tracked, heldout_manifest, tmp_path, capsys):
+    manifest, df = _with_blanks(heldout_manifest, tmp_path, [], columns=("albumin",))
+    assert _predict_cli(tracked, manifest, tmp_path / "p.csv") == 1
+    err = capsys.readouterr().err
+    assert f"ERROR [missing_value] {manifest} (column albumin): albumin is empty on every row (lines 2, 3" in err
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_allow_missing_imputes_and_names_the_filled_features(tracked, heldout_manifest, tmp_path, capsys):
+    manifest, df = _with_blanks(heldout_manifest, tmp_path, [(0, "ast"), (0, "albumin"), (3, "platelets")])
+    out = tmp_path / "p.csv"
+    assert _predict_cli(tracked, manifest, out, "--allow-missing") == 0, capsys.readouterr().err
+    assert capsys.readouterr().out.rstrip().endswith(", 2 with imputed inputs")  # cases, not cells
+    pred = pd.read_csv(out, dtype={"case_id": str}, keep_default_na=False)
+    assert list(pred.columns) == ["case_id", "prob", "label", "imputed"]
+    expected = [""] * len(df)
+    expected[0], expected[3] = "ast;albumin", "platelets"
+    assert pred["imputed"].tolist() == expected
+    full = [i for i in range(len(df)) if i not in (0, 3)]  # untouched rows score as in training
+    np.testing.assert_allclose(pred["prob"].to_numpy()[full], tracked.predictions["prob"].to_numpy()[full],
+                               atol=1e-5, rtol=0)
+    api = predict_manifest(tracked.model_uri, manifest, allow_missing=True)
+    assert api["imputed"].tolist() == expected
+
+
+def test_pixel_identical_images_are_reported(tracked, heldout_manifest, tmp_path, capsys):
+    df = pd.read_csv(heldout_manifest, dtype={"case_id": str})
+    copy = tmp_path / "copy_of_case0.png"
+    copy.write_bytes(Path(df.loc[0, "image_path"]).read_bytes())  # another file, the same pixels
+    twin = df.iloc[[0]].assign(case_id="twin-0", image_path=str(copy))
+    # a second nodule boxed elsewhere in the same frame is no duplicate (no patient_id column here)
+    other = df.iloc[[0]].assign(case_id="second-nodule", bbox_x0=0, bbox_y0=0, bbox_x1=4, bbox_y1=4)
+    manifest = tmp_path / "twins.csv"
+    pd.concat([df, twin, other], ignore_index=True).drop(columns="patient_id", errors="ignore").to_csv(
+        manifest, index=False)
+    report, _ = validate_cases(manifest, features=load_predictor(tracked.model_uri).features)
+    dup = [f for f in report.findings if f.code == "image_duplicate"]
+    assert [(f.severity, f.row, f.case_id, f.column) for f in dup] == [
+        ("warning", len(df) + 2, "twin-0", "image_path")]
+    assert f"pixel-identical to line 2 (case {df.loc[0, 'case_id']})" in dup[0].message
+    assert _predict_cli(tracked, manifest, tmp_path / "p.csv") == 0
+    assert f"[image_duplicate] {manifest}, line {len(df) + 2} (case twin-0" in capsys.readouterr().err

@@ -86,7 +86,85 @@ def test_missing_image_path_file_is_named(tmp_path):
     row = _row(image_path=str(tmp_path / "gone.png"))
     del row["image_b64"]
     with pytest.raises(RequestError, match=r"case a, field image_path: .*gone.png: file not found"):
-        parse_request(pd.DataFrame([row]), [], use_image=True)
+        parse_request(pd.DataFrame([row]), [], use_image=True, image_root=tmp_path)
+
+
+def _path_row(case_id: str, path: str) -> dict:
+    row = _row(case_id=case_id, image_path=path)
+    del row["image_b64"]
+    return row
+
+
+def test_image_path_is_refused_without_an_image_root(tmp_path):
+    (tmp_path / "a.png").write_bytes(_png())
+    with pytest.raises(RequestError) as info:
+        parse_request(pd.DataFrame([_path_row("a", str(tmp_path / "a.png"))]), [], use_image=True)
+    (problem,) = info.value.problems
+    assert (problem.case_id, problem.field) == ("a", "image_path")
+    assert "image_path is not accepted by this server: send the image inline as image_b64" in problem.message
+
+
+def test_image_path_outside_the_root_never_reveals_whether_it_exists(tmp_path):
+    root, outside = tmp_path / "root", tmp_path / "private"
+    (root / "sub").mkdir(parents=True)
+    outside.mkdir()
+    (root / "sub" / "ok.png").write_bytes(_png(20, 30))
+    (outside / "secret.png").write_bytes(_png())
+    (root / "link.png").symlink_to(outside / "secret.png")
+    (root / "linkdir").symlink_to(outside)
+    cases = {"exists": str(outside / "secret.png"), "absent": str(outside / "nothing.png"),
+             "dotdot": str(root / ".." / "private" / "secret.png"), "rel_dotdot": "../private/secret.png",
+             "symlink": str(root / "link.png"), "symlink_dir": "linkdir/secret.png", "etc": "/etc/passwd"}
+    with pytest.raises(RequestError) as info:
+        parse_request(pd.DataFrame([_path_row(k, v) for k, v in cases.items()]), [], use_image=True,
+                      image_root=root)
+    problems = info.value.problems
+    assert [(p.case_id, p.field) for p in problems] == [(k, "image_path") for k in cases]
+    assert len({p.message for p in problems}) == 1  # one answer, existing file or not
+    assert "must name a file under the server's image folder" in problems[0].message
+    assert "secret" not in str(info.value) and "not found" not in str(info.value)
+    # inside the root: relative (from the root), absolute, and with a harmless ".."
+    ok = parse_request(pd.DataFrame([_path_row("r", "sub/ok.png"), _path_row("a", str(root / "sub" / "ok.png")),
+                                     _path_row("d", "sub/../sub/ok.png")]), [], use_image=True, image_root=root)
+    assert [f.shape for f in ok.frames] == [(20, 30)] * 3
+
+
+def test_image_root_from_the_environment(tmp_path, monkeypatch):
+    from liver_mm.serve.image_root import IMAGE_ROOT_ENV, image_root_from_env
+
+    monkeypatch.delenv(IMAGE_ROOT_ENV, raising=False)
+    assert image_root_from_env() is None
+    monkeypatch.setenv(IMAGE_ROOT_ENV, str(tmp_path / "x" / ".."))
+    assert image_root_from_env() == tmp_path.resolve()
+    monkeypatch.setenv(IMAGE_ROOT_ENV, str(tmp_path / "missing"))
+    with pytest.raises(NotADirectoryError, match=f"{IMAGE_ROOT_ENV}=.*missing: not an existing folder"):
+        image_root_from_env()
+
+
+def test_empty_request_names_the_fields():
+    with pytest.raises(RequestError) as info:
+        parse_request(pd.DataFrame(), ["age", "sex"], use_image=True)
+    (problem,) = info.value.problems
+    assert problem.field == "dataframe_records"
+    assert problem.message == ("the request holds no case: send one record per case with the fields case_id, "
+                               "image_b64 (or image_path), bbox_x0, bbox_y0, bbox_x1, bbox_y1, age, sex")
+
+
+def test_records_without_the_model_fields_name_each_one():
+    with pytest.raises(RequestError) as info:
+        parse_request(pd.DataFrame([{"case_id": "q1"}]), ["age", "sex"], use_image=True)
+    assert [(p.case_id, p.field) for p in info.value.problems] == [("q1", "age"), ("q1", "sex"),
+                                                                    ("q1", "image_b64")]
+    assert "missing: this model needs age" in str(info.value)
+
+
+def test_decompression_bomb_is_a_clean_problem(bomb_b64):
+    with pytest.raises(RequestError) as info:
+        parse_request(pd.DataFrame([_row(image_b64=bomb_b64)]), ["age", "sex"], use_image=True)
+    (problem,) = info.value.problems
+    assert (problem.case_id, problem.field) == ("a", "image_b64")
+    assert problem.message == (f"image too large (196,000,000 pixels): the limit is {Image.MAX_IMAGE_PIXELS:,} "
+                               "pixels per image; crop or downscale it")
 
 
 def test_score_request_maps_bad_input_to_http_400(tabular_bundle):
@@ -98,6 +176,10 @@ def test_score_request_maps_bad_input_to_http_400(tabular_bundle):
         score_request(predictor, ok.drop(columns=["alt"]))
     assert info.value.get_http_status_code() == 400
     assert "case k1, field alt: missing" in info.value.message
+    with pytest.raises(MlflowException) as info:
+        score_request(predictor, pd.DataFrame())  # {"dataframe_records": []}: was KeyError 'age'
+    assert info.value.get_http_status_code() == 400
+    assert "field dataframe_records: the request holds no case" in info.value.message
 
 
 def test_signature_and_example_fit_the_model(tabular_bundle):

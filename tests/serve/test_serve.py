@@ -41,16 +41,18 @@ def _get(url: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def server(trained_model, tmp_path_factory):
-    """``mlflow models serve`` of the run's pyfunc model on a free loopback port (base URL)."""
+def server(trained_model, tiny_cohort, tmp_path_factory):
+    """``liver-mm serve`` of the run's pyfunc model on a free loopback port (base URL), started with a
+    PATH that lacks the environment's scripts folder (where ``mlflow models serve`` looks for uvicorn)
+    and with the cohort's folder as the image root."""
     port = _free_port()
     bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "MLFLOW_TRACKING_URI": trained_model.tracking_uri, "OMP_NUM_THREADS": "1",
-           "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {k: v for k, v in os.environ.items() if k != "LIVER_MM_SERVE_IMAGE_ROOT"}
+    env.update(OMP_NUM_THREADS="1", PATH=os.pathsep.join(["/usr/bin", "/bin"]))
     log = (tmp_path_factory.mktemp("server") / "serve.log").open("w+")
     proc = subprocess.Popen(
-        [str(bin_dir / "mlflow"), "models", "serve", "-m", trained_model.model_uri, "--host", "127.0.0.1",
-         "--port", str(port), "--env-manager", "local", "--workers", "1"],
+        [str(bin_dir / "liver-mm"), "serve", "--model-uri", trained_model.model_uri, "--port", str(port),
+         "--workers", "1", "--image-root", str(tiny_cohort.parent), "--tracking-uri", trained_model.tracking_uri],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -86,8 +88,8 @@ def _stop_group(proc: subprocess.Popen, grace_s: float = 30.0) -> None:
     proc.wait(timeout=10)
 
 
-def _post(url: str, records: list[dict]) -> tuple[int, dict]:
-    body = json.dumps({"dataframe_records": records}).encode()
+def _post(url: str, records: list[dict] | dict) -> tuple[int, dict]:
+    body = json.dumps(records if isinstance(records, dict) else {"dataframe_records": records}).encode()
     req = urllib.request.Request(url + "/invocations", data=body, headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:
@@ -177,3 +179,68 @@ def test_bad_request_is_400_naming_case_and_field(server, cases, kind):
     problem = body["message"].split("Error: ", 1)[-1]
     assert f"case {bad['case_id']}, field {field}: " in problem and why in problem
     assert f"case {good['case_id']}" not in problem
+
+
+def _problem(body: dict) -> str:
+    assert body["error_code"] == "INVALID_PARAMETER_VALUE"
+    return body["message"].split("Error: ", 1)[-1]
+
+
+def test_image_path_outside_the_image_root_is_400_that_reveals_nothing(server, cases, tmp_path):
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(Path(cases.loc[0, "image_path"]).read_bytes())  # readable by the server, outside the root
+    inside = cases.loc[0, "image_path"]
+    escapes = {"exists": str(secret), "absent": str(tmp_path / "absent.png"),
+               "dotdot": f"{Path(inside).parent}/../../{tmp_path.name}/secret.png", "passwd": "/etc/passwd"}
+    answers = {}
+    for name, path in escapes.items():
+        rec = {**_records(cases.head(1), "path")[0], "case_id": "probe", "image_path": path}
+        status, body = _post(server, [rec])
+        assert status == 400, (name, body)
+        answers[name] = _problem(body)
+    assert len(set(answers.values())) == 1, answers
+    assert answers["exists"].startswith("invalid request: case probe, field image_path: image_path must name "
+                                        "a file under the server's image folder")
+
+
+def test_empty_request_is_400_naming_the_fields(server):
+    status, body = _post(server, [])
+    assert status == 400, body
+    assert "field dataframe_records: the request holds no case: send one record per case with the fields " \
+        "case_id, image_b64 (or image_path), bbox_x0" in _problem(body)
+    status, body = _post(server, [{"case_id": "c0"}])
+    assert status == 400, body
+    problem = _problem(body)
+    assert "KeyError" not in problem
+    assert all(f"case c0, field {f}: missing" in problem for f in LAB_FIELDS)
+    assert "case c0, field image_b64: give exactly one of image_b64 / image_path (neither given)" in problem
+
+
+def test_decompression_bomb_is_a_clean_400(server, cases, bomb_b64):
+    from PIL import Image
+
+    rec = {**_records(cases.head(1))[0], "image_b64": bomb_b64}
+    status, body = _post(server, [rec])
+    assert status == 400, body
+    problem = _problem(body)
+    assert problem == (f"invalid request: case {rec['case_id']}, field image_b64: image too large "
+                       f"(196,000,000 pixels): the limit is {Image.MAX_IMAGE_PIXELS:,} pixels per image; "
+                       "crop or downscale it")
+
+
+def test_serve_environment_puts_this_installation_first(tmp_path):
+    import sysconfig
+
+    from liver_mm.cli.serve_cmds import serve_command, serve_environment
+
+    env = serve_environment("sqlite:///x.db", str(tmp_path / "imgs" / ".."), base={"PATH": "/usr/bin:/bin"})
+    scripts = sysconfig.get_path("scripts")
+    assert env["PATH"] == f"{scripts}:/usr/bin:/bin" and os.access(Path(scripts) / "uvicorn", os.X_OK)
+    assert env["MLFLOW_TRACKING_URI"] == "sqlite:///x.db"
+    assert env["LIVER_MM_SERVE_IMAGE_ROOT"] == str(tmp_path.resolve())
+    assert "LIVER_MM_SERVE_IMAGE_ROOT" not in serve_environment("u", None, base={})
+    with pytest.raises(NotADirectoryError, match="--image-root .*nope: not an existing folder"):
+        serve_environment("u", str(tmp_path / "nope"), base={})
+    assert serve_command("runs:/r/model", "127.0.0.1", 5001) == [
+        sys.executable, "-m", "mlflow", "models", "serve", "-m", "runs:/r/model", "--host", "127.0.0.1",
+        "--port", "5001", "--env-manager", "local"]

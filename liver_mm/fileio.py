@@ -1,0 +1,101 @@
+"""Writing files without losing what is there: atomic replacement and writability checks (stdlib + pandas).
+
+A file written through :func:`atomic_path` (or the ``atomic_*`` helpers) appears complete or not at
+all: the content goes to a temporary file in the same folder, which then replaces the target in one
+``os.replace``; on an error the temporary file is removed and the target is left as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+
+class NotWritableError(OSError):
+    """A folder that cannot be created or written."""
+
+
+def check_writable_dir(path: str | Path) -> None:
+    """Create ``path`` if needed and prove it writable; raise :class:`NotWritableError` naming it."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise NotWritableError(f"{path}: cannot create or write this folder ({exc.strerror or exc})") from None
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """True when ``a`` and ``b`` name one file: equal once resolved (``..``, symlinks) or, when both
+    exist, the same inode (hard links, bind mounts)."""
+    a, b = Path(a).expanduser(), Path(b).expanduser()
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return False
+
+
+def _new_temp(path: Path) -> Path:
+    """An empty new file beside ``path``: mode from the umask (as a plain ``open`` would give), or the
+    mode of ``path`` when it exists."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        try:
+            if path.exists():
+                os.fchmod(fd, stat.S_IMODE(path.stat().st_mode))
+        finally:
+            os.close(fd)
+        return tmp
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` at once (after an
+    fsync), on error it is removed and ``path`` is untouched."""
+    path = Path(path)
+    tmp = _new_temp(path)
+    try:
+        yield tmp
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> None:
+    """Write ``text`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding=encoding)
+
+
+def atomic_to_csv(df: pd.DataFrame, path: str | Path, **to_csv: Any) -> None:
+    """``df.to_csv(path, index=False, **to_csv)``, atomically."""
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, **{"index": False, **to_csv})
+
+
+__all__ = ["NotWritableError", "atomic_path", "atomic_to_csv", "atomic_write_bytes", "atomic_write_text",
+           "check_writable_dir", "same_file"]
