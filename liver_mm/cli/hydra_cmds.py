@@ -9,7 +9,9 @@ import sys
 from pathlib import Path
 
 log = logging.getLogger("liver_mm")
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
+# the configs ship inside the package (conf/ of a checkout is mapped to liver_mm.conf by pyproject.toml),
+# so a wheel install finds them as well as a checkout
+CONFIG_PATH = "pkg://liver_mm.conf"
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -19,13 +21,29 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from liver_mm.data.images import ImageReadError
     from liver_mm.data.schema import ManifestError
     from liver_mm.data.validate import ManifestValidationError
+    from liver_mm.fileio import NotWritableError
 
     return (ManifestValidationError, ManifestError, ImageReadError, FileNotFoundError, ValueError,
-            MissingMandatoryValue)
+            MissingMandatoryValue, NotWritableError)
+
+
+def _check_output_dirs(overrides: list[str]) -> str | None:
+    """Hydra creates its run (or sweep) folder before any task code runs: check it can, and say which
+    folder cannot be written instead of Hydra's traceback. Returns the problem, or None."""
+    from liver_mm.fileio import NotWritableError, check_writable_dir
+
+    given = {o.split("=", 1)[0]: o.split("=", 1)[1] for o in overrides if "=" in o}
+    for key in ("hydra.run.dir", "hydra.sweep.dir"):
+        folder = Path(given[key]) if key in given else Path.cwd()  # the defaults lie under the working folder
+        try:
+            check_writable_dir(folder)
+        except NotWritableError as exc:
+            return f"{key}: {exc}"
+    return None
 
 
 def run_hydra_app(config_name: str, task, overrides: list[str], script: Path | None = None) -> int:
-    """Run ``task(cfg)`` as a Hydra app over ``conf/<config_name>.yaml`` with command-line overrides.
+    """Run ``task(cfg)`` as a Hydra app over ``liver_mm/conf/<config_name>.yaml`` with command-line overrides.
 
     Bad input ends the run with its message and exit status 1, no traceback (set
     ``LIVER_MM_DEBUG=1`` to see one). ``script``: the file that re-runs this app from its
@@ -33,11 +51,16 @@ def run_hydra_app(config_name: str, task, overrides: list[str], script: Path | N
     """
     import hydra
 
+    import liver_mm.conf  # noqa: F401 - registers the configs' OmegaConf resolvers
     from liver_mm.data.validate import ManifestValidationError
     from liver_mm.runtime import tune_malloc
 
     tune_malloc()
     user_errors = _user_errors()
+    problem = None if "--cfg" in overrides or "-c" in overrides else _check_output_dirs(overrides)
+    if problem:
+        print(f"error: cannot write the run's output folder; nothing was run. {problem}", file=sys.stderr)
+        raise SystemExit(1)
 
     def guarded(cfg):
         try:
@@ -51,7 +74,7 @@ def run_hydra_app(config_name: str, task, overrides: list[str], script: Path | N
                 log.error("%s: %s", type(exc).__name__, exc)
             raise SystemExit(1) from None
 
-    app = hydra.main(config_path=str(CONFIG_DIR), config_name=config_name, version_base="1.3")(guarded)
+    app = hydra.main(config_path=CONFIG_PATH, config_name=config_name, version_base="1.3")(guarded)
     saved = sys.argv
     sys.argv = [str(script) if script else (saved[0] if saved else "liver-mm"), *overrides]
     try:

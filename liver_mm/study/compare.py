@@ -21,26 +21,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from liver_mm.stats import (
-    auc_ci,
-    binary_metrics,
-    delong_report,
-    encode_labels,
-    markdown_table,
-    youden_threshold,
-)
+from liver_mm.stats import delong_report, encode_labels, markdown_table
 from liver_mm.study.tables import (
-    ARM_DESCRIPTIONS,
     METRICS,
     TABLE3_COLUMNS,
     delong_frame,
     format_delong,
     format_table3,
 )
+from liver_mm.training.evaluate import split_metrics
 
 log = logging.getLogger(__name__)
 
-PRED_COLUMNS = ("case_id", "split", "label", "prob")
+PRED_COLUMNS = ("case_id", "split", "label", "prob")  # one arm's predictions table
 _RESERVED = ("case_id", "label")  # columns of StudyComparison.test that are not arms
 
 
@@ -60,6 +53,7 @@ class StudyComparison:
     table3: pd.DataFrame
     delong: dict
     alpha: float = 0.05
+    families: Mapping[str, Sequence[str]] | None = None
 
     @property
     def y_test(self) -> np.ndarray:
@@ -154,22 +148,11 @@ def _check_same_cases(split: str, ref: str, ref_df: pd.DataFrame, arm: str, df: 
 
 
 def arm_metrics(pred: pd.DataFrame, alpha: float = 0.05) -> dict[str, float]:
-    """Table 3 numbers of one checked arm (:func:`check_predictions` output).
-
-    Threshold: Youden on dev (pROC's pick), frozen; test AUC with DeLong CI; test accuracy,
-    sensitivity, specificity at that threshold with counts and Wilson CIs; dev AUC.
-    """
+    """Table 3 numbers of one checked arm (:func:`check_predictions` output): exactly what its run logged
+    (:func:`liver_mm.training.evaluate.split_metrics`), without the ``test_`` prefix."""
     dev, test = pred[pred["split"] == "dev"], pred[pred["split"] == "test"]
-    thr = youden_threshold(dev["y"].to_numpy(), dev["prob"].to_numpy()).threshold
-    auc = auc_ci(test["y"].to_numpy(), test["prob"].to_numpy(), alpha=alpha)
-    bm = binary_metrics(test["y"].to_numpy(), test["prob"].to_numpy(), thr, alpha=alpha)
-    out = {"n_test": len(test), "n_malignant": auc.n_pos, "n_benign": auc.n_neg, "auc": auc.auc,
-           "auc_ci_low": auc.ci_low, "auc_ci_high": auc.ci_high, "threshold": float(thr),
-           "dev_auc": auc_ci(dev["y"].to_numpy(), dev["prob"].to_numpy(), alpha=alpha).auc}
-    for m in METRICS:
-        for s in ("", "_k", "_n", "_ci_low", "_ci_high"):
-            out[f"{m}{s}"] = bm[f"{m}{s}"]
-    return out
+    return split_metrics(dev["y"].to_numpy(), dev["prob"].to_numpy(), test["y"].to_numpy(),
+                         test["prob"].to_numpy(), alpha=alpha)
 
 
 def compare_study(
@@ -178,6 +161,7 @@ def compare_study(
     reference: str = "m1",
     alpha: float = 0.05,
     descriptions: Mapping[str, str] | None = None,
+    families: Mapping[str, Sequence[str]] | None = None,
 ) -> StudyComparison:
     """Table 3 and the DeLong table of the arms in ``order`` from their predictions tables.
 
@@ -185,7 +169,8 @@ def compare_study(
     ignored with a warning. Every arm must have predicted the same test cases with the same
     labels as the reference (a mismatch raises ``ValueError`` naming the arm); differing dev
     cases only warn (each arm's threshold comes from its own dev predictions).
-    descriptions: arm -> what it sees, defaults to :data:`ARM_DESCRIPTIONS`.
+    descriptions: arm -> what it sees (from the arm's config; empty when not given).
+    families: Holm families (family -> arms), see :func:`liver_mm.stats.delong_report`.
     """
     order = tuple(order)
     if not order:
@@ -220,12 +205,13 @@ def compare_study(
     for arm, df in checked.items():
         probs = df[df["split"] == "test"].set_index("case_id")["prob"]
         test[arm] = probs.reindex(test["case_id"]).to_numpy(dtype=np.float64)
-    desc = dict(ARM_DESCRIPTIONS if descriptions is None else descriptions)
+    desc = dict(descriptions or {})
     rows = [{"arm": arm, "description": desc.get(arm, ""), **arm_metrics(checked[arm], alpha)} for arm in order]
     table3 = pd.DataFrame(rows, columns=list(TABLE3_COLUMNS))
     y = encode_labels(test["label"].to_numpy(dtype=object))
-    report = delong_report(y, {arm: test[arm].to_numpy() for arm in order}, reference=reference, alpha=alpha)
-    return StudyComparison(order, reference, test, table3, report, alpha)
+    report = delong_report(y, {arm: test[arm].to_numpy() for arm in order}, reference=reference, alpha=alpha,
+                           families=families)
+    return StudyComparison(order, reference, test, table3, report, alpha, families)
 
 
 _METRIC_NAME = re.compile(r"[^A-Za-z0-9_\-./]")

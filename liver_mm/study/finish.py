@@ -6,16 +6,14 @@ import logging
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
-from mlflow.entities import Metric
 from omegaconf import DictConfig, OmegaConf
 
 from liver_mm.study.compare import compare_study, parent_metrics
 from liver_mm.study.report import study_provenance, write_report
-from liver_mm.study.sweep import ensure_parent, finished_children
+from liver_mm.study.sweep import MARKER, check_out_dir, parent_run
 from liver_mm.training.cohort import prepare_cohort
 
 log = logging.getLogger(__name__)
@@ -30,9 +28,34 @@ def study_command(config: DictConfig) -> str:
 
 
 def config_summary(config: DictConfig) -> dict[str, object]:
-    keys = ("data", "image_size", "crop", "split", "loader", "augment", "early_stopping", "trainer", "seed")
+    keys = ("data", "image_size", "crop", "split", "cv", "loader", "augment", "early_stopping", "trainer", "seed")
     return {k: OmegaConf.to_container(config[k], resolve=True) if OmegaConf.is_config(config[k]) else config[k]
             for k in keys if k in config}
+
+
+def holm_families(config: DictConfig) -> dict[str, list[str]] | None:
+    """``study.holm_families`` as {family: [arms]} (None: one family)."""
+    fam = config.study.get("holm_families")
+    return None if fam is None else {str(k): [str(a) for a in v] for k, v in fam.items()}
+
+
+def replace_folder(tmp_out: Path, out: Path) -> None:
+    """Swap a freshly written report folder in for ``out`` (which must be ours: marked or empty)."""
+    check_out_dir(out)
+    (tmp_out / MARKER).write_text("written by liver-mm study; the next run of the same study replaces this folder\n")
+    if out.exists():
+        old = out.with_name(out.name + f".old{os.getpid()}")
+        os.replace(out, old)
+        os.replace(tmp_out, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp_out, out)
+
+
+def child_commits(client, runs: dict) -> dict[str, str]:
+    """arm -> the git commit its child run was trained at."""
+    return {arm: client.get_run(run.info.run_id).data.params.get("git_commit", "unknown") for arm, run in runs.items()}
 
 
 def finish_study(config: DictConfig) -> bool:
@@ -42,9 +65,14 @@ def finish_study(config: DictConfig) -> bool:
     otherwise the report covers the finished arms and names the missing ones, the parent is
     marked FAILED, and rerunning the same command completes the study.
     """
+    from liver_mm.study.cv import finish_cv, uses_cv
+    from liver_mm.tracking.artifacts import log_folder
+    from liver_mm.tracking.registry import finished_by, study_runs
+    from liver_mm.tracking.runs import existing_metrics, log_metrics, set_status
+
     cohort = prepare_cohort(config.data, config.split, config.cache_dir)
-    client, exp_id, _key, parent_id = ensure_parent(config, cohort)
-    done = finished_children(client, exp_id, _key)
+    client, exp_id, key, parent_id = parent_run(config, cohort)
+    done = {k[0]: r for k, r in finished_by(study_runs(client, exp_id, key), "arm").items()}
     arms = [a for a in config.study.arms if a in done]
     missing = [a for a in config.study.arms if a not in done]
     if missing:
@@ -53,37 +81,59 @@ def finish_study(config: DictConfig) -> bool:
     reference = str(config.study.reference)
     if reference not in done:
         log.error("study %s: the reference arm %s did not finish: no comparison", config.study.name, reference)
-        client.set_terminated(parent_id, "FAILED")
+        set_status(client, parent_id, "FAILED")
         return False
-    predictions: dict[str, pd.DataFrame] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for arm in arms:
-            path = client.download_artifacts(done[arm].info.run_id, "predictions.csv", f"{tmp}/{arm}")
-            predictions[arm] = pd.read_csv(path)
-    comparison = compare_study(predictions, arms, reference=reference)
     out = Path(str(config.study.out_dir))
     prov = study_provenance(config_summary(config), cohort.manifest_hash, cohort.split_hash, int(config.seed))
+    commits = child_commits(client, {a: done[a] for a in arms})
     prov = {**prov, "parent_run_id": parent_id, "child_runs": {a: done[a].info.run_id for a in arms}}
+    if set(commits.values()) != {prov.get("git_commit")}:
+        prov["child_commits"] = commits  # trained at other commits than this report was written at
     if missing:
         prov["missing_arms"] = ", ".join(missing)
-    # written beside the old folder and swapped in: no file of an earlier report survives
-    tmp_out = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp_out, ignore_errors=True)
-    tmp_out.mkdir(parents=True)
-    (tmp_out / "command.txt").write_text(study_command(config) + "\n")
-    write_report(tmp_out, comparison, predictions, cohort.df, prov, cohort.synthetic, study_command(config),
-                 title=out.name)
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp_out, out)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_out = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent if out.parent.exists() else tmp))
+        (tmp_out / "command.txt").write_text(study_command(config) + "\n")
+        if uses_cv(config):
+            metrics = finish_cv(config, cohort, client, exp_id, key, arms, tmp_out, prov, study_command(config),
+                                holm_families(config), out.name)
+        else:
+            predictions: dict[str, pd.DataFrame] = {}
+            for arm in arms:
+                path = client.download_artifacts(done[arm].info.run_id, "predictions.csv", f"{tmp}/{arm}")
+                predictions[arm] = pd.read_csv(path)
+            comparison = compare_study(predictions, arms, reference=reference,
+                                       descriptions=arm_descriptions(client, {a: done[a] for a in arms}),
+                                       families=holm_families(config))
+            write_report(tmp_out, comparison, predictions, cohort.df, prov, cohort.synthetic,
+                         study_command(config), title=out.name)
+            metrics = parent_metrics(comparison)
+        replace_folder(tmp_out, out)
+    logged = existing_metrics(client, parent_id)  # a resumed study logs only what changed
+    log_metrics(client, parent_id, {k: v for k, v in metrics.items() if logged.get(k) != float(v)})
+    log_folder(client, parent_id, out)
+    set_status(client, parent_id, "FINISHED" if not missing else "FAILED")
     report = out / "report.md"
-    metrics = parent_metrics(comparison)
-    now = int(time.time() * 1000)
-    logged = client.get_run(parent_id).data.metrics  # a resumed study logs only what changed
-    items = [Metric(k, float(v), now, 0) for k, v in metrics.items() if logged.get(k) != float(v)]
-    for i in range(0, len(items), 200):
-        client.log_batch(parent_id, metrics=items[i : i + 200], synchronous=True)
-    client.log_artifacts(parent_id, str(out))
-    client.set_terminated(parent_id, "FINISHED" if not missing else "FAILED")
     log.info("study %s: report %s (parent run %s)", config.study.name, report, parent_id)
-    print(f"\nStudy report: {report}\nMLflow parent run: {parent_id}  (make ui, then open http://127.0.0.1:5000)")
+    print(f"\nStudy report: {report}\nMLflow parent run: {parent_id}\n{ui_hint(client, exp_id, parent_id)}")
     return not missing
+
+
+def arm_descriptions(client, runs: dict) -> dict[str, str]:
+    """arm -> what it sees, from the config its child run logged: ``modalities.description``, and for an
+    arm without the image also ``model.description`` (MLP or logistic regression)."""
+    out = {}
+    for arm, run in runs.items():
+        params = client.get_run(run.info.run_id).data.params
+        text = params.get("modalities.description", "")
+        if params.get("modalities.image") == "False" and params.get("model.description"):
+            text = f"{text}, {params['model.description']}"
+        out[arm] = text
+    return out
+
+
+def ui_hint(client, exp_id: str, parent_id: str) -> str:
+    """Where the study's runs are in the MLflow UI (``make ui``) and which columns to show."""
+    from liver_mm.tracking.ui import runs_link
+
+    return runs_link(exp_id, parent_id)

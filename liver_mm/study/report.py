@@ -40,7 +40,7 @@ def study_provenance(config_summary: Mapping[str, object], manifest_hash: str, s
                      seed: int) -> dict[str, object]:
     """Provenance for :func:`write_report`: seed, cohort hashes, git commit, package versions, config.
 
-    Adds :func:`liver_mm.training.tracking.provenance` (imports torch) and the versions of the
+    Adds :func:`liver_mm.tracking.runs.provenance` (imports torch) and the versions of the
     statistics stack.
     """
     import mlflow
@@ -48,7 +48,7 @@ def study_provenance(config_summary: Mapping[str, object], manifest_hash: str, s
     import scipy
     import sklearn
 
-    from liver_mm.training.tracking import provenance
+    from liver_mm.tracking.runs import provenance
 
     return {"seed": int(seed), "manifest_hash": manifest_hash, "split_hash": split_hash, **provenance(),
             "numpy_version": numpy.__version__, "pandas_version": pd.__version__,
@@ -173,6 +173,11 @@ def _results_section(comparison: StudyComparison) -> list[str]:
     d = comparison.delong
     arms = ",".join(comparison.order)
     level = round(100 * (1 - comparison.alpha))
+    counts: dict[str, int] = {}
+    for c in d["comparisons"]:
+        counts[c.get("family", "all")] = counts.get(c.get("family", "all"), 0) + 1
+    families = ", ".join(f"{name} {n}" for name, n in counts.items())
+    fam_args = "".join(f" --family {f}={','.join(m)}" for f, m in (comparison.families or {}).items())
     return [
         "## Results on the test split", "",
         f"{d['n_pos']} malignant / {d['n_neg']} benign test nodules, predicted by every model.", "",
@@ -183,8 +188,9 @@ def _results_section(comparison: StudyComparison) -> list[str]:
         comparison.table3_md,
         "### DeLong tests of the AUCs (Supplementary Table 2)", "",
         f"Paired two-sided DeLong tests of each model against {comparison.reference} and of each adjacent pair; "
-        f"p (Holm) is adjusted across all {len(d['comparisons'])} comparisons. Reproduce with "
-        f"`liver-mm delong test_predictions.csv --label label --scores {arms} --reference {comparison.reference}`.",
+        f"p (Holm) is adjusted within each family of comparisons (column family: {families}). Reproduce with "
+        f"`liver-mm delong test_predictions.csv --label label --scores {arms} --reference {comparison.reference}"
+        f"{fam_args}`.",
         "",
         comparison.delong_md,
     ]

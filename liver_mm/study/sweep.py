@@ -1,8 +1,9 @@
 """The stepwise study as a Hydra multirun: one parent MLflow run, one child run per arm, resumable.
 
-* :class:`StudyCallback` (Hydra callback) prepares the shared cohort, split and crop cache once,
-  finds or creates the parent run before any child starts, and writes the comparison after all.
-* :func:`run_arm` is each job's task: it skips an arm already FINISHED in this study, removes a
+* :class:`StudyCallback` (Hydra callback) checks the report folder, prepares the shared cohort,
+  split and crop cache once, finds or creates the parent run before any child starts, and writes
+  the comparison after all.
+* :func:`run_arm` is each job's task: it skips an arm already finished in this study, removes a
   leftover unfinished run of it (killed mid-way), and trains it as a child of the parent.
 
 A study is identified by its *study key*: its name, the cohort and split hashes and every
@@ -16,22 +17,21 @@ import hashlib
 import json
 import logging
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from mlflow.entities import Run
-from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from liver_mm.training.cohort import PreparedCohort, prepare_cohort
-from liver_mm.training.tracking import get_or_create_experiment, provenance, tracking_uri
 
 log = logging.getLogger(__name__)
-ARM_SPECIFIC = ("modalities", "model", "hydra")
+ARM_SPECIFIC = ("modalities", "model", "hydra", "arm")
 # settings that change how a run executes or where it is tracked, never its results: a study resumed
-# with other threads, workers, logger or cache folder is the same study
-EXECUTION_ONLY = {"trainer": ("num_threads",), "loader": ("num_workers", "pin_memory")}
+# with other threads, workers, logger, cache or report folder is the same study
+EXECUTION_ONLY = {"trainer": ("num_threads",), "loader": ("num_workers", "pin_memory"), "study": ("out_dir",)}
 NOT_IN_KEY = ("logger", "cache_dir")
+MARKER = ".liver-mm-study"
 
 
 def study_key(cfg: DictConfig, cohort: PreparedCohort) -> str:
@@ -46,69 +46,47 @@ def study_key(cfg: DictConfig, cohort: PreparedCohort) -> str:
     shared = OmegaConf.to_container(OmegaConf.create(raw), resolve=True)
     assert isinstance(shared, dict)
     study = dict(shared.pop("study", {}) or {})
-    ident = {"name": study.get("name"), "settings": shared, "manifest": cohort.manifest_hash,
+    for key in ("arm", "parent_run_id", "key", "level", "repeat", "fold", "run_name"):
+        study.pop(key, None)
+    ident = {"name": study.get("name"), "settings": shared, "study": study, "manifest": cohort.manifest_hash,
              "split": cohort.split_hash}
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _client(cfg: DictConfig) -> tuple[MlflowClient, str]:
-    client = MlflowClient(tracking_uri(cfg.logger.tracking_uri))
-    exp_id = get_or_create_experiment(client, str(cfg.logger.experiment_name), cfg.logger.get("artifact_root"))
-    return client, exp_id
-
-
-def find_parent(client: MlflowClient, exp_id: str, key: str) -> Run | None:
-    runs = client.search_runs([exp_id], f"tags.study_key = '{key}' and tags.is_study_parent = 'true'",
-                              order_by=["attributes.start_time ASC"])
-    return runs[0] if runs else None
-
-
-def study_children(client: MlflowClient, exp_id: str, key: str) -> list[Run]:
-    """All (non-deleted) child runs of the study, any status."""
-    return client.search_runs([exp_id], f"tags.study_key = '{key}' and tags.is_study_parent = 'false'",
-                              max_results=1000)
-
-
-def finished_children(client: MlflowClient, exp_id: str, key: str) -> dict[str, Run]:
-    """arm -> its finished child run: status FINISHED *and* every output logged (the tag
-    ``outputs_logged`` is the last thing a run writes), the latest should a duplicate ever exist."""
-    out: dict[str, Run] = {}
-    for run in sorted(study_children(client, exp_id, key), key=lambda r: r.info.start_time):
-        if run.info.status == "FINISHED" and run.data.tags.get("outputs_logged") == "true":
-            out[run.data.tags.get("arm", "")] = run
-    return out
-
-
-def ensure_parent(cfg: DictConfig, cohort: PreparedCohort) -> tuple[MlflowClient, str, str, str]:
+def parent_run(cfg: DictConfig, cohort: PreparedCohort):
     """(client, experiment id, study key, parent run id): the study's parent run, created if new."""
-    client, exp_id = _client(cfg)
+    from liver_mm.tracking.registry import ensure_parent
+    from liver_mm.tracking.store import connect
+
+    client, exp_id = connect(cfg.logger)
     key = study_key(cfg, cohort)
-    parent = find_parent(client, exp_id, key)
-    if parent is not None:
-        log.info("resuming study %s (parent run %s)", cfg.study.name, parent.info.run_id)
-        if parent.info.status != "RUNNING":
-            client.update_run(parent.info.run_id, status="RUNNING")
-        return client, exp_id, key, parent.info.run_id
-    tags = {"study": str(cfg.study.name), "study_key": key, "is_study_parent": "true",
-            "synthetic": str(bool(cohort.synthetic)).lower(), "manifest_hash": cohort.manifest_hash,
+    tags = {"synthetic": str(bool(cohort.synthetic)).lower(), "manifest_hash": cohort.manifest_hash,
             "split_hash": cohort.split_hash}
-    run = client.create_run(exp_id, tags=tags, run_name=f"study:{cfg.study.name}")
-    for k, v in {**provenance(), "seed": str(cfg.seed), "image_size": str(cfg.image_size),
-                 "arms": ",".join(cfg.study.arms)}.items():
-        client.log_param(run.info.run_id, k, v)
-    return client, exp_id, key, run.info.run_id
+    params = {"seed": cfg.seed, "image_size": cfg.image_size, "arms": ",".join(cfg.study.arms)}
+    return client, exp_id, key, ensure_parent(client, exp_id, key, str(cfg.study.name), tags, params)
 
 
 def check_arm(cfg: DictConfig) -> None:
-    """The arm's modality set and model are the ones its config names (an override such as
-    ``modalities=m2`` on the study command would relabel every arm)."""
-    want_mod, want_model = cfg.study.get("modalities"), cfg.study.get("model")
-    if (want_mod and cfg.modalities.name != want_mod) or (want_model and cfg.model.kind != want_model):
-        raise ValueError(
-            f"arm {cfg.study.arm} must train modalities={want_mod} with a {want_model} model, not "
-            f"modalities={cfg.modalities.name} with a {cfg.model.kind} model: the study sets modalities and "
-            "model per arm; drop those overrides (choose arms with study.arms / hydra.sweeper.params.arm)"
-        )
+    """The study sets modalities and model per arm: a ``modalities=`` or ``model=`` group override on the
+    study command would relabel every arm, so it is refused (choose arms with ``study.arms``)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    for override in HydraConfig.get().overrides.task:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key in ("modalities", "model"):
+            raise ValueError(f"{override}: the study sets modalities and model per arm (conf/arm/); drop this "
+                             "override and choose arms with study.arms=[...]")
+
+
+def check_out_dir(out: Path) -> None:
+    """A study writes only into a folder it owns: new, empty, or marked by an earlier study (``.liver-mm-study``)."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"study.out_dir={out} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
+        raise ValueError(f"study.out_dir={out} holds files that a liver-mm study did not write (no {MARKER} "
+                         "marker); choose an empty or new folder: the study replaces its folder's content")
 
 
 def run_arm(cfg: DictConfig) -> dict[str, Any]:
@@ -117,6 +95,8 @@ def run_arm(cfg: DictConfig) -> dict[str, Any]:
     A failing arm is logged and reported as missing instead of stopping the other arms; the
     study's report then names it and the command exits 1 (rerun to complete it).
     """
+    from liver_mm.study.cv import run_cv_arm, uses_cv
+    from liver_mm.tracking.registry import finished_by, remove_unfinished, study_runs
     from liver_mm.training.run import train
 
     arm = str(cfg.study.arm)
@@ -128,16 +108,15 @@ def run_arm(cfg: DictConfig) -> dict[str, Any]:
             with open_dict(cfg):
                 cfg.trainer.strategy = "ddp_spawn"
         cohort = prepare_cohort(cfg.data, cfg.split, cfg.cache_dir, features=list(cfg.modalities.features))
-        client, exp_id, key, parent_id = ensure_parent(cfg, cohort)
-        done = finished_children(client, exp_id, key).get(arm)
+        client, exp_id, key, parent_id = parent_run(cfg, cohort)
+        if uses_cv(cfg):
+            return run_cv_arm(cfg, cohort, client, exp_id, key, parent_id)
+        runs = [r for r in study_runs(client, exp_id, key) if r.data.tags.get("arm") == arm]
+        done = finished_by(runs, "arm").get((arm,))
         if done is not None:
             log.info("arm %s already finished in this study (run %s): skipped", arm, done.info.run_id)
             return {"arm": arm, "run_id": done.info.run_id, "skipped": True}
-        for stale in study_children(client, exp_id, key):
-            if stale.data.tags.get("arm") == arm:  # left unfinished by a killed or failed attempt
-                log.warning("removing unfinished run %s of arm %s (status %s)", stale.info.run_id, arm,
-                            stale.info.status)
-                client.delete_run(stale.info.run_id)
+        remove_unfinished(client, runs, f"arm {arm}")
         with open_dict(cfg):
             cfg.study.parent_run_id = parent_id
             cfg.study.key = key
@@ -158,12 +137,16 @@ class StudyCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         # one preparation for all arms: children (possibly parallel) then only read the caches
         from liver_mm.data.crops import build_crop_cache
+        from liver_mm.study.cv import prepare_study_folds, uses_cv
 
         with _exit_on_error("preparing the study"):
+            check_out_dir(Path(str(config.study.out_dir)))
             cohort = prepare_cohort(config.data, config.split, config.cache_dir)
+            if uses_cv(config):
+                prepare_study_folds(config, cohort)
             build_crop_cache(cohort.df, int(config.image_size), float(config.crop.margin),
                              f"{config.cache_dir}/crops")
-            ensure_parent(config, cohort)
+            parent_run(config, cohort)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from liver_mm.study.finish import finish_study

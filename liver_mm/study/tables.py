@@ -20,23 +20,12 @@ log = logging.getLogger(__name__)
 #: the study's arms in stepwise order (the seed's models 1-5, then the two clinical-only controls)
 ARM_ORDER = ("m1", "m2", "m3", "m4", "m5", "tab_mlp", "tab_logreg")
 
-#: what each arm sees (m2..m5 add one clinical group at a time to the previous model)
-ARM_DESCRIPTIONS = {
-    "m1": "image",
-    "m2": "image + age, sex",
-    "m3": "image + age, sex, AST, ALT",
-    "m4": "image + age, sex, AST, ALT, platelets",
-    "m5": "image + age, sex, AST, ALT, platelets, albumin",
-    "tab_mlp": "clinical (m5 features), MLP, no image",
-    "tab_logreg": "clinical (m5 features), logistic regression",
-}
-
 #: numeric Table 3 columns; the child runs log the same names with a ``test_`` prefix (threshold as is)
 METRICS = ("accuracy", "sensitivity", "specificity")
 TABLE3_COLUMNS = (
     "arm", "description", "n_test", "n_malignant", "n_benign", "auc", "auc_ci_low", "auc_ci_high",
     *(f"{m}{s}" for m in METRICS for s in ("", "_k", "_n", "_ci_low", "_ci_high")),
-    "threshold", "dev_auc",
+    "threshold", "selection_dev_auc",
 )
 BBOX1 = ("bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1")
 BBOX2 = ("bbox2_x0", "bbox2_y0", "bbox2_x1", "bbox2_y1")
@@ -117,11 +106,11 @@ def format_table3(table: pd.DataFrame) -> pd.DataFrame:
 def delong_frame(report: dict) -> pd.DataFrame:
     """The comparisons of a :func:`liver_mm.stats.delong_report` dict, one row per pair.
 
-    Columns: comparison, a, b, auc_a, auc_b, diff, diff_ci_low, diff_ci_high, z, p_value, p_holm
-    (z is NaN where the report has null: zero variance with a non-zero difference).
+    Columns: comparison, a, b, auc_a, auc_b, diff, diff_ci_low, diff_ci_high, z, p_value, p_holm, family
+    (z is NaN where the report has null: zero variance with a non-zero difference; family is the Holm family).
     """
     cols = ["comparison", "a", "b", "auc_a", "auc_b", "diff", "diff_ci_low", "diff_ci_high", "z", "p_value",
-            "p_holm"]
+            "p_holm", "family"]
     rows = [{"comparison": f"{c['a']} vs {c['b']}", **{k: (np.nan if c.get(k) is None else c[k])
                                                        for k in cols[1:]}} for c in report["comparisons"]]
     return pd.DataFrame(rows, columns=cols)
@@ -141,6 +130,7 @@ def format_delong(report: dict) -> pd.DataFrame:
             "Z": z_text,
             "p": format_p(c["p_value"]),
             "p (Holm)": format_p(c["p_holm"]),
+            "Holm family": c.get("family", "all"),
         })
     return pd.DataFrame(rows)
 

@@ -153,4 +153,17 @@ def prepare_cohort(
     out = Path(cache_dir) / "splits" / _key(manifest, fractions, split["seed"], sorted(units.items())) / "manifest.csv"
     res = prepare_split(manifest, out, fractions=fractions, seed=int(split["seed"]), units=units)
     df = read_manifest(res.path)  # the copy holds canonical units already: no second conversion
+    check_both_classes(df, str(res.path))
     return PreparedCohort(df, manifest, Path(res.path), res.manifest_hash, res.split_hash, synthetic)
+
+
+def check_both_classes(df: pd.DataFrame, where: str, part: str = "split") -> None:
+    """Every part (train, dev, test) must hold benign and malignant cases: raise naming the part and its counts."""
+    labels = df["label"].astype(str).str.strip().str.lower()
+    for name in ("train", "dev", "test"):
+        counts = labels[df[part] == name].value_counts()
+        n_b, n_m = int(counts.get("benign", 0)), int(counts.get("malignant", 0))
+        if n_b == 0 or n_m == 0:
+            raise ValueError(
+                f"{where}: the {name} part has {n_b} benign and {n_m} malignant case(s); every part needs both "
+                "classes (add cases of the missing class, or change split.fractions / split.seed)")

@@ -1,27 +1,31 @@
-"""One ``liver-mm train`` run: cohort -> features -> fit -> evaluate -> MLflow.
+"""One ``liver-mm train`` run: checks -> cohort -> features -> fit -> evaluate -> files -> MLflow.
 
-The run is created in MLflow first, marked FINISHED only when everything is logged, and
-FAILED/KILLED otherwise; every file it logs is also kept in the run's output folder.
+The run is created in MLflow before training, marked FINISHED only when everything is logged,
+KILLED when interrupted (Ctrl-C, SIGINT, SIGTERM) and FAILED otherwise; every file it logs is also
+kept in the run's output folder.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from liver_mm.data.crops import build_crop_cache
-from liver_mm.data.tabular import TabularPreprocessor
+from liver_mm.fileio import check_writable_dir
 from liver_mm.training import fit
+from liver_mm.training.checks import check_settings
 from liver_mm.training.cohort import PreparedCohort, prepare_cohort
-from liver_mm.training.evaluate import labels01, test_metrics
-from liver_mm.training.logging_mlflow import log_run_outputs, open_run
+from liver_mm.training.evaluate import run_metrics
+from liver_mm.training.features import Features, build_features
+from liver_mm.training.outputs import write_bundle, write_run_files
 
 log = logging.getLogger(__name__)
 
@@ -43,70 +47,6 @@ def output_dir(cfg: DictConfig) -> Path:
     return Path(tempfile.mkdtemp(prefix="liver-mm-run-"))
 
 
-@dataclass(frozen=True)
-class Features:
-    """Model inputs aligned with ``cohort.df`` rows: crops (N, S, S) uint8 or None, labs (N, F) float32."""
-
-    images: np.ndarray | None
-    tabular: np.ndarray
-    labels: np.ndarray
-    preprocessor: TabularPreprocessor
-    crop_key: str | None
-
-
-def build_features(cfg: DictConfig, cohort: PreparedCohort) -> Features:
-    """Fit the lab preprocessing on the training split only; crop (cached) when the model sees images."""
-    df = cohort.df
-    prep = TabularPreprocessor(list(cfg.modalities.features)).fit(df[df["split"] == "train"])
-    tabular = prep.transform(df)
-    images, key = None, None
-    if cfg.modalities.image:
-        cache = build_crop_cache(df, int(cfg.image_size), float(cfg.crop.margin), Path(cfg.cache_dir) / "crops")
-        images, key = cache.crops, cache.key
-    return Features(images, tabular, labels01(df["label"]), prep, key)
-
-
-def train(cfg: DictConfig) -> TrainResult | None:
-    """Train and evaluate one model; returns None on non-zero DDP ranks."""
-    import pytorch_lightning as pl
-
-    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    configure_threads(cfg.trainer.get("num_threads"))
-    out = output_dir(cfg)
-    out.mkdir(parents=True, exist_ok=True)
-    cohort = prepare_cohort(cfg.data, cfg.split, cfg.cache_dir, features=list(cfg.modalities.features))
-    feats = build_features(cfg, cohort)
-    if process_rank() != 0:  # a DDP worker started by Lightning's launcher: rank 0 owns the MLflow run
-        fit.fit_lightning(cfg, cohort, feats, run_id=None)
-        return None
-    client, run_id = open_run(cfg, cohort, crop_key=feats.crop_key)
-    status = "FAILED"
-    try:
-        if cfg.model.kind == "sklearn":
-            probs, fitted_model = fit.fit_sklearn(cfg, cohort, feats)
-        else:
-            fitted = fit.fit_lightning(cfg, cohort, feats, run_id)
-            if fitted is None:  # defensive: only rank 0 gets here
-                status = "RUNNING"
-                return None
-            probs, fitted_model = fitted
-        pred = cohort.df.loc[cohort.df["split"].isin(["dev", "test"]), ["case_id", "split", "label"]].copy()
-        pred["prob"] = probs
-        pred = pred.reset_index(drop=True)
-        metrics = test_metrics(pred)
-        log_run_outputs(client, run_id, cfg, cohort, feats, pred, metrics, fitted_model, out)
-        status = "FINISHED"
-        log.info("run %s: test AUC %.3f (%.3f-%.3f)", run_id, metrics["test_auc"],
-                 metrics["test_auc_ci_low"], metrics["test_auc_ci_high"])
-        return TrainResult(run_id, metrics, pred, out)
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
-    finally:
-        if status != "RUNNING":
-            client.set_terminated(run_id, status)
-
-
 def process_rank() -> int:
     """Global rank of this process as Lightning's launchers set it (0 outside distributed runs)."""
     from pytorch_lightning.utilities import rank_zero_only
@@ -119,3 +59,120 @@ def configure_threads(n: int | None) -> None:
     import torch
 
     torch.set_num_threads(int(n or os.cpu_count() or 1))
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While training, SIGTERM (a scheduler's or ``kill``'s stop) ends the run like Ctrl-C: KILLED."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_tags(cfg: DictConfig, cohort: PreparedCohort) -> dict[str, str]:
+    """Tags of a training run (never a patient identifier)."""
+    study = cfg.get("study") or {}
+    tags = {"modalities": str(cfg.modalities.name), "model_kind": str(cfg.model.kind),
+            "synthetic": str(bool(cohort.synthetic)).lower(), "data_kind": str(cfg.data.kind),
+            "manifest_hash": cohort.manifest_hash, "split_hash": cohort.split_hash,
+            "selection_metric": "dev_auc"}
+    for key, tag in (("name", "study"), ("arm", "arm"), ("parent_run_id", "mlflow.parentRunId"),
+                     ("key", "study_key"), ("level", "study_level"), ("repeat", "repeat"), ("fold", "fold")):
+        if study.get(key) is not None and study.get(key) != "":
+            tags[tag] = str(study[key])
+    if study.get("key"):
+        tags["is_study_parent"] = "false"
+        tags.setdefault("study_level", "arm")
+    return tags
+
+
+def _writable_places(cfg: DictConfig, out: Path) -> list[Path]:
+    places = [out, Path(str(cfg.cache_dir))]
+    if cfg.logger.get("artifact_root"):
+        places.append(Path(str(cfg.logger.artifact_root)))
+    return places
+
+
+def train(cfg: DictConfig, cohort: PreparedCohort | None = None, out: Path | None = None) -> TrainResult | None:
+    """Train and evaluate one model; returns None on non-zero DDP ranks.
+
+    ``cohort``: an already prepared cohort whose ``split`` column says train/dev/test (a
+    cross-validation fold); by default the config's cohort and split. ``out``: the run's output
+    folder (default: Hydra's job folder, or a temporary one).
+    """
+    import pytorch_lightning as pl
+
+    check_settings(cfg)
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    configure_threads(cfg.trainer.get("num_threads"))
+    out = out or output_dir(cfg)
+    for place in _writable_places(cfg, out):
+        check_writable_dir(place)
+    if cohort is None:
+        cohort = prepare_cohort(cfg.data, cfg.split, cfg.cache_dir, features=list(cfg.modalities.features))
+    feats = build_features(cfg, cohort)
+    if process_rank() != 0:  # a DDP worker started by Lightning's launcher: rank 0 owns the MLflow run
+        fit.fit_lightning(cfg, cohort, feats)
+        return None
+    return _tracked_fit(cfg, cohort, feats, out)
+
+
+def _tracked_fit(cfg: DictConfig, cohort: PreparedCohort, feats: Features, out: Path) -> TrainResult:
+    from liver_mm.tracking import artifacts, models
+    from liver_mm.tracking.epochs import EpochMetricsToMlflow
+    from liver_mm.tracking.runs import create_run, flatten, last_step, log_metrics, set_status
+    from liver_mm.tracking.store import connect
+
+    client, exp_id = connect(cfg.logger)
+    params = flatten(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+    params.update(manifest_hash=cohort.manifest_hash, split_hash=cohort.split_hash, crop_cache_key=str(feats.crop_key))
+    name = str((cfg.get("study") or {}).get("run_name") or (cfg.get("study") or {}).get("arm") or cfg.modalities.name)
+    run_id = create_run(client, exp_id, name, run_tags(cfg, cohort), params)
+    status = "FAILED"
+    try:
+        with sigterm_as_interrupt():
+            if cfg.model.kind == "sklearn":
+                result = fit.fit_sklearn(cfg, cohort, feats)
+            else:
+                result = fit.fit_lightning(cfg, cohort, feats, callbacks=[EpochMetricsToMlflow(client, run_id)])
+                assert result is not None  # only rank 0 gets here
+        probs, fitted = result.probs, result.model
+        client.set_tag(run_id, "world_size", str(result.world_size))
+        pred = cohort.df.loc[cohort.df["split"].isin(fit.EVAL_SPLITS), ["case_id", "split", "label"]].copy()
+        pred["prob"] = probs
+        pred = pred.reset_index(drop=True)
+        metrics = run_metrics(pred, allow_degenerate=(cfg.get("study") or {}).get("level") == "fold")
+        files = write_run_files(cfg, cohort, feats, pred, metrics, out)
+        log_metrics(client, run_id, metrics, step=last_step(client, run_id, "dev_auc"))
+        artifacts.log_files(client, run_id, files)
+        log_model = bool(cfg.logger.get("log_model", True))
+        if cfg.model.kind == "sklearn":
+            if log_model:
+                models.log_sklearn_model(client, run_id, fitted, feats.tabular.shape[1])
+        else:
+            bundle = write_bundle(cfg, feats, metrics, cohort.synthetic, fitted.inference_net, out)
+            if log_model:  # the pyfunc carries the bundle: the weights are stored once more only as torch_model
+                models.log_network_models(client, run_id, bundle, fitted.inference_net,
+                                          int(cfg.image_size) if cfg.modalities.image else None,
+                                          feats.preprocessor.n_features_out)
+            else:
+                artifacts.log_folder(client, run_id, bundle, "model_bundle")
+        artifacts.mark_outputs_logged(client, run_id)
+        status = "FINISHED"
+        log.info("run %s: test AUC %.3f (%.3f-%.3f)", run_id, metrics["test_auc"], metrics["test_auc_ci_low"],
+                 metrics["test_auc_ci_high"])
+        return TrainResult(run_id, metrics, pred, out)
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        set_status(client, run_id, status)

@@ -20,7 +20,7 @@ from liver_mm.study.compare import (
     write_delong_csv,
 )
 from liver_mm.study.tables import ARM_ORDER, cohort_counts, fmt_auc, fmt_proportion
-from liver_mm.training.evaluate import test_metrics as child_metrics
+from liver_mm.training.evaluate import run_metrics as child_metrics
 
 ORDER = list(ARM_ORDER)
 
@@ -80,7 +80,7 @@ def test_table3_equals_stats_functions(preds, comp):
         logged = child_metrics(pred)
         assert row["auc"] == logged["test_auc"] and row["threshold"] == logged["threshold"]
         assert row["sensitivity_ci_low"] == logged["test_sensitivity_ci_low"]
-        assert row["dev_auc"] == logged["dev_auc"]
+        assert row["selection_dev_auc"] == logged["selection_dev_auc"]
 
 
 def test_table3_markdown_format(comp):

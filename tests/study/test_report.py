@@ -151,7 +151,7 @@ def test_extra_figures_are_copied_and_linked(tmp_path, study, cohort):
 
 
 def test_study_provenance_collects_versions(monkeypatch):
-    from liver_mm.training import tracking
+    from liver_mm.tracking import runs as tracking
 
     # the run provenance itself (imports torch, asks git) is the training package's; only the merge is tested here
     monkeypatch.setattr(tracking, "provenance", lambda: {"liver_mm_version": "0.1.0", "git_commit": "abc",

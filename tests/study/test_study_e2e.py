@@ -114,7 +114,8 @@ def test_report_tables_and_delong_match_the_cli(study, tmp_path, capsys):
     wide.reset_index().to_csv(tmp_path / "test.csv", index=False)
     capsys.readouterr()
     assert main(["delong", str(tmp_path / "test.csv"), "--label", "label", "--scores", ",".join(ARMS),
-                 "--reference", "m1", "--json"]) == 0
+                 "--reference", "m1", "--family", "seed=m1,m2,m3,m4,m5", "--family", f"controls={','.join(ARMS)}",
+                 "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == json.loads((out / "delong.json").read_text())
     parent = client.search_runs([exp_id], "tags.is_study_parent = 'true'")[0]
     assert "delong_p_m1_vs_m5" in parent.data.metrics

@@ -5,15 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from omegaconf import DictConfig, open_dict
-
-CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
 def compose_train(overrides: list[str], tmp: Path) -> DictConfig:
     """conf/train.yaml with ``overrides``, tracking and caches redirected into ``tmp``."""
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+    with initialize_config_module("liver_mm.conf", version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     with open_dict(cfg):
         cfg.cache_dir = str(tmp / "cache")

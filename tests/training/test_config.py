@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from importlib.resources import files
 
 import pytest
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
+CONF = files("liver_mm.conf")  # conf/ of the checkout, shipped as the package liver_mm.conf
 
 SEED_FEATURES = {
     "m1": [],
@@ -19,7 +19,7 @@ SEED_FEATURES = {
 
 
 def _compose(name: str, overrides: list[str], hydra: bool = False):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+    with initialize_config_module("liver_mm.conf", version_base="1.3"):
         return compose(name, overrides=overrides, return_hydra_config=hydra)
 
 
@@ -31,14 +31,19 @@ def test_issue_overrides_compose():
     assert cfg.data.kind == "manifest" and cfg.modalities.features == []
 
 
-@pytest.mark.parametrize("short,long", [("m1", "m1_image"), ("m2", "m2_background"), ("m3", "m3_inflammation"),
-                                        ("m4", "m4_fibrosis"), ("m5", "m5_albumin")])
-def test_modality_sets_are_the_seeds(short, long):
-    a, b = _compose("train", [f"modalities={short}"]), _compose("train", [f"modalities={long}"])
-    assert a.modalities == b.modalities
-    assert list(a.modalities.features) == SEED_FEATURES[short] and a.modalities.image
+@pytest.mark.parametrize("name", sorted(SEED_FEATURES))
+def test_modality_sets_are_the_seeds(name):
+    mod = _compose("train", [f"modalities={name}"]).modalities
+    assert mod.name == name and list(mod.features) == SEED_FEATURES[name] and mod.image
     tab = _compose("train", ["modalities=tabular_only"]).modalities
     assert not tab.image and list(tab.features) == SEED_FEATURES["m5"]
+
+
+def test_modality_sets_have_one_name_and_a_description():
+    names = sorted(p.name for p in CONF.joinpath("modalities").iterdir() if p.name.endswith(".yaml"))
+    assert names == [f"{n}.yaml" for n in [*sorted(SEED_FEATURES), "tabular_only"]]
+    assert _compose("train", ["modalities=m3"]).modalities.description == "image + age, sex, AST, ALT"
+    assert _compose("train", []).modalities.name == "m1"  # conf/train.yaml's default
 
 
 def test_trainer_presets():
@@ -58,5 +63,5 @@ def test_study_arms_and_launchers():
     assert "BasicLauncher" in cfg.hydra.launcher._target_
     par = _compose("study", ["hydra/launcher=joblib_local"], hydra=True)
     assert "JoblibLauncher" in par.hydra.launcher._target_ and par.hydra.launcher.n_jobs == 2
-    slurm = (CONF / "hydra" / "launcher" / "slurm.yaml").read_text()
+    slurm = CONF.joinpath("hydra", "launcher", "slurm.yaml").read_text()
     assert "submitit_slurm" in slurm and "partition" in slurm

@@ -16,7 +16,7 @@ from tests.training.conftest import compose_train
 
 REQUIRED_METRICS = [
     "test_auc", "test_auc_ci_low", "test_auc_ci_high", "test_accuracy", "test_sensitivity",
-    "test_specificity", "dev_auc", "threshold",
+    "test_specificity", "selection_dev_auc", "threshold",
     "test_accuracy_ci_low", "test_accuracy_ci_high", "test_sensitivity_ci_low",
     "test_sensitivity_ci_high", "test_specificity_ci_low", "test_specificity_ci_high",
 ]
@@ -49,7 +49,8 @@ def test_two_epoch_run_is_fully_tracked_and_reproducible(tmp_path, small_overrid
     for name in REQUIRED_METRICS:
         assert name in run.data.metrics, name
         assert math.isfinite(run.data.metrics[name])
-    assert len(client.get_metric_history(res.run_id, "dev_auc")) >= 2  # per epoch, plus the final value
+    assert len(client.get_metric_history(res.run_id, "dev_auc")) == 2  # one per epoch (the selection curve)
+    assert run.data.tags["selection_metric"] == "dev_auc"
     assert {"train_loss", "dev_loss"} <= set(run.data.metrics)
     params = run.data.params
     assert params["modalities.name"] == "m3" and len(params["manifest_hash"]) >= 16
@@ -68,7 +69,7 @@ def test_two_epoch_run_is_fully_tracked_and_reproducible(tmp_path, small_overrid
     mlflow.set_tracking_uri(cfg.logger.tracking_uri)
     model = mlflow.pytorch.load_model(f"runs:/{res.run_id}/torch_model")
     from liver_mm.training.cohort import prepare_cohort
-    from liver_mm.training.run import build_features
+    from liver_mm.training.features import build_features
 
     cohort = prepare_cohort(cfg.data, cfg.split, cfg.cache_dir)
     feats = build_features(cfg, cohort)

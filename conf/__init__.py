@@ -1,0 +1,30 @@
+"""liver-mm's Hydra configs, shipped as the package ``liver_mm.conf`` (``pkg://liver_mm.conf``).
+
+The folder is ``conf/`` at the top of a checkout (pyproject.toml maps it into the package), so a
+wheel carries it too. Importing the package registers the OmegaConf resolvers the configs use;
+Hydra imports it when it reads ``pkg://liver_mm.conf``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from omegaconf import OmegaConf
+
+_NAME = re.compile(r"[A-Za-z0-9_]+")
+
+
+def csv(items: Sequence[str]) -> str:
+    """``${liver_mm.csv:${study.arms}}``: a list of config names as Hydra's sweep string ``a,b,c``."""
+    if isinstance(items, str) or not isinstance(items, Sequence) or not items:
+        raise ValueError(f"study.arms must be a non-empty list of arm names, e.g. study.arms=[m1,m5]; got {items!r}")
+    names = [str(x) for x in items]
+    bad = [n for n in names if not _NAME.fullmatch(n)]
+    if bad:
+        raise ValueError(f"study.arms: {bad} are not arm names (conf/arm/<name>.yaml); got {names}")
+    return ",".join(names)
+
+
+if not OmegaConf.has_resolver("liver_mm.csv"):
+    OmegaConf.register_new_resolver("liver_mm.csv", csv)

@@ -1,0 +1,63 @@
+"""The models a run logs: ``model`` (pyfunc: the bundle + preprocessing, what `predict` and serving use)
+and ``torch_model`` (the bare network in MLflow's PyTorch flavour, one packed input), or a
+scikit-learn ``model`` for the logistic-regression control.
+
+Input examples are synthetic (a fixed pattern image, zero labs in the preprocessed space): no
+patient's pixels or labs ever go into a logged model, its signature or its example.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+from mlflow.models import Model
+from mlflow.tracking import MlflowClient
+
+
+def synthetic_packed_example(image_size: int | None, n_tabular: int, n: int = 2) -> np.ndarray:
+    """(n, S*S + F) float32: a diagonal-gradient crop in [0, 1] then zeros (the training mean of each
+    preprocessed feature)."""
+    parts = []
+    if image_size:
+        ramp = np.add.outer(np.arange(image_size), np.arange(image_size)) / (2.0 * max(1, image_size - 1))
+        parts.append(np.repeat(ramp.reshape(1, -1), n, axis=0))
+    parts.append(np.zeros((n, n_tabular)))
+    return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+def _use(client: MlflowClient, run_id: str) -> None:
+    # MLflow's model-logging API resolves its store and the logged model's experiment process-wide
+    mlflow.set_tracking_uri(client.tracking_uri)
+    mlflow.set_experiment(experiment_id=client.get_run(run_id).info.experiment_id)
+
+
+def log_network_models(client: MlflowClient, run_id: str, bundle_dir: Path, net, image_size: int | None,
+                       n_tabular: int) -> None:
+    """Log ``model`` (pyfunc over ``bundle_dir``) and ``torch_model`` (``net`` behind one packed input)."""
+    import mlflow.pytorch
+
+    from liver_mm.models.packed import PackedInputClassifier
+    from liver_mm.serve import pyfunc
+    from liver_mm.serve.inference import Predictor
+
+    _use(client, run_id)
+    packed = PackedInputClassifier(net.eval(), image_size, n_tabular).eval()
+    Model.log(None, name="torch_model", flavor=mlflow.pytorch, run_id=run_id, pytorch_model=packed,
+              input_example=synthetic_packed_example(image_size, n_tabular), serialization_format="pt2",
+              pip_requirements=pyfunc.pip_requirements())
+    predictor = Predictor.from_dir(bundle_dir)  # the example is scored once by MLflow: it must load
+    Model.log(None, name="model", flavor=mlflow.pyfunc, run_id=run_id, python_model=str(pyfunc.MODEL_CODE),
+              artifacts={pyfunc.ARTIFACT_KEY: str(bundle_dir)},
+              signature=pyfunc.request_signature(predictor.features, predictor.use_image),
+              input_example=pyfunc.input_example(predictor), pip_requirements=pyfunc.pip_requirements())
+
+
+def log_sklearn_model(client: MlflowClient, run_id: str, estimator, n_features: int) -> None:
+    """Log a fitted scikit-learn estimator as ``model`` with a synthetic (zeros) input example."""
+    import mlflow.sklearn
+
+    _use(client, run_id)
+    Model.log(None, name="model", flavor=mlflow.sklearn, run_id=run_id, sk_model=estimator,
+              input_example=np.zeros((2, n_features)), pip_requirements=["scikit-learn"])

@@ -1,0 +1,105 @@
+"""One tracked run: creation with tags and params, metrics, status; provenance of the code that ran.
+
+Params and tags never carry a patient identifier: they come from the resolved config, the
+cohort's hashes and the software versions only (no manifest column is ever logged).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from mlflow.entities import Metric, Param, RunStatus
+from mlflow.tracking import MlflowClient
+
+import liver_mm
+
+_MAX_PARAM_LEN = 6000
+_BATCH = 100  # MLflow's log_batch takes at most 100 params per call
+
+
+def flatten(tree: Mapping, prefix: str = "") -> dict[str, object]:
+    """Nested mapping -> ``{"a.b.c": value}`` (lists kept as values)."""
+    out: dict[str, object] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def git_commit() -> str:
+    """The source tree's git commit (``-dirty`` when tracked files are modified), or ``unknown``
+    (an installed wheel has no git tree)."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return "unknown"
+    try:
+        sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return sha + ("-dirty" if dirty else "")
+
+
+def provenance() -> dict[str, str]:
+    """Package versions and the git commit, recorded with every run."""
+    import pytorch_lightning
+    import timm
+    import torch
+
+    return {"liver_mm_version": liver_mm.__version__, "git_commit": git_commit(),
+            "torch_version": torch.__version__, "lightning_version": pytorch_lightning.__version__,
+            "timm_version": timm.__version__}
+
+
+def log_params(client: MlflowClient, run_id: str, params: Mapping[str, object]) -> None:
+    """Log params (values as text, cut at MLflow's length limit) in batches."""
+    items = [Param(k, str(v)[:_MAX_PARAM_LEN]) for k, v in sorted(params.items())]
+    for i in range(0, len(items), _BATCH):
+        client.log_batch(run_id, params=items[i : i + _BATCH], synchronous=True)
+
+
+def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+    """Log finite-or-not metrics at ``step`` in batches (MLflow stores NaN as is)."""
+    now = int(time.time() * 1000)
+    items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+    for i in range(0, len(items), 1000):
+        client.log_batch(run_id, metrics=items[i : i + 1000], synchronous=True)
+
+
+def create_run(client: MlflowClient, exp_id: str, name: str, tags: Mapping[str, str],
+               params: Mapping[str, object] = ()) -> str:
+    """A RUNNING run with ``tags`` and ``params`` plus :func:`provenance`; returns its id."""
+    run = client.create_run(exp_id, tags=dict(tags), run_name=name)
+    log_params(client, run.info.run_id, {**dict(params), **provenance()})
+    return run.info.run_id
+
+
+def last_step(client: MlflowClient, run_id: str, metric: str) -> int:
+    """The largest step logged for ``metric`` (0 when none)."""
+    return max((m.step for m in client.get_metric_history(run_id, metric)), default=0)
+
+
+def set_status(client: MlflowClient, run_id: str, status: str) -> None:
+    """FINISHED / FAILED / KILLED end the run; RUNNING reopens it."""
+    if status == "RUNNING":
+        client.update_run(run_id, status="RUNNING")
+    else:
+        client.set_terminated(run_id, RunStatus.to_string(RunStatus.from_string(status)))
+
+
+def existing_metrics(client: MlflowClient, run_id: str) -> dict[str, float]:
+    """The latest value of each metric of a run."""
+    return dict(client.get_run(run_id).data.metrics)
+
+
+def tag_values(tags: Iterable[tuple[str, object]]) -> dict[str, str]:
+    """Tags as text, dropping empty values."""
+    return {k: str(v) for k, v in tags if v not in (None, "")}

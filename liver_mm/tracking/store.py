@@ -1,0 +1,85 @@
+"""Where runs go: the tracking URI, the experiment, and a client on a store that exists.
+
+MLflow's convention is honoured: an explicit ``logger.tracking_uri`` wins, then
+``$MLFLOW_TRACKING_URI``, else an embedded sqlite store ``./mlflow.db`` with a file artifact root
+(``./mlartifacts``). A new sqlite store is created once, under a file lock, so parallel study arms
+never race on its schema migration.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+
+def tracking_uri(configured: str | None = None) -> str:
+    """An explicitly configured URI, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<cwd>/mlflow.db`` (absolute)."""
+    if configured:
+        return str(configured)
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    return "sqlite:///" + str(Path("mlflow.db").resolve())
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI, else None."""
+    prefix = "sqlite:///"
+    return Path(uri[len(prefix):]) if uri.startswith(prefix) else None
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def open_client(uri: str) -> MlflowClient:
+    """A client on ``uri``; a sqlite store is created (schema migrated) once, under ``<db>.lock``.
+
+    Raises ``OSError`` naming the folder when a sqlite store's folder cannot be written.
+    """
+    db = sqlite_path(uri)
+    if db is None:
+        return MlflowClient(uri)
+    from liver_mm.fileio import check_writable_dir
+
+    check_writable_dir(db.parent)
+    with _file_lock(db.with_name(db.name + ".lock")):
+        client = MlflowClient(uri)
+        client.search_experiments(max_results=1)  # forces schema creation while holding the lock
+    return client
+
+
+def experiment_id(client: MlflowClient, name: str, artifact_root: str | None = None) -> str:
+    """Id of experiment ``name``, created if new; a new experiment on a sqlite store keeps its
+    artifacts under ``artifact_root`` (a local folder)."""
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = None
+    if artifact_root and client.tracking_uri.startswith("sqlite:"):
+        location = Path(artifact_root).resolve().as_uri()
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except Exception:  # created meanwhile by a parallel child run
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def connect(logger_cfg) -> tuple[MlflowClient, str]:
+    """(client, experiment id) of a ``logger`` config group (``tracking_uri``, ``experiment_name``, ``artifact_root``)."""
+    client = open_client(tracking_uri(logger_cfg.get("tracking_uri")))
+    return client, experiment_id(client, str(logger_cfg.experiment_name), logger_cfg.get("artifact_root"))
