@@ -102,3 +102,32 @@ def auc_by_step_figure(names: Sequence[str], auc: Sequence[float], lo: Sequence[
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def fold_auc_figure(aucs: Mapping[str, Sequence[float]], title: str) -> Figure:
+    """Cross-validation: each fold's test AUC as a point per arm, with the mean and ±1 SD."""
+    fig, ax = plt.subplots(figsize=(max(4.5, 0.9 * len(aucs) + 2), 3.8), dpi=120)
+    rng = np.random.default_rng(0)  # fixed jitter: the figure is a function of the data
+    for i, values in enumerate(aucs.values()):
+        v = np.asarray(values, dtype=float)
+        ax.scatter(i + rng.uniform(-0.12, 0.12, v.size), v, s=14, alpha=0.6, color="C0")
+        sd = float(v.std(ddof=1)) if v.size > 1 else 0.0
+        ax.errorbar(i + 0.25, v.mean(), yerr=sd, fmt="D", color="C3", capsize=4, ms=5)
+    ax.set_xticks(np.arange(len(aucs)), list(aucs), rotation=30, ha="right")
+    ax.set(ylabel="Test AUC per fold (mean ± SD)", title=title)
+    ax.title.set_fontsize(9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def roc_overlay_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray, str]], title: str) -> Figure:
+    """All models' ROC curves on one axes; ``curves[name] = (y, prob, legend label)``."""
+    fig, ax = plt.subplots(figsize=(5.2, 5.2), dpi=120)
+    for y, p, label in curves.values():
+        plot_roc(ax, y, p, label)
+    _roc_axes(ax, title)
+    ax.title.set_fontsize(9)
+    ax.legend(loc="lower right", fontsize=6)
+    fig.tight_layout()
+    return fig

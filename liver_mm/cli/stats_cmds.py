@@ -104,11 +104,28 @@ def _print_delong(rep: dict, alpha: float) -> None:
         print(f"{name:<16}{m['auc']:>8.4f}{m['ci_low']:>9.4f}{m['ci_high']:>9.4f}")
     if rep["comparisons"]:
         print()
-        print(f"{'comparison':<24}{'diff':>8}{'CI low':>9}{'CI high':>9}{'z':>8}{'p':>10}{'p Holm':>10}")
+        print(f"{'comparison':<24}{'diff':>8}{'CI low':>9}{'CI high':>9}{'z':>8}{'p':>10}{'p Holm':>10}  Holm family")
         for c in rep["comparisons"]:
             pair = f"{c['a']} vs {c['b']}"
             print(f"{pair:<24}{c['diff']:>8.4f}{c['diff_ci_low']:>9.4f}{c['diff_ci_high']:>9.4f}"
-                  f"{_fmt(c['z'], '.3f'):>8}{c['p_value']:>10.3g}{c['p_holm']:>10.3g}")
+                  f"{_fmt(c['z'], '.3f'):>8}{c['p_value']:>10.3g}{c['p_holm']:>10.3g}  {c['family']}")
+
+
+def _families(specs: list[str] | None, names: list[str]) -> dict[str, list[str]] | None:
+    """``--family NAME=a,b,c`` (repeatable, in order) -> {NAME: [a, b, c]}; None when not given."""
+    if not specs:
+        return None
+    out: dict[str, list[str]] = {}
+    for spec in specs:
+        name, sep, models = spec.partition("=")
+        members = _split_names(models)
+        if not sep or not name.strip() or not members:
+            raise InputError(f"--family {spec!r}: expected NAME=model,model,...")
+        unknown = [m for m in members if m not in names]
+        if unknown:
+            raise InputError(f"--family {spec!r}: {', '.join(unknown)} not among --scores {names}")
+        out[name.strip()] = members
+    return out
 
 
 def cmd_delong(args: argparse.Namespace) -> int:
@@ -123,7 +140,8 @@ def cmd_delong(args: argparse.Namespace) -> int:
             raise InputError(f"--reference {args.reference!r} is not one of --scores {names}")
         y = _labels(df, args.csv, args.label)
         scores = {name: _numeric(df, args.csv, name) for name in names}
-        rep = delong_report(y, scores, reference=args.reference, alpha=args.alpha)
+        families = _families(args.family, names)
+        rep = delong_report(y, scores, reference=args.reference, alpha=args.alpha, families=families)
     except (InputError, ValueError) as exc:
         return _fail("delong", exc)
     if args.json:
@@ -201,6 +219,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                    "in stepwise order")
     p.add_argument("--reference", default=None, help="reference model (default: the first score column)")
     p.add_argument("--alpha", type=float, default=0.05, help="1 - confidence level (default 0.05)")
+    p.add_argument("--family", action="append", metavar="NAME=a,b,...",
+                   help="a Holm family: the comparisons among these models are adjusted together (repeatable; "
+                        "a comparison joins the first family holding both models, else 'other'; default: one "
+                        "family 'all')")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_delong)
 

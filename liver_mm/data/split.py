@@ -10,6 +10,7 @@ the cohort is cut into K folds and whole folds go to train, dev and test (8 / 1 
 ``prepare_split`` writes the split into a copy of the manifest (original cells kept, paths
 rewritten to stay resolvable from the copy's folder) next to a ``<name>.split.json`` provenance
 record, and reuses that copy when the same manifest content, fractions, seed and units made it.
+Cross-validation folds (same grouping) are in :mod:`liver_mm.data.folds`.
 """
 
 from __future__ import annotations
@@ -142,6 +143,26 @@ def _existing_split(df: pd.DataFrame, where: str) -> pd.Series | None:
     return given.astype(str).rename("split")
 
 
+def labels_and_groups(
+    df: pd.DataFrame, where: str, image_keys: Sequence[object] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(y, groups), both (n,) int: 1 = malignant, and the :func:`leakage_groups` of ``patient_id`` and
+    ``image_keys`` (default: the content hash of each row's ``image_path``). Bad labels name the line."""
+    for col in ("label", "patient_id"):
+        if col not in df.columns:
+            raise ValueError(f"{where}: column {col} is required to split the cohort")
+    labels = df["label"].astype("string").str.strip().str.lower()
+    bad = ~labels.isin(LABELS)
+    if bad.any():
+        i = df.index[bad][0]
+        raise ValueError(f"{where}, line {line_numbers(df)[i]}, column label: {df.at[i, 'label']!r} is not "
+                         f"benign/malignant ({int(bad.sum())} such row(s))")
+    if image_keys is None and "image_path" in df.columns:
+        image_keys = _image_hashes(df, where)
+    patients = [None if pd.isna(p) or not str(p).strip() else str(p).strip() for p in df["patient_id"]]
+    return (labels == LABELS[1]).to_numpy().astype(int), leakage_groups(patients, image_keys)
+
+
 def assign_split(
     df: pd.DataFrame,
     fractions: Sequence[float] = (0.8, 0.1, 0.1),
@@ -161,24 +182,11 @@ def assign_split(
     if existing is not None:
         _warn_leaks(df, existing, where)
         return existing
-    for col in ("label", "patient_id"):
-        if col not in df.columns:
-            raise ValueError(f"{where}: column {col} is required to split the cohort")
-    labels = df["label"].astype("string").str.strip().str.lower()
-    bad = ~labels.isin(LABELS)
-    if bad.any():
-        i = df.index[bad][0]
-        raise ValueError(f"{where}, line {line_numbers(df)[i]}, column label: {df.at[i, 'label']!r} is not "
-                         f"benign/malignant ({int(bad.sum())} such row(s))")
     k, parts = fold_plan(fractions)
-    if image_keys is None and "image_path" in df.columns:
-        image_keys = _image_hashes(df, where)
-    patients = [None if pd.isna(p) or not str(p).strip() else str(p).strip() for p in df["patient_id"]]
-    groups = leakage_groups(patients, image_keys)
+    y, groups = labels_and_groups(df, where, image_keys)
     if groups.max() + 1 < k:
         raise ValueError(f"{where}: {groups.max() + 1} independent patient/image groups cannot be split into "
                          f"{k} folds for fractions {tuple(fractions)}; add cases or use coarser fractions")
-    y = (labels == LABELS[1]).to_numpy().astype(int)
     folds = np.empty(len(df), dtype=int)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -253,6 +261,16 @@ def _reusable(out_path: Path, key: dict) -> SplitResult | None:
     return SplitResult(out_path, key["manifest_hash"], meta["split_hash"], counts, reused=True)
 
 
+def check_case_ids(df: pd.DataFrame, where: object) -> None:
+    """Raise ``ValueError`` naming ``where`` unless column case_id exists, is non-empty and unique."""
+    if "case_id" not in df.columns:
+        raise ValueError(f"{where}: column case_id is required")
+    dup = df["case_id"][df["case_id"].duplicated(keep=False)]
+    if dup.notna().any() or df["case_id"].isna().any():
+        raise ValueError(f"{where}, column case_id: ids must be unique and non-empty "
+                         f"(repeated: {', '.join(sorted(set(map(str, dup)))[:5]) or '-'})")
+
+
 def prepare_split(
     manifest_path: str | Path,
     out_path: str | Path,
@@ -276,12 +294,7 @@ def prepare_split(
         return done
 
     df = read_manifest(manifest_path, units)
-    if "case_id" not in df.columns:
-        raise ValueError(f"{manifest_path}: column case_id is required")
-    dup = df["case_id"][df["case_id"].duplicated(keep=False)]
-    if dup.notna().any() or df["case_id"].isna().any():
-        raise ValueError(f"{manifest_path}, column case_id: ids must be unique and non-empty "
-                         f"(repeated: {', '.join(sorted(set(map(str, dup)))[:5]) or '-'})")
+    check_case_ids(df, manifest_path)
     split = assign_split(df, fractions, seed)
 
     copy = read_raw_table(manifest_path).reset_index(drop=True)

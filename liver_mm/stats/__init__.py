@@ -19,19 +19,23 @@ from liver_mm.stats.cohort import (
 from liver_mm.stats.compare import (
     ModelComparison,
     compare_models,
+    comparison_families,
     comparison_pairs,
     delong_report,
     holm_adjust,
+    holm_by_family,
 )
 from liver_mm.stats.delong import AucResult, DelongTest, auc_ci, delong_covariance, delong_test, placements
 from liver_mm.stats.icc import FORMS as ICC_FORMS
 from liver_mm.stats.icc import IccResult, icc
+from liver_mm.stats.resampling import CorrectedTTest, compare_fold_aucs, corrected_resampled_ttest, size_ratio
 
 __all__ = [
     "CATEGORICAL",
     "CONTINUOUS",
     "ICC_FORMS",
     "AucResult",
+    "CorrectedTTest",
     "DelongTest",
     "IccResult",
     "ModelComparison",
@@ -39,19 +43,24 @@ __all__ = [
     "auc_ci",
     "binary_metrics",
     "chi_square_p",
+    "compare_fold_aucs",
     "compare_models",
+    "comparison_families",
     "comparison_pairs",
+    "corrected_resampled_ttest",
     "delong_covariance",
     "delong_report",
     "delong_test",
     "encode_labels",
     "format_p",
     "holm_adjust",
+    "holm_by_family",
     "icc",
     "mann_whitney_p",
     "markdown_table",
     "placements",
     "roc_thresholds",
+    "size_ratio",
     "table1",
     "table2",
     "wilson_ci",

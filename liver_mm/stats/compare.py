@@ -1,9 +1,10 @@
-"""Comparing several models' AUCs on the same cases: DeLong tests with Holm adjustment."""
+"""Comparing several models' AUCs on the same cases: DeLong tests with Holm adjustment (by family)."""
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -11,14 +12,23 @@ import numpy as np
 from liver_mm.stats._inputs import check_binary, check_scores
 from liver_mm.stats.delong import DelongTest, auc_ci, delong_test
 
+log = logging.getLogger(__name__)
+
+#: the family of every comparison when no families are given
+ALL_FAMILY = "all"
+#: the family of a comparison whose two models share no given family
+OTHER_FAMILY = "other"
+
 
 @dataclass(frozen=True, kw_only=True)
 class ModelComparison(DelongTest):
-    """One paired DeLong test ``a`` vs ``b`` (diff = auc_a - auc_b) with its Holm-adjusted p."""
+    """One paired DeLong test ``a`` vs ``b`` (diff = auc_a - auc_b) with its Holm-adjusted p
+    (adjusted within ``family``, see :func:`comparison_families`)."""
 
     a: str
     b: str
     p_holm: float
+    family: str = ALL_FAMILY
 
 
 def holm_adjust(p_values: object) -> np.ndarray:
@@ -34,6 +44,48 @@ def holm_adjust(p_values: object) -> np.ndarray:
     adj_sorted = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
     out = np.empty(m)
     out[order] = adj_sorted
+    return out
+
+
+def holm_by_family(p_values: object, family_labels: Sequence[str]) -> np.ndarray:
+    """Holm-adjusted p-values (m,), adjusted separately within each family (same order as the input).
+
+    p_values: (m,) in [0, 1]; family_labels: (m,) the family of each p-value.
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    labels = np.asarray([str(f) for f in family_labels], dtype=object)
+    if p.ndim != 1 or labels.shape != p.shape:
+        raise ValueError(f"need one family label per p-value, got {labels.size} labels for {p.size} p-values")
+    out = np.empty(p.size)
+    for fam in dict.fromkeys(labels):
+        idx = np.flatnonzero(labels == fam)
+        out[idx] = holm_adjust(p[idx])
+    return out
+
+
+def comparison_families(
+    pairs: Sequence[tuple[str, str]], families: Mapping[str, Sequence[str]] | None
+) -> list[str]:
+    """The Holm family of each compared pair.
+
+    families: family name -> models whose pairwise comparisons form that family. A pair belongs to
+    the first family (in mapping order) that lists both its models, else to ``"other"``; ``None``
+    puts every pair in one family ``"all"``. The name ``"other"`` is reserved. Models named in a
+    family but not compared are logged (a warning), not an error.
+    """
+    if families is None:
+        return [ALL_FAMILY] * len(pairs)
+    if OTHER_FAMILY in families:
+        raise ValueError(f"family name {OTHER_FAMILY!r} is reserved for comparisons in no family; rename it")
+    members = {str(name): {str(m) for m in models} for name, models in families.items()}
+    compared = {m for pair in pairs for m in pair}
+    for name, models in members.items():
+        unknown = sorted(models - compared)
+        if unknown:
+            log.warning("Holm family %r names model(s) %s that are not compared", name, unknown)
+    out = []
+    for a, b in pairs:
+        out.append(next((name for name, models in members.items() if a in models and b in models), OTHER_FAMILY))
     return out
 
 
@@ -57,22 +109,28 @@ def comparison_pairs(names: list[str], reference: str | None = None) -> list[tup
 
 
 def compare_models(
-    y_true: object, scores: Mapping[str, object], reference: str | None = None, alpha: float = 0.05
+    y_true: object,
+    scores: Mapping[str, object],
+    reference: str | None = None,
+    alpha: float = 0.05,
+    families: Mapping[str, Sequence[str]] | None = None,
 ) -> list[ModelComparison]:
     """Paired DeLong tests of each model against the reference and of each adjacent pair.
 
     y_true: (N,) 0/1 or benign/malignant; scores: name -> (N,) probability of malignancy, in
-    stepwise order. The p-values are Holm-adjusted across all comparisons returned.
+    stepwise order. The p-values are Holm-adjusted within each family of comparisons
+    (:func:`comparison_families`); ``families=None``: across all comparisons returned (family "all").
     """
     y = check_binary(y_true)
     arrays = {name: check_scores(s, y.size, name) for name, s in scores.items()}
     if len(arrays) < 2:
         raise ValueError(f"need at least two models to compare, got {list(arrays)}")
     pairs = comparison_pairs(list(arrays), reference)
+    fams = comparison_families(pairs, families)
     tests = [delong_test(y, arrays[a], arrays[b], alpha=alpha) for a, b in pairs]
-    p_holm = holm_adjust([t.p_value for t in tests])
-    return [ModelComparison(a=a, b=b, **asdict(t), p_holm=float(ph))
-            for (a, b), t, ph in zip(pairs, tests, p_holm, strict=True)]
+    p_holm = holm_by_family([t.p_value for t in tests], fams)
+    return [ModelComparison(a=a, b=b, **asdict(t), p_holm=float(ph), family=fam)
+            for (a, b), t, ph, fam in zip(pairs, tests, p_holm, fams, strict=True)]
 
 
 def _json_float(x: float) -> float | None:
@@ -81,13 +139,18 @@ def _json_float(x: float) -> float | None:
 
 
 def delong_report(
-    y_true: object, scores: Mapping[str, object], reference: str | None = None, alpha: float = 0.05
+    y_true: object,
+    scores: Mapping[str, object],
+    reference: str | None = None,
+    alpha: float = 0.05,
+    families: Mapping[str, Sequence[str]] | None = None,
 ) -> dict:
     """Everything ``liver-mm delong --json`` prints, as a JSON-ready dict.
 
     ``{"n_pos", "n_neg", "models": {name: {"auc", "ci_low", "ci_high", "var"}},
     "comparisons": [{"a", "b", "auc_a", "auc_b", "diff", "diff_ci_low", "diff_ci_high", "z",
-    "p_value", "p_holm"}]}``; a z of ±inf (zero variance, diff != 0) is written as null.
+    "p_value", "p_holm", "family"}]}``; a z of ±inf (zero variance, diff != 0) is written as null.
+    p_holm is adjusted within each Holm family (see :func:`compare_models`; None: one family "all").
     A single model gives an empty comparison list.
     """
     y = check_binary(y_true)
@@ -100,8 +163,9 @@ def delong_report(
     for name, s in arrays.items():
         r = auc_ci(y, s, alpha=alpha)
         models[name] = {"auc": r.auc, "ci_low": r.ci_low, "ci_high": r.ci_high, "var": r.var}
-    rows = compare_models(y, arrays, reference, alpha=alpha) if len(arrays) > 1 else []
+    rows = compare_models(y, arrays, reference, alpha=alpha, families=families) if len(arrays) > 1 else []
     keys = ("auc_a", "auc_b", "diff", "diff_ci_low", "diff_ci_high", "z", "p_value", "p_holm")
-    comparisons = [{"a": c.a, "b": c.b, **{k: _json_float(getattr(c, k)) for k in keys}} for c in rows]
+    comparisons = [{"a": c.a, "b": c.b, **{k: _json_float(getattr(c, k)) for k in keys}, "family": c.family}
+                   for c in rows]
     n_pos = int(y.sum())
     return {"n_pos": n_pos, "n_neg": int(y.size - n_pos), "models": models, "comparisons": comparisons}

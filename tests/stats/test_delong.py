@@ -221,7 +221,7 @@ def test_report_structure(fixtures_dir):
     assert set(rep["models"]["m1"]) == {"auc", "ci_low", "ci_high", "var"}
     assert rep["models"]["m1"]["auc"] == gold["single"]["m1"]["auc"]
     assert [(c["a"], c["b"]) for c in rep["comparisons"]] == [("m2", "m1"), ("m2", "m3")]
-    keys = {"a", "b", "auc_a", "auc_b", "diff", "diff_ci_low", "diff_ci_high", "z", "p_value", "p_holm"}
+    keys = {"a", "b", "auc_a", "auc_b", "diff", "diff_ci_low", "diff_ci_high", "z", "p_value", "p_holm", "family"}
     assert all(set(c) == keys for c in rep["comparisons"])
     # m2 vs m1 is the oracle's m1 vs m2 with the sign flipped
     assert rep["comparisons"][0]["z"] == pytest.approx(-gold["paired_delong"]["m1_vs_m2"]["Z"], abs=TOL)

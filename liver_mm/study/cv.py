@@ -1,0 +1,151 @@
+"""Cross-validated study (``liver-mm study cv.folds=K cv.repeats=R``): every arm trains once per (repeat, fold).
+
+MLflow: the study parent, one child per arm (a container that finishes when all its folds have), one
+nested run per (arm, repeat, fold) under it with its own metrics and predictions. Resume works at fold
+granularity: a rerun trains only the folds without a finished run. Folds are grouped by patient and
+identical image and label-stratified (:mod:`liver_mm.data.split`); inside each training part a grouped,
+stratified dev part is held out for early stopping and the frozen Youden threshold.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from omegaconf import DictConfig, open_dict
+
+from liver_mm.training.cohort import PreparedCohort
+
+log = logging.getLogger(__name__)
+
+
+def uses_cv(cfg: DictConfig) -> bool:
+    """True when the study is cross-validated (``cv.folds`` >= 2)."""
+    cv = cfg.get("cv") or {}
+    return cv.get("folds") is not None and int(cv.get("folds")) >= 2
+
+
+def prepare_study_folds(cfg: DictConfig, cohort: PreparedCohort) -> tuple[pd.DataFrame, str]:
+    """(assignment, folds hash): ``assignment`` is indexed by case_id with one column per (repeat, fold)
+    holding train / dev / test; written once into the cache and reused. Raises before any training when
+    the cohort is too small for K folds."""
+    from liver_mm.data.folds import prepare_folds
+
+    cv = cfg.cv
+    key = hashlib.sha256(f"{cohort.manifest_hash}|{cv.folds}|{cv.repeats}|{cfg.seed}|{cv.dev_fraction}".encode())
+    out = Path(str(cfg.cache_dir)) / "folds" / key.hexdigest()[:12] / "folds.csv"
+    res = prepare_folds(cohort.source_manifest, out, folds=int(cv.folds), repeats=int(cv.repeats),
+                        seed=int(cfg.seed), units=dict(cfg.data.get("units") or {}),
+                        dev_fraction=float(cv.dev_fraction))
+    return res.assignment, res.folds_hash
+
+
+def fold_cohort(cohort: PreparedCohort, assignment: pd.DataFrame, folds_hash: str, repeat: int,
+                fold: int) -> PreparedCohort:
+    """The cohort with ``split`` = this (repeat, fold)'s train / dev / test parts."""
+    df = cohort.df.copy()
+    df["split"] = df["case_id"].astype(str).map(assignment[(repeat, fold)])
+    if df["split"].isna().any():
+        raise ValueError(f"the fold assignment lacks {int(df['split'].isna().sum())} case(s) of the cohort")
+    return replace(cohort, df=df, split_hash=f"{folds_hash[:16]}-r{repeat}f{fold}")
+
+
+def fold_sizes(assignment: pd.DataFrame) -> pd.DataFrame:
+    """repeat, fold, n_train, n_dev, n_test and n_outside_test (= n_train + n_dev, the training size of the
+    corrected t-test: every case outside the test fold)."""
+    from liver_mm.data.folds import fold_sizes as sizes
+
+    out = sizes(assignment)
+    out["n_outside_test"] = out["n_train"] + out["n_dev"]
+    return out
+
+
+def _arm_container(client, exp_id: str, key: str, parent_id: str, cfg: DictConfig, cohort: PreparedCohort) -> str:
+    """The arm's child run (reused when a killed study left it unfinished, so its finished folds count)."""
+    from liver_mm.tracking.registry import study_runs
+    from liver_mm.tracking.runs import create_run, set_status
+
+    arm = str(cfg.study.arm)
+    runs = sorted((r for r in study_runs(client, exp_id, key) if r.data.tags.get("arm") == arm),
+                  key=lambda r: r.info.start_time)
+    if runs:
+        set_status(client, runs[-1].info.run_id, "RUNNING")
+        return runs[-1].info.run_id
+    tags = {"study": str(cfg.study.name), "study_key": key, "is_study_parent": "false", "study_level": "arm",
+            "arm": arm, "mlflow.parentRunId": parent_id, "modalities": str(cfg.modalities.name),
+            "model_kind": str(cfg.model.kind), "synthetic": str(bool(cohort.synthetic)).lower(),
+            "manifest_hash": cohort.manifest_hash}
+    params = {"modalities.description": cfg.modalities.get("description", ""), "modalities.image": cfg.modalities.image,
+              "model.description": cfg.model.get("description", ""), "cv.folds": cfg.cv.folds,
+              "cv.repeats": cfg.cv.repeats}
+    return create_run(client, exp_id, arm, tags, params)
+
+
+def run_cv_arm(cfg: DictConfig, cohort: PreparedCohort, client, exp_id: str, key: str, parent_id: str) -> dict[str, Any]:
+    """Train every unfinished (repeat, fold) of one arm as nested runs, then finish the arm's child run."""
+    from liver_mm.tracking.artifacts import mark_outputs_logged
+    from liver_mm.tracking.registry import finished_by, is_finished, remove_unfinished, study_runs
+    from liver_mm.tracking.runs import log_metrics, set_status
+    from liver_mm.training.run import output_dir, train
+
+    arm = str(cfg.study.arm)
+    arm_runs = [r for r in study_runs(client, exp_id, key) if r.data.tags.get("arm") == arm]
+    if any(is_finished(r) for r in arm_runs):
+        log.info("arm %s already finished in this study: skipped", arm)
+        return {"arm": arm, "run_id": next(r.info.run_id for r in arm_runs if is_finished(r)), "skipped": True}
+    assignment, folds_hash = prepare_study_folds(cfg, cohort)
+    arm_id = _arm_container(client, exp_id, key, parent_id, cfg, cohort)
+    fold_runs = [r for r in study_runs(client, exp_id, key, level="fold") if r.data.tags.get("arm") == arm]
+    done = finished_by(fold_runs, "repeat", "fold")
+    remove_unfinished(client, fold_runs, f"arm {arm} folds")
+    status = "FAILED"
+    base = output_dir(cfg)
+    try:
+        for rep in range(int(cfg.cv.repeats)):
+            for fold in range(int(cfg.cv.folds)):
+                if (str(rep), str(fold)) in done:
+                    continue
+                fcfg = copy.deepcopy(cfg)
+                with open_dict(fcfg):
+                    fcfg.study.update(parent_run_id=arm_id, key=key, level="fold", repeat=rep, fold=fold,
+                                      run_name=f"{arm} r{rep} f{fold}")
+                    fcfg.logger.log_model = bool(cfg.cv.get("log_models", False))
+                log.info("arm %s: repeat %d, fold %d of %d", arm, rep, fold + 1, int(cfg.cv.folds))
+                res = train(fcfg, cohort=fold_cohort(cohort, assignment, folds_hash, rep, fold),
+                            out=base / f"r{rep}f{fold}")
+                done[(str(rep), str(fold))] = res
+        aucs = [r.metrics["test_auc"] if hasattr(r, "metrics") else r.data.metrics["test_auc"] for r in done.values()]
+        s = pd.Series(aucs, dtype=float)
+        log_metrics(client, arm_id, {"cv_auc_mean": float(s.mean()), "cv_auc_sd": float(s.std(ddof=1))})
+        mark_outputs_logged(client, arm_id)
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        set_status(client, arm_id, status)
+    return {"arm": arm, "run_id": arm_id, "skipped": False}
+
+
+def finish_cv(config: DictConfig, cohort: PreparedCohort, client, exp_id: str, key: str, arms: list[str],
+              out: Path, provenance: dict, command: str, families, title: str) -> dict[str, float]:
+    """Gather every finished arm's fold runs and write the cross-validation report into ``out``."""
+    from liver_mm.study.cv_report import write_cv_study
+    from liver_mm.tracking.registry import finished_by, study_runs
+
+    assignment, _ = prepare_study_folds(config, cohort)
+    runs = finished_by(study_runs(client, exp_id, key, level="fold"), "arm", "repeat", "fold")
+    preds: dict[tuple[str, int, int], pd.DataFrame] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for (arm, rep, fold), run in runs.items():
+            if arm in arms:
+                path = client.download_artifacts(run.info.run_id, "predictions.csv", f"{tmp}/{arm}-{rep}-{fold}")
+                preds[(arm, int(rep), int(fold))] = pd.read_csv(path)
+    return write_cv_study(config, cohort, preds, fold_sizes(assignment), arms, out, provenance, command, families,
+                          title)

@@ -1,0 +1,158 @@
+"""The cross-validated study's folder: out-of-fold predictions, fold AUCs, summary, comparisons, figures, report."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+from omegaconf import DictConfig
+
+from liver_mm.stats import encode_labels, format_p, markdown_table, youden_threshold
+from liver_mm.study.cv_tables import (
+    OOF_COLUMNS,
+    cv_auc_table,
+    cv_comparisons,
+    cv_parent_metrics,
+    cv_summary,
+)
+from liver_mm.study.report import (
+    SYNTHETIC_STATEMENT,
+    _cohort_section,
+    _provenance_section,
+    _save,
+    write_cohort_tables,
+)
+from liver_mm.study.tables import fmt_auc, fmt_number, fmt_proportion
+from liver_mm.training.cohort import PreparedCohort
+
+log = logging.getLogger(__name__)
+
+
+def fold_predictions(pred: pd.DataFrame, arm: str, repeat: int, fold: int, patients: Mapping[str, str]) -> pd.DataFrame:
+    """One fold run's test rows as out-of-fold rows, each with the fold's frozen dev-Youden threshold."""
+    dev, test = pred[pred["split"] == "dev"], pred[pred["split"] == "test"]
+    thr = youden_threshold(encode_labels(dev["label"].to_numpy(dtype=object)), dev["prob"].to_numpy(dtype=float))
+    ids = test["case_id"].astype(str)
+    return pd.DataFrame({"case_id": ids.to_numpy(), "patient_id": ids.map(patients).to_numpy(), "arm": arm,
+                         "repeat": repeat, "fold": fold, "label": test["label"].to_numpy(),
+                         "prob": test["prob"].to_numpy(dtype=float), "threshold": thr.threshold})
+
+
+def format_summary(summary: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for r in summary.to_dict("records"):
+        rows.append({"Model": r["arm"], "Folds": str(int(r["n_folds"])),
+                     "Fold AUC mean (SD)": f"{r['auc_mean']:.3f} ({fmt_number(r['auc_sd'])})",
+                     "Pooled out-of-fold AUC, repeat 0 (95% CI)": fmt_auc(r["pooled_auc"], r["pooled_auc_ci_low"],
+                                                                          r["pooled_auc_ci_high"]),
+                     **{f"{m.capitalize()} (n/N; 95% CI)": fmt_proportion(r[m], r[f"{m}_ci_low"], r[f"{m}_ci_high"],
+                                                                          r[f"{m}_k"], r[f"{m}_n"])
+                        for m in ("accuracy", "sensitivity", "specificity")}})
+    return pd.DataFrame(rows)
+
+
+def format_comparisons(comp: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for r in comp.to_dict("records"):
+        rows.append({"Comparison": f"{r['a']} vs {r['b']}", "Family": r["family"],
+                     "Mean ΔAUC over folds (SD)": f"{r['mean_auc_diff']:+.3f} ({r['sd_auc_diff']:.3f})",
+                     "t (df)": f"{r['t']:.2f} ({int(r['df'])})", "p": format_p(r["p_t"]),
+                     "p (Holm)": format_p(r["p_t_holm"]), "Pooled ΔAUC": f"{r['pooled_diff']:+.3f}",
+                     "z (DeLong)": fmt_number(r["z_delong"], 2), "p (DeLong)": format_p(r["p_delong"]),
+                     "p (DeLong, Holm)": format_p(r["p_delong_holm"])})
+    return pd.DataFrame(rows)
+
+
+def verdicts(comp: pd.DataFrame, alpha: float = 0.05) -> list[str]:
+    """One plain sentence per comparison: does the difference hold up across folds?"""
+    out = []
+    for r in comp.to_dict("records"):
+        better = r["a"] if r["mean_auc_diff"] > 0 else r["b"]
+        if r["p_t_holm"] < alpha and r["p_delong_holm"] < alpha:
+            text = f"**holds up**: {better} is better in the corrected t-test over folds and the pooled DeLong test"
+        elif r["p_t_holm"] < alpha:
+            text = f"holds up over folds (corrected t-test), not in the pooled DeLong test; {better} ahead"
+        elif r["p_delong_holm"] < alpha:
+            text = ("does **not** hold up over folds: only the pooled DeLong test, which ignores the variation "
+                    "between training sets, finds it")
+        else:
+            text = "no difference shown (neither test, after Holm)"
+        out.append(f"- {r['a']} vs {r['b']} (mean ΔAUC {r['mean_auc_diff']:+.3f}): {text}.")
+    return out
+
+
+def write_cv_figures(oof: pd.DataFrame, cv_auc: pd.DataFrame, summary: pd.DataFrame, order: Sequence[str],
+                     out: Path, synthetic: bool) -> list[str]:
+    from liver_mm.figures import fold_auc_figure, roc_label, roc_overlay_figure
+
+    prefix = "SYNTHETIC cohort (not clinical evidence): " if synthetic else ""
+    aucs = {a: cv_auc.loc[cv_auc["arm"] == a, "auc"].to_numpy() for a in order}
+    k = int(cv_auc["fold"].max()) + 1
+    r = int(cv_auc["repeat"].max()) + 1
+    _save(fold_auc_figure(aucs, f"{prefix}test AUC of each fold ({k} folds x {r} repeat(s))"), out / "cv_fold_aucs.png")
+    s = summary.set_index("arm")
+    curves = {}
+    for a in order:
+        part = oof[(oof["arm"] == a) & (oof["repeat"] == 0)]
+        curves[a] = (encode_labels(part["label"].to_numpy(dtype=object)), part["prob"].to_numpy(dtype=float),
+                     roc_label(a, s.at[a, "pooled_auc"], s.at[a, "pooled_auc_ci_low"], s.at[a, "pooled_auc_ci_high"]))
+    _save(roc_overlay_figure(curves, f"{prefix}pooled out-of-fold ROC, repeat 0"), out / "cv_roc.png")
+    return ["cv_fold_aucs.png", "cv_roc.png"]
+
+
+def _cv_section(summary: pd.DataFrame, comp: pd.DataFrame, k: int, r: int, reference: str) -> list[str]:
+    return [
+        "## Cross-validation", "",
+        f"{k}-fold cross-validation repeated {r} time(s): folds grouped by patient and identical image, stratified "
+        "by label; every nodule is a test case once per repeat. Inside each training part a grouped, stratified "
+        "dev part chose the epoch and the Youden threshold, frozen for the fold's test cases.", "",
+        "### Performance", "", markdown_table(format_summary(summary)),
+        "### Comparisons", "",
+        f"Each model against {reference} and each adjacent pair. Corrected resampled t-test of the per-fold AUC "
+        "differences (Nadeau & Bengio 2003; df = K·R − 1, variance inflated by the test/train size ratio) and the "
+        "paired DeLong test on repeat 0's pooled out-of-fold predictions; p (Holm) within each family.", "",
+        markdown_table(format_comparisons(comp)),
+        "### Which differences hold up", "", *verdicts(comp), "",
+    ]
+
+
+def write_cv_study(config: DictConfig, cohort: PreparedCohort, fold_preds: Mapping[tuple[str, int, int], pd.DataFrame],
+                   sizes: pd.DataFrame, order: Sequence[str], out: Path, provenance: Mapping[str, object],
+                   command: str, families: Mapping[str, Sequence[str]] | None, title: str) -> dict[str, float]:
+    """Write the CV files and report.md into ``out``; returns the parent run's metrics."""
+    patients = dict(zip(cohort.df["case_id"].astype(str), cohort.df["patient_id"].astype(str), strict=True))
+    oof = pd.concat([fold_predictions(p, a, rep, f, patients) for (a, rep, f), p in fold_preds.items()],
+                    ignore_index=True)
+    oof = oof.sort_values(["arm", "repeat", "case_id"], key=lambda c: c.map({a: i for i, a in enumerate(order)})
+                          if c.name == "arm" else c, kind="stable").reset_index(drop=True)
+    cv_auc = cv_auc_table(oof)
+    summary = cv_summary(oof, cv_auc, order)
+    reference = str(config.study.reference)
+    comp = cv_comparisons(oof, cv_auc, sizes, order, reference, families)
+    oof[[*OOF_COLUMNS, "threshold"]].to_csv(out / "oof_predictions.csv", index=False)
+    cv_auc.to_csv(out / "cv_auc.csv", index=False)
+    sizes.to_csv(out / "cv_fold_sizes.csv", index=False)
+    summary.to_csv(out / "cv_summary.csv", index=False)
+    comp.to_csv(out / "cv_comparisons.csv", index=False)
+    (out / "cv_summary.md").write_text(markdown_table(format_summary(summary)), encoding="utf-8")
+    (out / "cv_comparisons.md").write_text(markdown_table(format_comparisons(comp)) + "\n" + "\n".join(verdicts(comp))
+                                           + "\n", encoding="utf-8")
+    figures = write_cv_figures(oof, cv_auc, summary, order, out, cohort.synthetic)
+    k, r = int(config.cv.folds), int(config.cv.repeats)
+    lines = [f"# Study report: {title}", ""]
+    if cohort.synthetic:
+        lines += [f"**{SYNTHETIC_STATEMENT}**", ""]
+    lines += _provenance_section(provenance, command)
+    lines += _cohort_section(write_cohort_tables(cohort.df, out))
+    lines += _cv_section(summary, comp, k, r, reference)
+    lines += ["## Figures", "", "### Test AUC of each fold", "", f"![fold AUCs]({figures[0]})", "",
+              "### Pooled out-of-fold ROC curves (repeat 0)", "", f"![ROC]({figures[1]})", ""]
+    listed = sorted(p.name for p in out.iterdir() if p.is_file() and p.name != "report.md" and not p.name.startswith("."))
+    lines += ["## Files", "", *(f"- [{name}]({name})" for name in listed), ""]
+    (out / "report.md").write_text("\n".join(lines), encoding="utf-8")
+    missing = oof.groupby(["arm", "repeat"])["case_id"].nunique()
+    if (missing != len(cohort.df)).any():
+        raise ValueError(f"out-of-fold predictions do not cover every case once per (arm, repeat): {missing.to_dict()}")
+    return cv_parent_metrics(summary, comp)

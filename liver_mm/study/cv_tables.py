@@ -1,0 +1,124 @@
+"""Cross-validated comparison of a study's arms from their out-of-fold predictions (pandas + liver_mm.stats).
+
+Inputs: ``oof``, one row per (arm, repeat, fold, test case) with columns case_id, patient_id, arm,
+repeat, fold, label (benign/malignant), prob, threshold (the fold's dev-Youden threshold, frozen);
+``sizes``, one row per (repeat, fold) with n_test and n_outside_test (the cases outside the test fold:
+the fold model's training and dev parts).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from liver_mm.stats import (
+    auc_ci,
+    compare_fold_aucs,
+    comparison_families,
+    comparison_pairs,
+    delong_test,
+    encode_labels,
+    holm_by_family,
+    wilson_ci,
+)
+
+OOF_COLUMNS = ("case_id", "patient_id", "arm", "repeat", "fold", "label", "prob")
+
+
+def cv_auc_table(oof: pd.DataFrame) -> pd.DataFrame:
+    """arm, repeat, fold, n_test, auc: the test AUC of every fold model."""
+    rows = []
+    for (arm, rep, fold), part in oof.groupby(["arm", "repeat", "fold"], sort=False):
+        y = encode_labels(part["label"].to_numpy(dtype=object))
+        rows.append({"arm": arm, "repeat": int(rep), "fold": int(fold), "n_test": len(part),
+                     "auc": auc_ci(y, part["prob"].to_numpy(dtype=float)).auc})
+    return pd.DataFrame(rows, columns=["arm", "repeat", "fold", "n_test", "auc"])
+
+
+def _pooled(oof: pd.DataFrame, arm: str, repeat: int = 0) -> pd.DataFrame:
+    part = oof[(oof["arm"] == arm) & (oof["repeat"] == repeat)]
+    return part.sort_values("case_id", kind="stable").reset_index(drop=True)
+
+
+def _proportion(k: int, n: int) -> tuple[float, float, float]:
+    lo, hi = wilson_ci(k, n) if n else (math.nan, math.nan)
+    return (k / n if n else math.nan), lo, hi
+
+
+def pooled_metrics(part: pd.DataFrame) -> dict[str, float]:
+    """AUC (DeLong CI) of pooled out-of-fold predictions, and accuracy / sensitivity / specificity with
+    each case called at its own fold's frozen threshold (k/n and Wilson CIs)."""
+    y = encode_labels(part["label"].to_numpy(dtype=object))
+    p = part["prob"].to_numpy(dtype=float)
+    called = p >= part["threshold"].to_numpy(dtype=float)
+    auc = auc_ci(y, p)
+    out: dict[str, float] = {"n": len(y), "pooled_auc": auc.auc, "pooled_auc_ci_low": auc.ci_low,
+                             "pooled_auc_ci_high": auc.ci_high}
+    counts = {"accuracy": (int((called == (y == 1)).sum()), len(y)),
+              "sensitivity": (int((called & (y == 1)).sum()), int((y == 1).sum())),
+              "specificity": (int((~called & (y == 0)).sum()), int((y == 0).sum()))}
+    for name, (k, n) in counts.items():
+        value, lo, hi = _proportion(k, n)
+        out.update({name: value, f"{name}_k": k, f"{name}_n": n, f"{name}_ci_low": lo, f"{name}_ci_high": hi})
+    return out
+
+
+def cv_summary(oof: pd.DataFrame, cv_auc: pd.DataFrame, order: Sequence[str]) -> pd.DataFrame:
+    """Per arm: folds, mean and SD (ddof=1) of the fold AUCs, and :func:`pooled_metrics` of repeat 0."""
+    rows = []
+    for arm in order:
+        aucs = cv_auc.loc[cv_auc["arm"] == arm, "auc"].to_numpy(dtype=float)
+        rows.append({"arm": arm, "n_folds": aucs.size, "auc_mean": float(aucs.mean()),
+                     "auc_sd": float(aucs.std(ddof=1)) if aucs.size > 1 else math.nan,
+                     **pooled_metrics(_pooled(oof, arm))})
+    return pd.DataFrame(rows)
+
+
+def _aligned_aucs(cv_auc: pd.DataFrame, sizes: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
+    wide = cv_auc.pivot_table(index=["repeat", "fold"], columns="arm", values="auc")[[a, b]]
+    return wide.join(sizes.set_index(["repeat", "fold"])[["n_outside_test", "n_test"]], how="inner")
+
+
+def cv_comparisons(oof: pd.DataFrame, cv_auc: pd.DataFrame, sizes: pd.DataFrame, order: Sequence[str],
+                   reference: str, families: Mapping[str, Sequence[str]] | None = None) -> pd.DataFrame:
+    """Each arm vs the reference and each adjacent pair: mean AUC difference over folds with the
+    Nadeau-Bengio corrected resampled t-test (df = K*R - 1), and the paired DeLong test on repeat 0's
+    pooled out-of-fold predictions; Holm-adjusted within each family, for each test separately."""
+    pairs = comparison_pairs(list(order), reference)
+    fams = comparison_families(pairs, families)
+    rows = []
+    for (a, b), fam in zip(pairs, fams, strict=True):
+        al = _aligned_aucs(cv_auc, sizes, a, b)
+        t = compare_fold_aucs(al[a], al[b], al["n_test"], al["n_outside_test"])
+        pa, pb = _pooled(oof, a), _pooled(oof, b)
+        if not pa["case_id"].equals(pb["case_id"]):
+            raise ValueError(f"arms {a} and {b} have not predicted the same out-of-fold cases in repeat 0")
+        d = delong_test(encode_labels(pa["label"].to_numpy(dtype=object)), pa["prob"].to_numpy(dtype=float),
+                        pb["prob"].to_numpy(dtype=float))
+        rows.append({"a": a, "b": b, "family": fam, "n_folds": t.n_folds, "mean_auc_diff": t.mean_diff,
+                     "sd_auc_diff": t.sd_diff, "t": t.t, "df": t.df, "size_ratio": t.ratio, "p_t": t.p_value,
+                     "pooled_auc_a": d.auc_a, "pooled_auc_b": d.auc_b, "pooled_diff": d.diff, "z_delong": d.z,
+                     "p_delong": d.p_value})
+    out = pd.DataFrame(rows)
+    out["p_t_holm"] = holm_by_family(out["p_t"].to_numpy(), fams)
+    out["p_delong_holm"] = holm_by_family(out["p_delong"].to_numpy(), fams)
+    cols = ["a", "b", "family", "n_folds", "mean_auc_diff", "sd_auc_diff", "t", "df", "size_ratio", "p_t",
+            "p_t_holm", "pooled_auc_a", "pooled_auc_b", "pooled_diff", "z_delong", "p_delong", "p_delong_holm"]
+    return out[cols]
+
+
+def cv_parent_metrics(summary: pd.DataFrame, comparisons: pd.DataFrame) -> dict[str, float]:
+    """``cv_auc_mean_<arm>``, ``cv_auc_sd_<arm>``, ``cv_pooled_auc_<arm>``, ``cv_p_<a>_vs_<b>`` (corrected
+    t-test) and ``cv_p_holm_<a>_vs_<b>``; finite values only."""
+    out: dict[str, float] = {}
+    for r in summary.to_dict("records"):
+        out[f"cv_auc_mean_{r['arm']}"] = r["auc_mean"]
+        out[f"cv_auc_sd_{r['arm']}"] = r["auc_sd"]
+        out[f"cv_pooled_auc_{r['arm']}"] = r["pooled_auc"]
+    for r in comparisons.to_dict("records"):
+        out[f"cv_p_{r['a']}_vs_{r['b']}"] = r["p_t"]
+        out[f"cv_p_holm_{r['a']}_vs_{r['b']}"] = r["p_t_holm"]
+    return {k: float(v) for k, v in out.items() if v is not None and np.isfinite(float(v))}
