@@ -12,7 +12,7 @@ export MALLOC_MMAP_THRESHOLD_ ?= 4294967296
 export MALLOC_TRIM_THRESHOLD_ ?= 4294967296
 export MALLOC_TOP_PAD_ ?= 1073741824
 
-.PHONY: install test lint demo ui bench clean
+.PHONY: install test lint demo record ui bench clean
 
 install: $(STAMP)
 
@@ -32,10 +32,15 @@ test: install lint
 demo: install
 	$(BIN)/liver-mm study experiment=demo
 	@echo
-	@echo "Report: experiments/stepwise-synthetic/report.md"
+	@echo "Report: outputs/studies/stepwise-synthetic/report.md"
 	@echo "MLflow UI: make ui   (then open http://127.0.0.1:$(UI_PORT))"
 
+# refresh the committed record experiments/stepwise-synthetic/ (commit first: each run records the git commit)
+record: install
+	$(BIN)/liver-mm study experiment=demo study.out_dir=experiments/stepwise-synthetic
+
 ui: install
+	@$(PY) -m liver_mm.tracking.ui
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --default-artifact-root ./mlartifacts \
 		--host 127.0.0.1 --port $(UI_PORT)
 

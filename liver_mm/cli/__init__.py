@@ -1,4 +1,6 @@
-"""The one ``liver-mm`` entry point: parse, call, print.
+"""The one ``liver-mm`` entry point: parse, call, print (no logic a test would need to reach through it).
+
+Imports: any ``liver_mm`` package, lazily inside each command.
 
 Each command lives in a small module of this package exposing ``register(subparsers)``;
 Hydra-driven commands (``train``, ``study``) hand their remaining arguments to Hydra.

@@ -26,12 +26,12 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from liver_mm.data import images
+from liver_mm.data.schema import BBOX_COLUMNS
 
 logger = logging.getLogger(__name__)
 
 #: Bump whenever cropping/resizing/decoding changes the pixels, so old caches are not reused.
 CROP_CACHE_VERSION = 2  # 2: EXIF orientation honoured, 16-bit scaled by bit depth (images.py)
-BBOX_COLUMNS = ("bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1")
 
 
 class CropCache(NamedTuple):

@@ -1,7 +1,7 @@
 """Cross-validation folds of a cohort manifest (``liver-mm study cv.folds=K cv.repeats=R``).
 
 Rows are grouped exactly as :func:`liver_mm.data.split.assign_split` groups them (patient AND identical
-image content), then, per repeat r, cut into K label-stratified folds with scikit-learn's
+image content, :mod:`liver_mm.data.grouping`), then, per repeat r, cut into K label-stratified folds with scikit-learn's
 ``StratifiedGroupKFold`` (shuffled, seed derived from ``(seed, r)``). For fold f the test part is
 fold f; inside the other K-1 folds a dev part (one of round(1/dev_fraction) stratified group folds of
 those rows, seed derived from ``(seed, r, f)``) is held out for early stopping and the frozen
@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
+from liver_mm.data.grouping import check_case_ids, labels_and_groups
 from liver_mm.data.schema import LABELS, SOURCE_ATTR, SPLITS, manifest_hash, read_manifest
-from liver_mm.data.split import check_case_ids, labels_and_groups
 
 log = logging.getLogger(__name__)
 

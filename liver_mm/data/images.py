@@ -128,12 +128,6 @@ def read_gray(source: str | Path | bytes) -> np.ndarray:
     return _gray(_open(source), "<bytes>" if isinstance(source, bytes) else str(source))
 
 
-def image_shape(source: str | Path) -> tuple[int, int]:
-    """(height, width) in pixels as displayed (EXIF orientation applied)."""
-    img = _open(source)
-    return img.height, img.width
-
-
 def content_hash(pixels: np.ndarray) -> str:
     """SHA-1 of the decoded pixels and their shape: equal for pixel-identical images
     whatever the file format, name or metadata."""

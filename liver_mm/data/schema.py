@@ -1,17 +1,15 @@
-"""The cohort manifest: its columns, clinical units and ranges, and a tolerant reader.
+"""The cohort manifest: its columns, clinical units and ranges, and :func:`read_manifest`.
 
 One row per nodule (see README). Clinical values are kept in the paper's units
 (:data:`CLINICAL`); other units are converted only when the user *declares* them
-(``units={"albumin": "g/L"}`` / ``--unit albumin=g/L``), never guessed. CSVs must be comma-separated
-(another separator is named in the error); headers match the known columns case-insensitively
-(``AST`` -> ``ast``, each such match logged as a warning).
+(``units={"albumin": "g/L"}`` / ``--unit albumin=g/L``), never guessed. The CSV is read by
+:mod:`liver_mm.data.csvread`: comma-separated only (another separator is named in the error), headers
+matching :data:`KNOWN_COLUMNS` case-insensitively (``AST`` -> ``ast``, each such match logged as a warning).
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import logging
 import re
 from collections.abc import Iterable, Mapping
@@ -22,7 +20,9 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from liver_mm.data.csvread import ManifestError, read_csv_table
 from liver_mm.data.images import ImageCache, ImageReadError, mask_union_bbox
+from liver_mm.stats import encode_labels
 
 LABELS = ("benign", "malignant")  # index = integer label (malignant = 1)
 SPLITS = ("train", "dev", "test")
@@ -30,26 +30,14 @@ SEX_CODES = ("F", "M")
 REQUIRED_COLUMNS = ("case_id", "patient_id", "image_path", "label")
 BBOX_COLUMNS = ("bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1")  # pixels, x1/y1 exclusive
 BBOX2_COLUMNS = ("bbox2_x0", "bbox2_y0", "bbox2_x1", "bbox2_y1")  # second observer (synthetic)
-TEXT_COLUMNS = ("case_id", "patient_id", "image_path", "mask_path", "label", "subtype",
-                "diagnostic_basis", "split", "sex")
 # manifest columns that are not lab/clinical data (excluded from lab checks)
 NON_LAB_COLUMNS = frozenset((*REQUIRED_COLUMNS, "mask_path", "subtype", "diagnostic_basis", "split",
                              *BBOX_COLUMNS, *BBOX2_COLUMNS))
 LINES_ATTR = "manifest_lines"  # df.attrs key: {index label: CSV line number}
 SOURCE_ATTR = "manifest_source"
 NON_NUMERIC_ATTR = "manifest_non_numeric"  # df.attrs key: {column: {index label: raw text}}
-_SEPARATORS = {";": "semicolons", "\t": "tabs", "|": "vertical bars"}
 
 log = logging.getLogger(__name__)
-
-
-class ManifestError(ValueError):
-    """The manifest cannot be read at all (file, row, column named in the message)."""
-
-    def __init__(self, message: str, code: str = "manifest_unreadable", column: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.column = column
 
 
 @dataclass(frozen=True)
@@ -116,34 +104,15 @@ MODEL_COLUMNS: dict[str, tuple[str, ...]] = {"m1": ()}
 for _m, _cols in CLINICAL_GROUPS.items():
     MODEL_COLUMNS[_m] = (*list(MODEL_COLUMNS.values())[-1], *_cols)
 
+#: benign -> 0, malignant -> 1 ((n,) int8; 0/1 text accepted): the one label encoding, from liver_mm.stats
+label_to_int = encode_labels
 _SEX_MAP = {"f": "F", "female": "F", "m": "M", "male": "M"}
-_NA_TOKENS = ("", "NA", "N/A", "n/a", "NaN", "nan", "null", "NULL", "None", "#N/A")
 
 
 def _norm_unit(unit: str) -> str:
     u = unit.strip().lower().replace("µ", "u").replace("μ", "u").replace("×", "x").replace("*", "x")
     u = re.sub(r"\s+", "", u).replace("10e", "10^").removeprefix("x")
     return {"iu/l": "u/l", "year": "years", "y": "years", "month": "months"}.get(u, u)
-
-
-def label_to_int(values: Iterable[object]) -> np.ndarray:
-    """benign -> 0, malignant -> 1 (case and surrounding spaces ignored); (n,) int64.
-
-    Raises ``ValueError`` naming the first offending positions for anything else.
-    """
-    vals = list(values)
-    out = np.empty(len(vals), dtype=np.int64)
-    bad = []
-    for i, v in enumerate(vals):
-        key = v.strip().lower() if isinstance(v, str) else v
-        if key in LABELS:
-            out[i] = LABELS.index(key)
-        else:
-            bad.append(f"#{i}: {v!r}")
-    if bad:
-        raise ValueError(f"labels must be 'benign' or 'malignant'; got {', '.join(bad[:5])}"
-                         + (f" and {len(bad) - 5} more" if len(bad) > 5 else ""))
-    return out
 
 
 def normalise_sex(values: pd.Series) -> pd.Series:
@@ -182,92 +151,10 @@ def split_paths(value: object) -> list[str]:
     return [p.strip() for p in value.split(";") if p.strip()] if isinstance(value, str) else []
 
 
-def _check_separator(path: Path, text: str, header: list[str]) -> None:
-    """Refuse a CSV whose header holds ``;`` / tab / ``|`` and which csv.Sniffer reads as separated by it."""
-    if not any(sep in name for name in header for sep in _SEPARATORS):
-        return
-    sample = "\n".join(text.splitlines()[:5])
-    try:
-        sep = csv.Sniffer().sniff(sample, delimiters="," + "".join(_SEPARATORS)).delimiter
-    except csv.Error:
-        sep = max(_SEPARATORS, key=lambda c: sum(n.count(c) for n in header)) if len(header) == 1 else ","
-    if sep in _SEPARATORS:
-        raise ManifestError(f"{path}, line 1: the columns are separated by {_SEPARATORS[sep]} ({sep!r}), not "
-                            "commas: the manifest must be comma-separated; re-export it as a comma-separated CSV",
-                            code="manifest_separator")
-
-
-def canonical_headers(names: list[str], source: object, log_renames: bool = True) -> list[str]:
-    """``names`` with headers that match a :data:`KNOWN_COLUMNS` name case-insensitively renamed to it
-    (``AST`` -> ``ast``; logged). A header whose exact name is also present is kept as it is; two
-    headers matching one name raise :class:`ManifestError` (code ``header_ambiguous``)."""
-    known = {c.lower(): c for c in KNOWN_COLUMNS}
-    matches: dict[str, list[int]] = {}
-    for i, name in enumerate(names):
-        target = known.get(name.lower())
-        if target is not None and name != target:
-            matches.setdefault(target, []).append(i)
-    out = list(names)
-    for target, idxs in matches.items():
-        found = ", ".join(repr(names[i]) for i in idxs)
-        if target in names:
-            if log_renames:
-                log.warning("%s: column(s) %s kept as extra column(s): %r is present too", source, found, target)
-        elif len(idxs) > 1:
-            raise ManifestError(f"{source}, line 1: columns {found} all match {target!r}: keep one",
-                                code="header_ambiguous", column=target)
-        else:
-            out[idxs[0]] = target
-            if log_renames:
-                log.warning("%s: column %s read as %r (headers match known columns case-insensitively)",
-                            source, found, target)
-    return out
-
-
 def read_raw_table(path: str | Path, log_renames: bool = True) -> pd.DataFrame:
-    """Read any comma-separated CSV as stripped strings (blank / NA tokens -> NaN); index = CSV line of
-    each row; known column names matched case-insensitively (:func:`canonical_headers`).
-
-    Raises :class:`ManifestError` naming the file and line when it cannot be parsed (code
-    ``manifest_separator`` when it is separated by ``;``, tabs or ``|``).
-    """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise ManifestError(f"{path}: manifest not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        hint = "; save it as a UTF-8 CSV" if isinstance(exc, UnicodeDecodeError) else ""
-        raise ManifestError(f"{path}: cannot read the file ({exc}){hint}") from None
-    reader = csv.reader(io.StringIO(text))
-    rows: list[list[str]] = []
-    lines: list[int] = []
-    try:
-        header = next(reader, None)
-        if not header or not any(h.strip() for h in header):
-            raise ManifestError(f"{path}: empty manifest (no header line)")
-        _check_separator(path, text, header)
-        names = [h.strip() for h in header]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup or "" in names:
-            what = (f"duplicate column(s) {', '.join(dup)}" if dup
-                    else f"empty column name at position {names.index('') + 1}")
-            raise ManifestError(f"{path}, line 1: {what} in the header", column=dup[0] if dup else None)
-        names = canonical_headers(names, path, log_renames)
-        width, last = len(names), reader.line_num
-        for rec in reader:
-            start, last = last + 1, reader.line_num
-            if not any(c.strip() for c in rec):
-                continue
-            if len(rec) > width and any(c.strip() for c in rec[width:]):
-                raise ManifestError(f"{path}, line {start}: {len(rec)} fields but the header names {width}")
-            rows.append((rec + [""] * width)[:width])
-            lines.append(start)
-    except csv.Error as exc:
-        raise ManifestError(f"{path}, line {reader.line_num}: not a valid CSV ({exc})") from None
-    df = pd.DataFrame(rows, columns=names, index=pd.Index(lines, dtype="int64"), dtype=object)
-    df = df.apply(lambda s: s.str.strip()).replace(list(_NA_TOKENS), np.nan)
-    return df.astype("str") if len(df) else df
+    """:func:`~liver_mm.data.csvread.read_csv_table` with the manifest's :data:`KNOWN_COLUMNS`:
+    stripped strings, index = CSV line, known headers matched case-insensitively."""
+    return read_csv_table(path, KNOWN_COLUMNS, log_renames)
 
 
 def _to_numeric(df: pd.DataFrame, columns: Iterable[str], bad: dict[str, dict[int, str]]) -> None:

@@ -1,11 +1,11 @@
 """Leakage-safe train/dev/test split of a cohort manifest.
 
-Rows are grouped by patient AND by identical image content (two rows share a group when they
-share a ``patient_id`` or decode to the same pixels, transitively: connected components of the
-row/patient/image graph), then split with scikit-learn's ``StratifiedGroupKFold`` (stratified by
-label, shuffled by ``seed``): the fractions are written over their common denominator K
-(80/10/10 -> K = 10; 70/15/15 -> K = 20; K <= 20, else the fractions are rounded to twentieths),
-the cohort is cut into K folds and whole folds go to train, dev and test (8 / 1 / 1 for 80/10/10).
+Rows are grouped by patient AND by identical image content (:mod:`liver_mm.data.grouping`: two rows
+share a group when they share a ``patient_id`` or decode to the same pixels, transitively), then split
+with scikit-learn's ``StratifiedGroupKFold`` (stratified by label, shuffled by ``seed``): the fractions
+are written over their common denominator K (80/10/10 -> K = 10; 70/15/15 -> K = 20; K <= 20, else
+the fractions are rounded to twentieths), the cohort is cut into K folds and whole folds go to train,
+dev and test (8 / 1 / 1 for 80/10/10).
 
 ``prepare_split`` writes the split into a copy of the manifest (original cells kept, paths
 rewritten to stay resolvable from the copy's folder) next to a ``<name>.split.json`` provenance
@@ -29,11 +29,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 from sklearn.model_selection import StratifiedGroupKFold
 
-from liver_mm.data.images import ImageReadError, file_content_hash
+from liver_mm.data.grouping import check_case_ids, labels_and_groups
 from liver_mm.data.schema import (
     LABELS,
     SOURCE_ATTR,
@@ -84,42 +82,6 @@ def fold_plan(fractions: Sequence[float]) -> tuple[int, tuple[int, int, int]]:
     return k, (int(parts[0]), int(parts[1]), int(parts[2]))
 
 
-def leakage_groups(patient_ids: Sequence[object], image_keys: Sequence[object] | None = None) -> np.ndarray:
-    """Group number (n,) per row: rows sharing a patient id or an image key (e.g. content hash)
-    are in one group, transitively. Missing ids/keys link nothing."""
-    n = len(patient_ids)
-    cols = [pd.Series(list(patient_ids), dtype=object)]
-    if image_keys is not None:
-        cols.append(pd.Series(list(image_keys), dtype=object))
-    rows, nodes, offset = [], [], n
-    for keys in cols:
-        codes, uniques = pd.factorize(keys)
-        ok = codes >= 0
-        rows.append(np.flatnonzero(ok))
-        nodes.append(codes[ok] + offset)
-        offset += len(uniques)
-    r, c = np.concatenate(rows), np.concatenate(nodes)
-    graph = coo_matrix((np.ones(len(r)), (r, c)), shape=(offset, offset))
-    _, labels = connected_components(graph, directed=False)
-    return pd.factorize(labels[:n])[0]
-
-
-def _image_hashes(df: pd.DataFrame, where: str) -> list[str | None]:
-    """Content hash of each row's image (memoised per path); errors name the line and column."""
-    lines = line_numbers(df)
-    cache: dict[str, str] = {}
-    out: list[str | None] = []
-    for i, p in zip(df.index, df["image_path"], strict=True):
-        if not isinstance(p, str) or not p:
-            out.append(None)
-            continue
-        if p not in cache:
-            try:
-                cache[p] = file_content_hash(p)
-            except ImageReadError as exc:
-                raise ValueError(f"{where}, line {lines[i]}, column image_path: {exc}") from None
-        out.append(cache[p])
-    return out
 
 
 def _existing_split(df: pd.DataFrame, where: str) -> pd.Series | None:
@@ -142,25 +104,6 @@ def _existing_split(df: pd.DataFrame, where: str) -> pd.Series | None:
                          f"{', '.join(SPLITS)} ({int(bad.sum())} such row(s))")
     return given.astype(str).rename("split")
 
-
-def labels_and_groups(
-    df: pd.DataFrame, where: str, image_keys: Sequence[object] | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """(y, groups), both (n,) int: 1 = malignant, and the :func:`leakage_groups` of ``patient_id`` and
-    ``image_keys`` (default: the content hash of each row's ``image_path``). Bad labels name the line."""
-    for col in ("label", "patient_id"):
-        if col not in df.columns:
-            raise ValueError(f"{where}: column {col} is required to split the cohort")
-    labels = df["label"].astype("string").str.strip().str.lower()
-    bad = ~labels.isin(LABELS)
-    if bad.any():
-        i = df.index[bad][0]
-        raise ValueError(f"{where}, line {line_numbers(df)[i]}, column label: {df.at[i, 'label']!r} is not "
-                         f"benign/malignant ({int(bad.sum())} such row(s))")
-    if image_keys is None and "image_path" in df.columns:
-        image_keys = _image_hashes(df, where)
-    patients = [None if pd.isna(p) or not str(p).strip() else str(p).strip() for p in df["patient_id"]]
-    return (labels == LABELS[1]).to_numpy().astype(int), leakage_groups(patients, image_keys)
 
 
 def assign_split(
@@ -260,15 +203,6 @@ def _reusable(out_path: Path, key: dict) -> SplitResult | None:
     counts = split_counts(done["label"].str.strip().str.lower(), done["split"])
     return SplitResult(out_path, key["manifest_hash"], meta["split_hash"], counts, reused=True)
 
-
-def check_case_ids(df: pd.DataFrame, where: object) -> None:
-    """Raise ``ValueError`` naming ``where`` unless column case_id exists, is non-empty and unique."""
-    if "case_id" not in df.columns:
-        raise ValueError(f"{where}: column case_id is required")
-    dup = df["case_id"][df["case_id"].duplicated(keep=False)]
-    if dup.notna().any() or df["case_id"].isna().any():
-        raise ValueError(f"{where}, column case_id: ids must be unique and non-empty "
-                         f"(repeated: {', '.join(sorted(set(map(str, dup)))[:5]) or '-'})")
 
 
 def prepare_split(

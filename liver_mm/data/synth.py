@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from liver_mm.data.schema import BBOX2_COLUMNS, BBOX_COLUMNS
 from liver_mm.data.synth_clinical import LABS, class_counts, synth_clinical
 from liver_mm.data.synth_images import render_frame
 
@@ -51,8 +52,6 @@ DEFAULT_FRAME_SIZE = (256, 320)
 SIDECAR_NAME = "cohort.json"
 GENERATOR = "liver_mm.data.synth"
 GENERATOR_VERSION = 1
-BOX_COLUMNS = ("bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1")
-BOX2_COLUMNS = ("bbox2_x0", "bbox2_y0", "bbox2_x1", "bbox2_y1")
 
 
 def _save_png(pixels: np.ndarray, path: Path) -> None:
@@ -171,11 +170,11 @@ def _write(out: Path, n: int, seed: int, image_signal: float, frame_size: tuple[
         boxes2.append(frame.bbox2)
         paths.append(rel)
     df.insert(2, "image_path", paths)
-    for j, col in enumerate(BOX_COLUMNS):
+    for j, col in enumerate(BBOX_COLUMNS):
         df.insert(3 + j, col, [b[j] for b in boxes])
-    for j, col in enumerate(BOX2_COLUMNS):
+    for j, col in enumerate(BBOX2_COLUMNS):
         df.insert(7 + j, col, [b[j] for b in boxes2])
-    cols = ["case_id", "patient_id", "image_path", *BOX_COLUMNS, *BOX2_COLUMNS, "label", "subtype",
+    cols = ["case_id", "patient_id", "image_path", *BBOX_COLUMNS, *BBOX2_COLUMNS, "label", "subtype",
             "diagnostic_basis", "age", "sex", *LABS[1:]]
     manifest = out / "manifest.csv"
     df[cols].to_csv(manifest, index=False, lineterminator="\n")

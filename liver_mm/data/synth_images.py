@@ -296,6 +296,5 @@ def render_frame(
     env_db[win[0].start:, win[1]] -= np.cumsum(extra, axis=0)
     gray = (env_db + offset[:, None].astype(np.float32)) * np.float32(255.0 / _DB_SPAN)
 
-    frame = (geo.scan @ np.clip(gray, 0, 255).ravel()).reshape(height, width)
-    frame = np.rint(frame).astype(np.uint8)
+    frame = np.rint(geo.scan @ np.clip(gray, 0, 255).ravel()).reshape(height, width).astype(np.uint8)
     return SynthFrame(frame, box, _second_observer(box, look, frame_size, rng), probe)

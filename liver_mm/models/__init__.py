@@ -1,4 +1,7 @@
-"""liver_mm.models: image / clinical encoders and the late-fusion classifier."""
+"""The networks: timm image encoder, clinical-feature MLP and the late-fusion classifier (torch modules only).
+
+Imports: nothing of liver_mm outside ``liver_mm.models`` (no MLflow, no files of the cohort).
+"""
 
 from liver_mm.models.encoders import TabularEncoder, create_image_encoder, encoder_out_dim
 from liver_mm.models.fusion import (

@@ -1,8 +1,19 @@
 """Branch encoders: a timm CNN for the grayscale crop, an MLP for the clinical features.
 
-Nothing here downloads weights. Pretrained weights come only from a local timm state-dict
-file (``.pth`` / ``.safetensors``) of the usual 3-channel model; timm adapts the stem to
-``in_chans`` (for 1 channel it sums the RGB kernels) and drops the ImageNet classifier.
+Pretrained image weights, the timm way (``model.net.image.pretrained`` / ``.pretrained_path``):
+
+- ``pretrained_path=FILE``: a local timm state dict (``.pth`` / ``.safetensors``) of the usual 3-channel
+  model; no network. Checked to fit the architecture.
+- ``pretrained=True`` without a path: timm's own download into the Hugging Face hub cache
+  (``$HF_HOME/hub``, by default ``~/.cache/huggingface/hub``), reused from there afterwards; ``HF_HUB_OFFLINE=1``
+  uses the cache only. A pretrained tag picks the weights (``mobilenetv2_100.ra_in1k``). Offline without a
+  cached copy is a ValueError saying how to get the weights.
+
+Either way timm adapts the stem to ``in_chans`` (for 1 channel it sums the RGB kernels) and drops the
+ImageNet classifier. Hub *model names* (``hf-hub:...``) stay refused: a saved liver-mm model is rebuilt
+from its encoder name, and a hub name would make every later ``predict`` / serve need the hub. Activations
+of the tabular MLP are timm names (:func:`timm.layers.get_act_layer`: relu, gelu, silu, elu, leaky_relu,
+tanh, mish, ...).
 """
 
 from __future__ import annotations
@@ -10,23 +21,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.error import HTTPError, URLError
 
 import timm
 import torch
+from huggingface_hub import constants as hf_constants
+from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
+from timm.layers import get_act_layer
 from timm.models import load_state_dict
 from torch import nn
 
 logger = logging.getLogger(__name__)
 
-_ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU,
-    "gelu": nn.GELU,
-    "silu": nn.SiLU,
-    "elu": nn.ELU,
-    "leaky_relu": nn.LeakyReLU,
-    "tanh": nn.Tanh,
-}
-_HUB_PREFIXES = ("hf-hub:", "hf_hub:", "timm/")
+_HUB_PREFIXES = ("hf-hub:", "hf_hub:", "timm/", "local-dir:")
+#: What the hub / torch.hub raise when there is no network and no cached copy.
+_OFFLINE_ERRORS = (LocalEntryNotFoundError, OfflineModeIsEnabled, ConnectionError, TimeoutError, URLError)
 
 
 def _check_weights_match(model: nn.Module, path: Path, name: str) -> None:
@@ -42,6 +51,40 @@ def _check_weights_match(model: nn.Module, path: Path, name: str) -> None:
         )
 
 
+def _check_name(name: str) -> None:
+    if name.startswith(_HUB_PREFIXES):
+        arch = name.split(":", 1)[-1].rsplit("/", 1)[-1]
+        raise ValueError(
+            f"image encoder {name!r}: hub model names are not supported (a saved model is rebuilt from its "
+            f"encoder name, which must not need the hub); use the timm name, e.g. image_encoder={arch}, "
+            "with model.net.image.pretrained=true to get its weights"
+        )
+    if not timm.is_model(name):
+        raise ValueError(f"unknown timm model name {name!r} (see timm.list_models())")
+
+
+def _download_pretrained(name: str, kwargs: dict) -> nn.Module:
+    """``timm.create_model(name, pretrained=True)``: weights from the hub cache, downloaded when missing."""
+    try:
+        model = timm.create_model(name, pretrained=True, **kwargs)
+    except (HTTPError, HfHubHTTPError) as exc:  # reached the server, which refused (unknown tag, gated...)
+        raise ValueError(f"cannot download pretrained weights of timm model {name!r}: {exc}") from exc
+    except _OFFLINE_ERRORS as exc:
+        raise ValueError(
+            f"no network to download {name!r}'s pretrained weights (and no copy in the cache "
+            f"{hf_constants.HF_HUB_CACHE}): download them on a connected machine (timm caches them in "
+            "~/.cache/huggingface; copy that folder or set HF_HOME) or pass "
+            "model.net.image.pretrained_path=FILE (a timm state dict .pth / .safetensors)"
+        ) from exc
+    except RuntimeError as exc:  # timm: "No pretrained weights exist for ..." / "Invalid pretrained config"
+        raise ValueError(f"timm model {name!r} has no downloadable pretrained weights ({exc}); "
+                         "pass model.net.image.pretrained_path=FILE or pretrained=false") from exc
+    logger.info("image encoder %s: timm pretrained weights (%s), stem adapted to %d channel(s)",
+                name, model.pretrained_cfg.get("hf_hub_id") or model.pretrained_cfg.get("url"),
+                kwargs["in_chans"])
+    return model
+
+
 def create_image_encoder(
     name: str = "mobilenetv2_100",
     pretrained: bool = False,
@@ -51,35 +94,37 @@ def create_image_encoder(
 ) -> nn.Module:
     """timm backbone ``name`` without classifier: (N, in_chans, S, S) -> (N, num_features).
 
-    ``pretrained_path`` (a local timm state dict of the 3-channel model) implies
-    ``pretrained=True``; ``pretrained=True`` without a path is an error because weights are
-    never downloaded. The returned module has timm's ``num_features`` (embedding size).
+    ``pretrained_path`` (a local timm state dict of the 3-channel model) implies ``pretrained=True`` and
+    never touches the network; ``pretrained=True`` alone downloads timm's weights into (or reads them from)
+    the Hugging Face cache, and raises ``ValueError`` when offline without a cached copy. The returned
+    module has timm's ``num_features`` (embedding size).
     """
-    if name.startswith(_HUB_PREFIXES):
-        raise ValueError(f"image encoder {name!r}: hub model names are not supported (no network access)")
-    if not timm.is_model(name):
-        raise ValueError(f"unknown timm model name {name!r} (see timm.list_models())")
+    _check_name(name)
     kwargs: dict = {"num_classes": 0, "in_chans": in_chans, "drop_rate": drop_rate}
-    path: Path | None = None
-    if pretrained_path not in (None, ""):
-        path = Path(pretrained_path).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"pretrained weights file not found: {path}")
-        kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(path)})
-    elif pretrained:
-        raise ValueError(
-            f"pretrained=True for {name!r} needs pretrained_path=<local .pth/.safetensors timm state dict>; "
-            "weights are never downloaded"
-        )
-    if path is None:
-        return timm.create_model(name, pretrained=False, **kwargs)
+    if pretrained_path in (None, ""):
+        return _download_pretrained(name, kwargs) if pretrained else timm.create_model(name, **kwargs)
+    path = Path(pretrained_path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"pretrained weights file not found: {path}")
     try:
-        model = timm.create_model(name, **kwargs)
+        model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs)
     except (RuntimeError, ValueError, KeyError, OSError) as exc:
         raise ValueError(f"cannot load pretrained weights {path} into timm model {name!r}: {exc}") from exc
     _check_weights_match(model, path, name)
     logger.info("image encoder %s: weights from %s (stem adapted to %d channel(s))", name, path, in_chans)
     return model
+
+
+def activation_layer(name: str) -> type[nn.Module]:
+    """The activation class of a timm activation name (``relu``, ``gelu``, ``silu``, ``leaky_relu``, ...)."""
+    try:
+        layer = get_act_layer(name) if isinstance(name, str) and name else None
+    except KeyError:
+        layer = None
+    if layer is None:
+        raise ValueError(f"activation must be a timm activation name (relu, gelu, silu, elu, leaky_relu, tanh, "
+                         f"mish, ...: see timm.layers.get_act_layer), got {name!r}")
+    return layer
 
 
 def encoder_out_dim(encoder: nn.Module) -> int:
@@ -112,8 +157,7 @@ class TabularEncoder(nn.Module):
             raise ValueError(f"TabularEncoder needs in_dim >= 1, got {in_dim} (use no tabular branch)")
         if norm not in ("batch", "layer", None):
             raise ValueError(f"norm must be 'batch', 'layer' or None, got {norm!r}")
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+        act_layer = activation_layer(activation)
         layers: list[nn.Module] = []
         dim = in_dim
         for width in hidden:
@@ -123,7 +167,7 @@ class TabularEncoder(nn.Module):
                 layers.append(nn.BatchNorm1d(width))
             elif norm == "layer":
                 layers.append(nn.LayerNorm(width))
-            layers.append(_ACTIVATIONS[activation]())
+            layers.append(act_layer())
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
             dim = width

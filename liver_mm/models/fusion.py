@@ -36,8 +36,10 @@ class FusionClassifier(nn.Module):
         dropout: float = 0.2,
         image_mean: float | Sequence[float] = IMAGENET_GRAY_MEAN,
         image_std: float | Sequence[float] = IMAGENET_GRAY_STD,
+        tta_hflip: bool = False,
     ) -> None:
         super().__init__()
+        self.tta_hflip = bool(tta_hflip)
         if image_encoder is None and tabular_encoder is None:
             raise ValueError("FusionClassifier needs an image encoder, a tabular encoder, or both")
         self.image_encoder = image_encoder
@@ -88,7 +90,15 @@ class FusionClassifier(nn.Module):
         return self.tabular_encoder(tabular)
 
     def forward(self, image: torch.Tensor | None = None, tabular: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits (N,) of malignancy; image (N, C, S, S) in [0, 1] (uint8 also accepted), tabular (N, F)."""
+        """Logits (N,) of malignancy; image (N, C, S, S) in [0, 1] (uint8 also accepted), tabular (N, F).
+
+        With ``tta_hflip``, evaluation (not training) averages the logits of the crop and its mirror image
+        (left-right only: depth has a direction in ultrasound)."""
+        if self.tta_hflip and not self.training and self.image_encoder is not None and image is not None:
+            return 0.5 * (self._logits(image, tabular) + self._logits(image.flip(-1), tabular))
+        return self._logits(image, tabular)
+
+    def _logits(self, image: torch.Tensor | None, tabular: torch.Tensor | None) -> torch.Tensor:
         feats = []
         if self.image_encoder is not None:
             feats.append(self._image_features(image))
@@ -119,11 +129,13 @@ def build_fusion_model(
     n_tabular: int = 0,
     head_hidden: int | None = 64,
     dropout: float = 0.2,
+    tta_hflip: bool = False,
 ) -> FusionClassifier:
     """Factory for Hydra ``_target_``: ``image`` = kwargs of :func:`create_image_encoder`
     (None: no image branch), ``tabular`` = kwargs of :class:`TabularEncoder` except
     ``in_dim`` (None: its defaults). ``n_tabular`` is the preprocessor's F_out; 0 means no
-    tabular branch (the image-only m1), whatever ``tabular`` says."""
+    tabular branch (the image-only m1), whatever ``tabular`` says. ``tta_hflip``: mirror-image
+    test-time augmentation in evaluation (see :class:`FusionClassifier`)."""
     image_encoder = None
     mean: Any = IMAGENET_GRAY_MEAN
     std: Any = IMAGENET_GRAY_STD
@@ -149,4 +161,5 @@ def build_fusion_model(
         dropout=dropout,
         image_mean=mean,
         image_std=std,
+        tta_hflip=tta_hflip,
     )

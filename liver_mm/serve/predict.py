@@ -18,9 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from liver_mm.data.crops import BBOX_COLUMNS
 from liver_mm.data.images import ImageCache, read_gray
-from liver_mm.data.schema import CLINICAL, NON_NUMERIC_ATTR
+from liver_mm.data.schema import BBOX_COLUMNS, CLINICAL, NON_NUMERIC_ATTR
 from liver_mm.data.validate import ManifestValidationError, ValidationReport, open_manifest, validate_labs
 from liver_mm.data.validate_images import check_bboxes, check_files, check_identical
 from liver_mm.data.validate_report import Collector

@@ -21,9 +21,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from liver_mm.data.crops import BBOX_COLUMNS
 from liver_mm.data.images import ImageReadError, read_gray
-from liver_mm.data.schema import CLINICAL, SEX_CODES, ClinicalColumn, normalise_sex
+from liver_mm.data.schema import BBOX_COLUMNS, CLINICAL, SEX_CODES, ClinicalColumn, normalise_sex
 from liver_mm.data.validate_labs import judge_value
 from liver_mm.serve.image_root import ImagePathRefused, resolve_request_path
 

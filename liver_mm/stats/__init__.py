@@ -1,5 +1,7 @@
 """Clinical statistics validated against R (pROC 1.18, psych 2.2.9): numpy/scipy/pandas only.
 
+Imports nothing of liver_mm and no torch: DeLong, Wilson, Youden, Holm, cohort tables, ICC, the corrected t-test.
+
 A probability is always the probability of malignancy; labels are 0 = benign, 1 = malignant
 (``benign``/``malignant`` text is accepted). A case is called malignant when prob >= threshold.
 """

@@ -12,8 +12,8 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from liver_mm.study.compare import compare_study, parent_metrics
+from liver_mm.study.parent import MARKER, check_out_dir, parent_run
 from liver_mm.study.report import study_provenance, write_report
-from liver_mm.study.sweep import MARKER, check_out_dir, parent_run
 from liver_mm.training.cohort import prepare_cohort
 
 log = logging.getLogger(__name__)

@@ -43,7 +43,8 @@ def study_provenance(config_summary: Mapping[str, object], manifest_hash: str, s
     Adds :func:`liver_mm.tracking.runs.provenance` (imports torch) and the versions of the
     statistics stack.
     """
-    import mlflow
+    from importlib.metadata import version
+
     import numpy
     import scipy
     import sklearn
@@ -53,17 +54,7 @@ def study_provenance(config_summary: Mapping[str, object], manifest_hash: str, s
     return {"seed": int(seed), "manifest_hash": manifest_hash, "split_hash": split_hash, **provenance(),
             "numpy_version": numpy.__version__, "pandas_version": pd.__version__,
             "scipy_version": scipy.__version__, "sklearn_version": sklearn.__version__,
-            "mlflow_version": mlflow.__version__, "config": dict(config_summary)}
-
-
-def _flatten(d: Mapping[str, object], prefix: str = "") -> dict[str, object]:
-    out: dict[str, object] = {}
-    for k, v in d.items():
-        if isinstance(v, Mapping):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
+            "mlflow_version": version("mlflow"), "config": dict(config_summary)}
 
 
 def _save(fig, path: Path) -> Path:
@@ -130,7 +121,9 @@ def write_cohort_tables(cohort_df: pd.DataFrame, out_dir: Path) -> dict[str, obj
 
 
 def _provenance_section(provenance: Mapping[str, object], command: str) -> list[str]:
-    flat = _flatten(provenance)
+    from liver_mm.tracking.runs import flatten
+
+    flat = flatten(provenance)
     lines = ["## How this was produced", "", "```", command.strip(), "```", "",
              "| item | value |", "|---|---|"]
     blocks = []

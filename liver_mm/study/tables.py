@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from liver_mm.data.schema import BBOX2_COLUMNS, BBOX_COLUMNS
 from liver_mm.stats import ICC_FORMS, format_p, icc
 
 log = logging.getLogger(__name__)
@@ -27,8 +28,7 @@ TABLE3_COLUMNS = (
     *(f"{m}{s}" for m in METRICS for s in ("", "_k", "_n", "_ci_low", "_ci_high")),
     "threshold", "selection_dev_auc",
 )
-BBOX1 = ("bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1")
-BBOX2 = ("bbox2_x0", "bbox2_y0", "bbox2_x1", "bbox2_y1")
+BBOX1, BBOX2 = BBOX_COLUMNS, BBOX2_COLUMNS  # the two observers' boxes
 DASH = "–"
 
 

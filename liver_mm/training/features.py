@@ -9,8 +9,8 @@ import numpy as np
 from omegaconf import DictConfig
 
 from liver_mm.data.crops import build_crop_cache
-from liver_mm.data.schema import label_to_int
 from liver_mm.data.tabular import TabularPreprocessor
+from liver_mm.stats import encode_labels
 from liver_mm.training.cohort import PreparedCohort
 
 
@@ -34,4 +34,4 @@ def build_features(cfg: DictConfig, cohort: PreparedCohort) -> Features:
     if cfg.modalities.image:
         cache = build_crop_cache(df, int(cfg.image_size), float(cfg.crop.margin), Path(cfg.cache_dir) / "crops")
         images, key = cache.crops, cache.key
-    return Features(images, prep.transform(df), label_to_int(df["label"]), prep, key)
+    return Features(images, prep.transform(df), encode_labels(df["label"].to_numpy(dtype=object)), prep, key)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from liver_mm.data.images import image_shape
+from liver_mm.data.images import read_gray
 from liver_mm.data.schema import MODEL_COLUMNS
 from liver_mm.data.synth import generate_cohort
 from liver_mm.data.tabular import TabularPreprocessor
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         manifest = generate_cohort(Path(tmp) / "cohort", n=args.cases, seed=0, progress=False)
         predictor = Predictor.from_dir(build_bundle(Path(tmp) / "bundle", manifest, args.image_size, args.encoder))
         df = load_cases(manifest, predictor)
-        h, w = image_shape(df["image_path"].iloc[0])
+        h, w = read_gray(df["image_path"].iloc[0]).shape
         print(f"{args.encoder} at {args.image_size} px, {len(df)} cases ({w}x{h} px PNG frames), "
               f"{torch.get_num_threads()} torch thread(s)")
         print(f"{'batch':>6} {'ms/case':>9} {'vs 30 ms target':>16}")

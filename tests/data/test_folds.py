@@ -19,8 +19,8 @@ from liver_mm.data.folds import (
     prepare_folds,
     read_folds,
 )
+from liver_mm.data.grouping import leakage_groups
 from liver_mm.data.images import file_content_hash
-from liver_mm.data.split import leakage_groups
 from liver_mm.data.synth_clinical import synth_clinical
 
 K, R = 5, 3

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from liver_mm.data.csvread import read_csv_table
 from liver_mm.data.schema import (
     CLINICAL,
     MODEL_COLUMNS,
@@ -16,7 +17,9 @@ from liver_mm.data.schema import (
     line_numbers,
     manifest_hash,
     read_manifest,
+    read_raw_table,
 )
+from liver_mm.stats import encode_labels
 from tests.data.test_validate import make_png
 
 MANIFEST = """ platelets , case_id,label ,image_path,sex,albumin,bbox_x0,bbox_y0,bbox_x1,bbox_y1,patient_id,note
@@ -94,9 +97,10 @@ def test_trailing_empty_fields_are_tolerated(tmp_path):
     assert read_manifest(tmp_path / "m.csv")["label"].tolist() == ["benign"]
 
 
-def test_label_to_int():
+def test_label_to_int_is_the_stats_encoding():
+    assert label_to_int is encode_labels  # one label encoding in the package
     np.testing.assert_array_equal(label_to_int(["benign", "malignant", " Malignant"]), [0, 1, 1])
-    with pytest.raises(ValueError, match=r"#1: 'cyst', #2: 1"):
+    with pytest.raises(ValueError, match=r"row 1 \(0-based\) has 'cyst'"):
         label_to_int(["benign", "cyst", 1])
 
 
@@ -115,3 +119,13 @@ def test_schema_tables_are_consistent():
             assert spec.plausible[0] <= spec.typical[0] < spec.typical[1] <= spec.plausible[1]
             assert all(spec.factor(u) > 0 for u in spec.accepted_units)
     assert MODEL_COLUMNS["m5"] == ("age", "sex", "ast", "alt", "platelets", "albumin")
+
+
+def test_csv_table_renames_only_the_given_known_columns(tmp_path):
+    """The generic reader matches headers against the columns it is given; schema gives the manifest's."""
+    (tmp_path / "t.csv").write_text("Case_ID,AST,Note\n c1 , NA ,x\n\nc2,40,\n")
+    plain = read_csv_table(tmp_path / "t.csv")
+    assert plain.columns.tolist() == ["Case_ID", "AST", "Note"] and plain.index.tolist() == [2, 4]
+    assert plain.loc[2, "Case_ID"] == "c1" and pd.isna(plain.loc[2, "AST"]) and pd.isna(plain.loc[4, "Note"])
+    assert read_csv_table(tmp_path / "t.csv", ["ast"]).columns.tolist() == ["Case_ID", "ast", "Note"]
+    assert read_raw_table(tmp_path / "t.csv").columns.tolist() == ["case_id", "ast", "Note"]

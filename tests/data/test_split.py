@@ -11,9 +11,10 @@ import pytest
 from PIL import Image
 
 from liver_mm.cli import main
+from liver_mm.data.grouping import leakage_groups
 from liver_mm.data.images import file_content_hash, read_gray
 from liver_mm.data.schema import read_manifest
-from liver_mm.data.split import assign_split, fold_plan, leakage_groups, prepare_split, split_hash
+from liver_mm.data.split import assign_split, fold_plan, prepare_split, split_hash
 from liver_mm.data.synth import is_synthetic
 from liver_mm.data.synth_clinical import synth_clinical
 

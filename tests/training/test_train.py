@@ -113,3 +113,16 @@ def test_folder_of_images_with_masks_and_a_lab_table_trains(tmp_path, tiny_cohor
     res = train(cfg)
     assert len(res.predictions) > 0 and res.predictions["prob"].between(0, 1).all()
     assert res.predictions["case_id"].str.contains("/").all()  # case ids made by the importer
+
+
+def test_default_recipe_runs_its_schedule_to_the_end(tmp_path, small_overrides):
+    """No early stop before the learning rate has decayed: every epoch of the cosine schedule runs."""
+    cfg = compose_train([*small_overrides, "modalities=m2", "trainer.max_epochs=4"], tmp_path)
+    assert cfg.early_stopping.enabled is False and cfg.checkpoint.select == "best"
+    res = train(cfg)
+    client = MlflowClient(cfg.logger.tracking_uri)
+    lr = [m.value for m in sorted(client.get_metric_history(res.run_id, "lr"), key=lambda m: m.step)]
+    assert len(lr) == 4 and len(client.get_metric_history(res.run_id, "dev_auc")) == 4
+    base = cfg.model.optimizer.lr
+    assert lr[-1] < 0.05 * base  # the cosine has (almost) reached 0 at the last epoch
+    assert lr[1] > 0.5 * base

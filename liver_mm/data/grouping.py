@@ -1,0 +1,85 @@
+"""Leakage groups shared by the train/dev/test split and the cross-validation folds.
+
+Two rows share a group when they share a ``patient_id`` or decode to the same pixels, transitively
+(connected components of the row/patient/image graph), so no patient and no image sits in two parts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from liver_mm.data.images import ImageReadError, file_content_hash
+from liver_mm.data.schema import LABELS, line_numbers
+
+
+def leakage_groups(patient_ids: Sequence[object], image_keys: Sequence[object] | None = None) -> np.ndarray:
+    """Group number (n,) per row: rows sharing a patient id or an image key (e.g. content hash)
+    are in one group, transitively. Missing ids/keys link nothing."""
+    n = len(patient_ids)
+    cols = [pd.Series(list(patient_ids), dtype=object)]
+    if image_keys is not None:
+        cols.append(pd.Series(list(image_keys), dtype=object))
+    rows, nodes, offset = [], [], n
+    for keys in cols:
+        codes, uniques = pd.factorize(keys)
+        ok = codes >= 0
+        rows.append(np.flatnonzero(ok))
+        nodes.append(codes[ok] + offset)
+        offset += len(uniques)
+    r, c = np.concatenate(rows), np.concatenate(nodes)
+    graph = coo_matrix((np.ones(len(r)), (r, c)), shape=(offset, offset))
+    _, labels = connected_components(graph, directed=False)
+    return pd.factorize(labels[:n])[0]
+
+
+def _image_hashes(df: pd.DataFrame, where: str) -> list[str | None]:
+    """Content hash of each row's image (memoised per path); errors name the line and column."""
+    lines = line_numbers(df)
+    cache: dict[str, str] = {}
+    out: list[str | None] = []
+    for i, p in zip(df.index, df["image_path"], strict=True):
+        if not isinstance(p, str) or not p:
+            out.append(None)
+            continue
+        if p not in cache:
+            try:
+                cache[p] = file_content_hash(p)
+            except ImageReadError as exc:
+                raise ValueError(f"{where}, line {lines[i]}, column image_path: {exc}") from None
+        out.append(cache[p])
+    return out
+
+
+def labels_and_groups(
+    df: pd.DataFrame, where: str, image_keys: Sequence[object] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(y, groups), both (n,) int: 1 = malignant, and the :func:`leakage_groups` of ``patient_id`` and
+    ``image_keys`` (default: the content hash of each row's ``image_path``). Bad labels name the line."""
+    for col in ("label", "patient_id"):
+        if col not in df.columns:
+            raise ValueError(f"{where}: column {col} is required to split the cohort")
+    labels = df["label"].astype("string").str.strip().str.lower()
+    bad = ~labels.isin(LABELS)
+    if bad.any():
+        i = df.index[bad][0]
+        raise ValueError(f"{where}, line {line_numbers(df)[i]}, column label: {df.at[i, 'label']!r} is not "
+                         f"benign/malignant ({int(bad.sum())} such row(s))")
+    if image_keys is None and "image_path" in df.columns:
+        image_keys = _image_hashes(df, where)
+    patients = [None if pd.isna(p) or not str(p).strip() else str(p).strip() for p in df["patient_id"]]
+    return (labels == LABELS[1]).to_numpy().astype(int), leakage_groups(patients, image_keys)
+
+
+def check_case_ids(df: pd.DataFrame, where: object) -> None:
+    """Raise ``ValueError`` naming ``where`` unless column case_id exists, is non-empty and unique."""
+    if "case_id" not in df.columns:
+        raise ValueError(f"{where}: column case_id is required")
+    dup = df["case_id"][df["case_id"].duplicated(keep=False)]
+    if dup.notna().any() or df["case_id"].isna().any():
+        raise ValueError(f"{where}, column case_id: ids must be unique and non-empty "
+                         f"(repeated: {', '.join(sorted(set(map(str, dup)))[:5]) or '-'})")
