@@ -26,5 +26,16 @@ def csv(items: Sequence[str]) -> str:
     return ",".join(names)
 
 
+def cv_jobs(folds: object, repeats: object) -> str:
+    """``${liver_mm.cv_jobs:${cv.folds},${cv.repeats}}``: the fold jobs of a cross-validated study as Hydra's sweep
+    string ``0,1,...,K*R-1`` (one job per (repeat, fold), so the joblib launcher runs folds in parallel), or
+    ``null`` (one job per arm) without cross-validation."""
+    if folds is None or int(folds) < 2:
+        return "null"
+    return ",".join(str(j) for j in range(int(folds) * max(1, int(repeats or 1))))
+
+
 if not OmegaConf.has_resolver("liver_mm.csv"):
     OmegaConf.register_new_resolver("liver_mm.csv", csv)
+if not OmegaConf.has_resolver("liver_mm.cv_jobs"):
+    OmegaConf.register_new_resolver("liver_mm.cv_jobs", cv_jobs)

@@ -1,8 +1,9 @@
 """Cross-validated study (``liver-mm study cv.folds=K cv.repeats=R``): every arm trains once per (repeat, fold).
 
 MLflow: the study parent, one child per arm (a container that finishes when all its folds have), one
-nested run per (arm, repeat, fold) under it with its own metrics and predictions. Resume works at fold
-granularity: a rerun trains only the folds without a finished run. Folds are grouped by patient and
+nested run per (arm, repeat, fold) under it with its own metrics and predictions. The sweep has one job per
+(arm, repeat, fold) (``cv.job``), so ``hydra/launcher=joblib_local`` trains folds in parallel. Resume works at
+fold granularity: a rerun trains only the folds without a finished run. Folds are grouped by patient and
 identical image and label-stratified (:mod:`liver_mm.data.split`); inside each training part a grouped,
 stratified dev part is held out for early stopping and the frozen Youden threshold.
 """
@@ -66,8 +67,18 @@ def fold_sizes(assignment: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _arm_container(client, exp_id: str, key: str, parent_id: str, cfg: DictConfig, cohort: PreparedCohort) -> str:
-    """The arm's child run (reused when a killed study left it unfinished, so its finished folds count)."""
+def ensure_arm_run(client, exp_id: str, key: str, parent_id: str, cfg: DictConfig, cohort: PreparedCohort) -> str:
+    """The arm's child run: created by the first of the arm's fold jobs (under a file lock), reused by the others
+    and by a rerun after a killed study (so its finished folds count)."""
+    from liver_mm.tracking.store import file_lock
+
+    # parallel fold jobs of one arm: the first creates the run, the others find it
+    with file_lock(Path(str(cfg.cache_dir)) / "locks" / f"study-{key}-{cfg.study.arm}.lock"):
+        return _find_or_create_arm_run(client, exp_id, key, parent_id, cfg, cohort)
+
+
+def _find_or_create_arm_run(client, exp_id: str, key: str, parent_id: str, cfg: DictConfig,
+                            cohort: PreparedCohort) -> str:
     from liver_mm.tracking.registry import study_runs
     from liver_mm.tracking.runs import create_run, set_status
 
@@ -87,11 +98,40 @@ def _arm_container(client, exp_id: str, key: str, parent_id: str, cfg: DictConfi
     return create_run(client, exp_id, arm, tags, params)
 
 
-def run_cv_arm(cfg: DictConfig, cohort: PreparedCohort, client, exp_id: str, key: str, parent_id: str) -> dict[str, Any]:
-    """Train every unfinished (repeat, fold) of one arm as nested runs, then finish the arm's child run."""
+def fold_jobs(cfg: DictConfig) -> list[tuple[int, int]]:
+    """The (repeat, fold) pairs this job trains: all of them, or the one of ``cv.job`` (j -> (j // K, j % K))."""
+    k, r = int(cfg.cv.folds), int(cfg.cv.repeats)
+    job = cfg.cv.get("job")
+    if job is None:
+        return [(rep, fold) for rep in range(r) for fold in range(k)]
+    if not 0 <= int(job) < k * r:
+        raise ValueError(f"cv.job={job}: must lie in 0..{k * r - 1} for cv.folds={k} cv.repeats={r}")
+    return [divmod(int(job), k)]
+
+
+def _finish_arm_if_complete(client, exp_id: str, key: str, cfg: DictConfig, arm_id: str) -> bool:
+    """Mark the arm's child run FINISHED (with its fold-AUC mean and SD) once every (repeat, fold) has a finished run."""
     from liver_mm.tracking.artifacts import mark_outputs_logged
-    from liver_mm.tracking.registry import finished_by, is_finished, remove_unfinished, study_runs
+    from liver_mm.tracking.registry import finished_by, study_runs
     from liver_mm.tracking.runs import log_metrics, set_status
+
+    arm = str(cfg.study.arm)
+    done = finished_by([r for r in study_runs(client, exp_id, key, level="fold") if r.data.tags.get("arm") == arm],
+                       "repeat", "fold")
+    if len(done) < int(cfg.cv.folds) * int(cfg.cv.repeats):
+        return False
+    s = pd.Series([r.data.metrics["test_auc"] for r in done.values()], dtype=float)
+    log_metrics(client, arm_id, {"cv_auc_mean": float(s.mean()), "cv_auc_sd": float(s.std(ddof=1))})
+    mark_outputs_logged(client, arm_id)
+    set_status(client, arm_id, "FINISHED")
+    return True
+
+
+def run_cv_arm(cfg: DictConfig, cohort: PreparedCohort, client, exp_id: str, key: str, parent_id: str) -> dict[str, Any]:
+    """Train this job's unfinished (repeat, fold)s of one arm as nested runs under the arm's child run; the job
+    that completes the last fold finishes the arm's run. Parallel fold jobs (joblib launcher) each train one fold."""
+    from liver_mm.tracking.registry import finished_by, is_finished, remove_unfinished, study_runs
+    from liver_mm.tracking.runs import set_status
     from liver_mm.training.run import output_dir, train
 
     arm = str(cfg.study.arm)
@@ -100,36 +140,28 @@ def run_cv_arm(cfg: DictConfig, cohort: PreparedCohort, client, exp_id: str, key
         log.info("arm %s already finished in this study: skipped", arm)
         return {"arm": arm, "run_id": next(r.info.run_id for r in arm_runs if is_finished(r)), "skipped": True}
     assignment, folds_hash = prepare_study_folds(cfg, cohort)
-    arm_id = _arm_container(client, exp_id, key, parent_id, cfg, cohort)
-    fold_runs = [r for r in study_runs(client, exp_id, key, level="fold") if r.data.tags.get("arm") == arm]
+    arm_id = ensure_arm_run(client, exp_id, key, parent_id, cfg, cohort)
+    mine = fold_jobs(cfg)
+    fold_runs = [r for r in study_runs(client, exp_id, key, level="fold") if r.data.tags.get("arm") == arm
+                 and (int(r.data.tags.get("repeat", -1)), int(r.data.tags.get("fold", -1))) in mine]
     done = finished_by(fold_runs, "repeat", "fold")
-    remove_unfinished(client, fold_runs, f"arm {arm} folds")
-    status = "FAILED"
+    remove_unfinished(client, fold_runs, f"arm {arm} folds")  # only this job's folds: parallel jobs own theirs
     base = output_dir(cfg)
     try:
-        for rep in range(int(cfg.cv.repeats)):
-            for fold in range(int(cfg.cv.folds)):
-                if (str(rep), str(fold)) in done:
-                    continue
-                fcfg = copy.deepcopy(cfg)
-                with open_dict(fcfg):
-                    fcfg.study.update(parent_run_id=arm_id, key=key, level="fold", repeat=rep, fold=fold,
-                                      run_name=f"{arm} r{rep} f{fold}")
-                    fcfg.logger.log_model = bool(cfg.cv.get("log_models", False))
-                log.info("arm %s: repeat %d, fold %d of %d", arm, rep, fold + 1, int(cfg.cv.folds))
-                res = train(fcfg, cohort=fold_cohort(cohort, assignment, folds_hash, rep, fold),
-                            out=base / f"r{rep}f{fold}")
-                done[(str(rep), str(fold))] = res
-        aucs = [r.metrics["test_auc"] if hasattr(r, "metrics") else r.data.metrics["test_auc"] for r in done.values()]
-        s = pd.Series(aucs, dtype=float)
-        log_metrics(client, arm_id, {"cv_auc_mean": float(s.mean()), "cv_auc_sd": float(s.std(ddof=1))})
-        mark_outputs_logged(client, arm_id)
-        status = "FINISHED"
+        for rep, fold in mine:
+            if (str(rep), str(fold)) in done:
+                continue
+            fcfg = copy.deepcopy(cfg)
+            with open_dict(fcfg):
+                fcfg.study.update(parent_run_id=arm_id, key=key, level="fold", repeat=rep, fold=fold,
+                                  run_name=f"{arm} r{rep} f{fold}")
+                fcfg.logger.log_model = bool(cfg.cv.get("log_models", False))
+            log.info("arm %s: repeat %d, fold %d of %d", arm, rep, fold + 1, int(cfg.cv.folds))
+            train(fcfg, cohort=fold_cohort(cohort, assignment, folds_hash, rep, fold), out=base / f"r{rep}f{fold}")
+        _finish_arm_if_complete(client, exp_id, key, cfg, arm_id)
     except KeyboardInterrupt:
-        status = "KILLED"
+        set_status(client, arm_id, "KILLED")
         raise
-    finally:
-        set_status(client, arm_id, status)
     return {"arm": arm, "run_id": arm_id, "skipped": False}
 
 

@@ -23,7 +23,7 @@ def study_command(config: DictConfig) -> str:
     """The command line that reproduces this study (``liver-mm study`` + the task overrides)."""
     hydra = config.get("hydra") if "hydra" in config else None
     overrides = list(hydra.overrides.task) if hydra is not None else []
-    overrides = [o for o in overrides if not o.startswith("arm=")]
+    overrides = [o for o in overrides if not o.startswith(("arm=", "+cv.job="))]
     return " ".join(["liver-mm", "study", *overrides])
 
 

@@ -18,7 +18,8 @@ from liver_mm.training.cohort import PreparedCohort
 ARM_SPECIFIC = ("modalities", "model", "hydra", "arm")
 # settings that change how a run executes or where it is tracked, never its results: a study resumed
 # with other threads, workers, logger, cache or report folder is the same study
-EXECUTION_ONLY = {"trainer": ("num_threads",), "loader": ("num_workers", "pin_memory"), "study": ("out_dir",)}
+EXECUTION_ONLY = {"trainer": ("num_threads",), "loader": ("num_workers", "pin_memory"), "study": ("out_dir",),
+                  "cv": ("job",)}
 NOT_IN_KEY = ("logger", "cache_dir")
 MARKER = ".liver-mm-study"
 

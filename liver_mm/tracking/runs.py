@@ -17,7 +17,6 @@ from mlflow.tracking import MlflowClient
 import liver_mm
 
 _MAX_PARAM_LEN = 6000
-_BATCH = 100  # MLflow's log_batch takes at most 100 params per call
 
 
 def flatten(tree: Mapping, prefix: str = "") -> dict[str, object]:
@@ -60,18 +59,15 @@ def provenance() -> dict[str, str]:
 
 
 def log_params(client: MlflowClient, run_id: str, params: Mapping[str, object]) -> None:
-    """Log params (values as text, cut at MLflow's length limit) in batches."""
+    """Log params (values as text, cut at MLflow's length limit); MLflow's log_batch splits the request."""
     items = [Param(k, str(v)[:_MAX_PARAM_LEN]) for k, v in sorted(params.items())]
-    for i in range(0, len(items), _BATCH):
-        client.log_batch(run_id, params=items[i : i + _BATCH], synchronous=True)
+    client.log_batch(run_id, params=items, synchronous=True)
 
 
 def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
-    """Log finite-or-not metrics at ``step`` in batches (MLflow stores NaN as is)."""
+    """Log metrics at ``step`` (MLflow stores NaN as is; its log_batch splits the request)."""
     now = int(time.time() * 1000)
-    items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
-    for i in range(0, len(items), 1000):
-        client.log_batch(run_id, metrics=items[i : i + 1000], synchronous=True)
+    client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()], synchronous=True)
 
 
 def create_run(client: MlflowClient, exp_id: str, name: str, tags: Mapping[str, str],

@@ -34,7 +34,9 @@ def sqlite_path(uri: str) -> Path | None:
 
 
 @contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` (created) for the duration of the block: processes of one machine
+    (or of a shared file system) take turns."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
@@ -55,7 +57,7 @@ def open_client(uri: str) -> MlflowClient:
     from liver_mm.fileio import check_writable_dir
 
     check_writable_dir(db.parent)
-    with _file_lock(db.with_name(db.name + ".lock")):
+    with file_lock(db.with_name(db.name + ".lock")):
         client = MlflowClient(uri)
         client.search_experiments(max_results=1)  # forces schema creation while holding the lock
     return client

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from functools import partial
 
 import numpy as np
 import pytorch_lightning as pl
@@ -20,7 +21,7 @@ import torch
 from liver_mm.models import build_fusion_model
 from liver_mm.runtime import tune_malloc
 from liver_mm.training.datamodule import CohortDataModule, ultrasound_augmentation
-from liver_mm.training.module import NoduleClassifier
+from liver_mm.training.module import NoduleClassifier, warmup_cosine_schedule
 
 AUG = {"hflip": 0.5, "degrees": 10.0, "translate": 0.05, "scale": [0.9, 1.1], "brightness": 0.2,
        "contrast": 0.2, "gamma": [0.8, 1.25], "enabled": True}
@@ -66,7 +67,7 @@ def pipeline(images, tabular, labels, epochs, bs, name) -> float:
     dm = CohortDataModule(images, tabular, labels, [str(i) for i in range(len(images))], split,
                           batch_size=bs, augment={**AUG, "enabled": False})
     module = NoduleClassifier(net(tabular.shape[1], name), use_image=True, use_tabular=True,
-                              warmup_epochs=0, channels_last=True)
+                              scheduler=partial(warmup_cosine_schedule, warmup_epochs=0), channels_last=True)
     trainer = pl.Trainer(accelerator="cpu", max_epochs=epochs, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
                          num_sanity_val_steps=0)

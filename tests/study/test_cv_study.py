@@ -45,7 +45,8 @@ def _fold_runs(db: Path) -> int:
 
 @pytest.fixture(scope="module")
 def cv_study(tmp_path_factory):
-    """Start the study, SIGKILL it after four fold runs finished, then rerun the same command."""
+    """Start the study, SIGKILL it after four fold runs finished, then rerun it with parallel fold jobs
+    (joblib launcher: execution settings, the same study)."""
     root = tmp_path_factory.mktemp("cv")
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
     proc = subprocess.Popen([LIVER_MM, *_args(root)], cwd=root, env=env, stdout=subprocess.DEVNULL,
@@ -60,7 +61,9 @@ def cv_study(tmp_path_factory):
     exp = client.get_experiment_by_name("liver-mm")
     before = {r.info.run_id for r in client.search_runs([exp.experiment_id], "tags.study_level = 'fold'")
               if r.info.status == "FINISHED"}
-    done = subprocess.run([LIVER_MM, *_args(root)], cwd=root, env=env, capture_output=True, text=True, timeout=900)
+    parallel = ["hydra/launcher=joblib_local", "trainer.num_threads=1"]
+    done = subprocess.run([LIVER_MM, *_args(root, *parallel)], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return root, client, exp.experiment_id, before
 

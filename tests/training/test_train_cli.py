@@ -30,15 +30,25 @@ def test_ddp_cpu_runs_two_processes(tmp_path, small_overrides):
 
 
 def test_local_pretrained_weights_are_loaded(tmp_path, small_overrides):
+    """The run starts from the file's weights: with a zero learning rate the saved network's stem is the file's
+    RGB stem summed to one channel, exactly."""
+    from safetensors.torch import load_file
+
     weights = tmp_path / "mnv2_050.pth"
-    torch.save(timm.create_model("mobilenetv2_050").state_dict(), weights)
+    state = timm.create_model("mobilenetv2_050").state_dict()
+    state["conv_stem.weight"] = torch.arange(state["conv_stem.weight"].numel(), dtype=torch.float32).reshape(
+        state["conv_stem.weight"].shape) / 1000.0
+    torch.save(state, weights)
     cfg = compose_train(
         [*small_overrides, "modalities=m1", "model.net.image.pretrained=true",
-         f"model.net.image.pretrained_path={weights}", "+trainer.limit_train_batches=1"],
+         f"model.net.image.pretrained_path={weights}", "+trainer.limit_train_batches=1", "model.optimizer.lr=0.0"],
         tmp_path,
     )
     res = train(cfg)
-    assert res is not None and 0 <= res.metrics["test_auc"] <= 1
+    saved = load_file(str(res.output_dir / "model_bundle" / "weights.safetensors"))
+    expected = state["conv_stem.weight"].sum(dim=1, keepdim=True)
+    assert torch.equal(saved["image_encoder.conv_stem.weight"], expected)
+    assert not torch.equal(expected, timm.create_model("mobilenetv2_050", in_chans=1).conv_stem.weight)
 
 
 def test_invalid_manifest_stops_before_training(tmp_path, tiny_cohort, capfd):
