@@ -20,17 +20,17 @@ import hashlib
 import json
 import logging
 import os
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold
 
-from liver_mm.data.grouping import check_case_ids, labels_and_groups
+from liver_mm.data.grouping import check_case_ids, group_folds, labels_and_groups
 from liver_mm.data.schema import LABELS, SOURCE_ATTR, SPLITS, manifest_hash, read_manifest
+from liver_mm.data.split import matching_record
+from liver_mm.stats import encode_labels
 
 log = logging.getLogger(__name__)
 
@@ -56,19 +56,6 @@ class FoldsResult:
 def derived_seed(*keys: int) -> int:
     """A 32-bit seed from integer keys, e.g. ``(seed, repeat)`` or ``(seed, repeat, fold)`` (numpy SeedSequence)."""
     return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0])
-
-
-def _group_folds(y: np.ndarray, groups: np.ndarray, n_splits: int, seed: int, where: str) -> np.ndarray:
-    """Fold number (n,) of each row: StratifiedGroupKFold test folds (shuffled by ``seed``)."""
-    out = np.empty(len(y), dtype=int)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-        for k, (_, idx) in enumerate(cv.split(np.zeros(len(y)), y, groups)):
-            out[idx] = k
-    for w in caught:
-        log.info("%s: %s", where, w.message)
-    return out
 
 
 def _class_groups(y: np.ndarray, groups: np.ndarray) -> dict[str, int]:
@@ -132,7 +119,7 @@ def assign_folds(
                 f"or add cases")
     out = np.empty((len(df), repeats * folds), dtype=object)
     for r in range(repeats):
-        test_fold = _group_folds(y, groups, folds, derived_seed(seed, r), where)
+        test_fold = group_folds(y, groups, folds, derived_seed(seed, r), where)
         for f in range(folds):
             parts = np.where(test_fold == f, SPLITS[2], SPLITS[0]).astype(object)
             _check_part(y[test_fold == f], "test", r, f, where, "use fewer folds or add cases")
@@ -141,7 +128,7 @@ def assign_folds(
             if n_groups < n_dev:
                 raise ValueError(f"{where}: repeat {r}, fold {f}: {n_groups} independent groups outside the "
                                  f"test fold cannot give a dev part of 1/{n_dev}; {dev_hint}")
-            dev_fold = _group_folds(y[rest], groups[rest], n_dev, derived_seed(seed, r, f), where)
+            dev_fold = group_folds(y[rest], groups[rest], n_dev, derived_seed(seed, r, f), where)
             parts[rest[dev_fold == 0]] = SPLITS[1]
             for part in SPLITS[:2]:
                 _check_part(y[parts == part], part, r, f, where, dev_hint)
@@ -220,14 +207,12 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def _reusable(out_path: Path, key: dict) -> FoldsResult | None:
     record = _record_path(out_path)
-    if not (out_path.is_file() and record.is_file()):
+    meta = matching_record(out_path, record, key)
+    if meta is None:
         return None
     try:
-        meta = json.loads(record.read_text())
-        if {k: meta.get(k) for k in key} != key:
-            return None
         wide = read_folds(out_path)
-    except (OSError, ValueError, json.JSONDecodeError):
+    except (OSError, ValueError):
         return None
     if folds_hash(wide.index, wide) != meta.get("folds_hash"):
         log.info("%s was edited after it was written; recomputing the folds", out_path)
@@ -262,7 +247,7 @@ def prepare_folds(
     df = read_manifest(manifest_path, units)
     check_case_ids(df, manifest_path)
     assignment = assign_folds(df, folds, repeats, seed, dev_fraction)
-    y = (df["label"].astype("string").str.strip().str.lower() == LABELS[1]).to_numpy().astype(int)
+    y = encode_labels(df["label"].to_numpy(dtype=object))
     fhash = folds_hash(df["case_id"], assignment)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     _write_atomic(out_path, folds_long(assignment, df["case_id"]).to_csv(index=False, lineterminator="\n"))

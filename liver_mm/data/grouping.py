@@ -6,15 +6,20 @@ Two rows share a group when they share a ``patient_id`` or decode to the same pi
 
 from __future__ import annotations
 
+import logging
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
+from sklearn.model_selection import StratifiedGroupKFold
 
 from liver_mm.data.images import ImageReadError, file_content_hash
 from liver_mm.data.schema import LABELS, line_numbers
+
+log = logging.getLogger(__name__)
 
 
 def leakage_groups(patient_ids: Sequence[object], image_keys: Sequence[object] | None = None) -> np.ndarray:
@@ -83,3 +88,16 @@ def check_case_ids(df: pd.DataFrame, where: object) -> None:
     if dup.notna().any() or df["case_id"].isna().any():
         raise ValueError(f"{where}, column case_id: ids must be unique and non-empty "
                          f"(repeated: {', '.join(sorted(set(map(str, dup)))[:5]) or '-'})")
+
+
+def group_folds(y: np.ndarray, groups: np.ndarray, n_splits: int, seed: int, where: str) -> np.ndarray:
+    """Fold number (n,) of each row: StratifiedGroupKFold test folds (shuffled by ``seed``)."""
+    out = np.empty(len(y), dtype=int)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+        for k, (_, idx) in enumerate(cv.split(np.zeros(len(y)), y, groups)):
+            out[idx] = k
+    for w in caught:
+        log.info("%s: %s", where, w.message)
+    return out

@@ -21,7 +21,6 @@ import logging
 import math
 import os
 import shutil
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -29,9 +28,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold
 
-from liver_mm.data.grouping import check_case_ids, labels_and_groups
+from liver_mm.data.grouping import check_case_ids, group_folds, labels_and_groups
 from liver_mm.data.schema import (
     LABELS,
     SOURCE_ATTR,
@@ -130,14 +128,7 @@ def assign_split(
     if groups.max() + 1 < k:
         raise ValueError(f"{where}: {groups.max() + 1} independent patient/image groups cannot be split into "
                          f"{k} folds for fractions {tuple(fractions)}; add cases or use coarser fractions")
-    folds = np.empty(len(df), dtype=int)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-        for fold, (_, test_idx) in enumerate(cv.split(np.zeros(len(df)), y, groups)):
-            folds[test_idx] = fold
-    for w in caught:
-        log.info("%s: %s", where, w.message)
+    folds = group_folds(y, groups, k, seed, where)
     part_of_fold = np.repeat(np.arange(3), parts)[np.random.default_rng(seed).permutation(k)]
     return pd.Series(np.asarray(SPLITS)[part_of_fold[folds]], index=df.index, name="split", dtype=object)
 
@@ -186,16 +177,24 @@ def _provenance(mhash: str, fractions, seed: int, units) -> dict:
             "units": dict(sorted((units or {}).items())), "version": SPLIT_VERSION}
 
 
-def _reusable(out_path: Path, key: dict) -> SplitResult | None:
-    record = _record_path(out_path)
+def matching_record(out_path: Path, record: Path, key: dict) -> dict | None:
+    """The provenance record of a written file when both exist and the record was made for ``key``, else None."""
     if not (out_path.is_file() and record.is_file()):
         return None
     try:
         meta = json.loads(record.read_text())
-        if {k: meta.get(k) for k in key} != key:
-            return None
+    except (OSError, ValueError):
+        return None
+    return meta if {k: meta.get(k) for k in key} == key else None
+
+
+def _reusable(out_path: Path, key: dict) -> SplitResult | None:
+    meta = matching_record(out_path, _record_path(out_path), key)
+    if meta is None:
+        return None
+    try:
         done = pd.read_csv(out_path, dtype=str, keep_default_na=False, usecols=["case_id", "label", "split"])
-    except (OSError, ValueError, json.JSONDecodeError):
+    except (OSError, ValueError):
         return None
     if split_hash(done["case_id"], done["split"]) != meta.get("split_hash"):
         log.info("%s was edited after it was written; recomputing the split", out_path)

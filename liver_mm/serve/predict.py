@@ -36,7 +36,7 @@ class ModelLoadError(ValueError):
 
 def resolve_bundle(model_uri: str) -> Path:
     """Local bundle folder of ``model_uri``: ``runs:/<id>/model``, ``models:/...``, a local MLflow
-    model folder (pyfunc logged by :func:`liver_mm.serve.pyfunc.log_pyfunc_model`) or a bundle folder."""
+    model folder (pyfunc logged by :func:`liver_mm.tracking.models.log_network_models`) or a bundle folder."""
     import mlflow
     from mlflow.exceptions import MlflowException
     from mlflow.models import Model

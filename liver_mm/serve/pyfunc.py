@@ -119,18 +119,3 @@ def pip_requirements() -> list[str]:
 
     return [f"mlflow=={mlflow.__version__}", f"torch=={torch.__version__.split('+')[0]}",
             f"liver-mm=={liver_mm.__version__}"]
-
-
-def log_pyfunc_model(bundle_dir: Path, name: str = "model") -> mlflow.models.model.ModelInfo:
-    """Log the bundle in ``bundle_dir`` as a pyfunc model ``name`` of the active MLflow run,
-    with a request signature and an input example (validated by MLflow by scoring it)."""
-    bundle_dir = Path(bundle_dir)
-    predictor = Predictor.from_dir(bundle_dir)
-    return mlflow.pyfunc.log_model(
-        name=name,
-        python_model=str(MODEL_CODE),
-        artifacts={ARTIFACT_KEY: str(bundle_dir)},
-        signature=request_signature(predictor.features, predictor.use_image),
-        input_example=input_example(predictor),
-        pip_requirements=pip_requirements(),
-    )
