@@ -22,7 +22,7 @@ LEAVES = frozenset({"fileio", "runtime", ""})
 #: top-level part of liver_mm -> the other parts it may import (its own part is always allowed)
 LAYERS: dict[str, frozenset[str] | str] = {
     "stats": frozenset(),
-    "data": frozenset({"stats"}),
+    "data": frozenset({"stats", "fileio"}),  # fileio: atomic writes of split and fold files
     "models": frozenset(),
     "serve": frozenset({"data", "models", "stats"}) | LEAVES,
     "tracking": frozenset({"data", "models", "serve", "stats", "figures"}) | LEAVES,

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ import pandas as pd
 from liver_mm.data.grouping import check_case_ids, group_folds, labels_and_groups
 from liver_mm.data.schema import LABELS, SOURCE_ATTR, SPLITS, manifest_hash, read_manifest
 from liver_mm.data.split import matching_record
+from liver_mm.fileio import atomic_write_text
 from liver_mm.stats import encode_labels
 
 log = logging.getLogger(__name__)
@@ -199,12 +199,6 @@ def _record_path(out_path: Path) -> Path:
     return out_path.with_name(out_path.stem + ".folds.json")
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # one per process: parallel arms
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _reusable(out_path: Path, key: dict) -> FoldsResult | None:
     record = _record_path(out_path)
     meta = matching_record(out_path, record, key)
@@ -250,10 +244,10 @@ def prepare_folds(
     y = encode_labels(df["label"].to_numpy(dtype=object))
     fhash = folds_hash(df["case_id"], assignment)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out_path, folds_long(assignment, df["case_id"]).to_csv(index=False, lineterminator="\n"))
+    atomic_write_text(out_path, folds_long(assignment, df["case_id"]).to_csv(index=False, lineterminator="\n"))
     sizes = fold_sizes(assignment, y).to_dict("records")
     record = {**key, "folds_hash": fhash, "source": str(manifest_path.resolve()), "sizes": sizes}
-    _write_atomic(_record_path(out_path), json.dumps(record, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(_record_path(out_path), json.dumps(record, indent=2, sort_keys=True) + "\n")
     log.info("folds written: %s (folds hash %s)", out_path, fhash[:12])
     wide = assignment.set_axis(pd.Index(df["case_id"].astype(str), name="case_id"))
     return FoldsResult(out_path, _record_path(out_path), key["manifest_hash"], fhash, int(folds), int(repeats), wide)
