@@ -23,3 +23,36 @@ def add_unit_option(parser: argparse.ArgumentParser, help_suffix: str = "") -> N
     """``--unit COL=UNIT`` (repeatable) -> ``args.unit``: list of (column, unit)."""
     parser.add_argument("--unit", action="append", default=[], type=key_value("COL=UNIT"), metavar="COL=UNIT",
                         help=UNIT_HELP + help_suffix)
+
+
+def _map_type(text: str) -> tuple[str, dict[str, str]]:
+    from liver_mm.data.codes import parse_map
+
+    try:
+        return parse_map(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_table_options(parser: argparse.ArgumentParser) -> None:
+    """``--sep``, ``--decimal``, ``--censored``, ``--map`` (how an exported table is written and coded)."""
+    parser.add_argument("--sep", help="column separator: , ; tab | (default: detected, and logged)")
+    parser.add_argument("--decimal", choices=(".", ","), help="decimal mark (default: '.'; decimal commas "
+                        "are detected in ;/tab-separated files when unambiguous)")
+    parser.add_argument("--censored", choices=("error", "limit"), default=None,
+                        help="lab cells like <5 or >1000: error (default) refuses them; limit uses the limit "
+                        "and adds a 0/1 <lab>_censored column")
+    parser.add_argument("--map", dest="maps", action="append", default=[], type=_map_type,
+                        metavar="COL=CODE:VALUE,...", help="declare what codes mean, e.g. sex=1:M,2:F or "
+                        "label=0:benign,1:malignant; repeatable (codes are never guessed)")
+
+
+def table_options(args: argparse.Namespace):
+    """The :class:`~liver_mm.data.dialect.TableOptions` of parsed :func:`add_table_options` arguments
+    (raises ``ValueError`` for a bad separator or mapping)."""
+    from liver_mm.data.dialect import make_options
+
+    maps: dict[str, dict[str, str]] = {}
+    for col, table in args.maps:
+        maps.setdefault(col, {}).update(table)
+    return make_options(args.sep, args.decimal, args.censored, maps)

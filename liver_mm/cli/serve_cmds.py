@@ -8,7 +8,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from liver_mm.cli._args import add_unit_option
+from liver_mm.cli._args import add_table_options, add_unit_option, table_options
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -30,7 +30,7 @@ def _predict(args: argparse.Namespace) -> int:
         check_output(args.manifest, args.out)  # before any work: never overwrite the manifest
         predictor = load_predictor(args.model_uri, batch_size=args.batch_size)
         report, df = validate_cases(args.manifest, dict(args.unit), predictor.features, predictor.use_image,
-                                    allow_missing=args.allow_missing)
+                                    allow_missing=args.allow_missing, options=table_options(args))
         if not report.ok or df is None:
             print(report.format_text(), file=sys.stderr)
             return 1
@@ -104,6 +104,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="impute empty model inputs with the training median instead of refusing them; "
                    "adds an 'imputed' column naming the filled features per case (';'-separated)")
     add_unit_option(p)
+    add_table_options(p)
     p.add_argument("--tracking-uri", default=None,
                    help="MLflow tracking URI for runs:/ and models:/ URIs (default: $MLFLOW_TRACKING_URI, "
                    "else sqlite:///mlflow.db)")

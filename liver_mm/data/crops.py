@@ -134,11 +134,13 @@ def _cache_key(df: pd.DataFrame, image_size: int, margin: float) -> tuple[str, l
     paths = [Path(p) for p in df["image_path"].astype(str)]
     case_ids = [str(c) for c in df["case_id"]]
     digests = _hash_files(paths, case_ids)
+    frames = _row_frames(df)
     payload = {
         "version": CROP_CACHE_VERSION,
         "image_size": int(image_size),
         "margin": float(margin),
-        "rows": [[cid, digests[p], list(b)] for cid, p, b in zip(case_ids, paths, boxes, strict=True)],
+        "rows": [[cid, digests[p], list(b)] + ([f] if f else [])  # frame 0 keeps the key of a still
+                 for cid, p, b, f in zip(case_ids, paths, boxes, frames, strict=True)],
     }
     key = hashlib.sha256(json.dumps(payload, separators=(",", ":")).encode()).hexdigest()
     return key, paths, boxes
@@ -172,13 +174,20 @@ def _load_cached(npy: Path, sidecar: Path, key: str, n: int, size: int) -> np.nd
     return arr
 
 
+def _row_frames(df: pd.DataFrame) -> list[int]:
+    """The 0-based frame of each row's image (``frame`` column of DICOM clips; empty / absent -> 0)."""
+    if "frame" not in df.columns:
+        return [0] * len(df)
+    return [int(f) for f in pd.to_numeric(df["frame"], errors="coerce").fillna(0)]
+
+
 def _build(df: pd.DataFrame, paths: list[Path], boxes: list, size: int, margin: float) -> np.ndarray:
     out = np.empty((len(df), size, size), dtype=np.uint8)
-    rows_by_path: dict[Path, list[int]] = {}
-    for i, p in enumerate(paths):
-        rows_by_path.setdefault(p, []).append(i)
-    for path, rows in tqdm(rows_by_path.items(), desc="cropping", unit="img", disable=None):
-        image = images.read_gray(path)  # each file decoded once, even with several nodules
+    rows_by_path: dict[tuple[Path, int], list[int]] = {}
+    for i, (p, f) in enumerate(zip(paths, _row_frames(df), strict=True)):
+        rows_by_path.setdefault((p, f), []).append(i)
+    for (path, frame), rows in tqdm(rows_by_path.items(), desc="cropping", unit="img", disable=None):
+        image = images.read_gray(path, frame)  # each frame decoded once, even with several nodules
         for i in rows:
             try:
                 out[i] = crop_resize(image, boxes[i], size, margin)

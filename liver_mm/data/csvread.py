@@ -1,8 +1,9 @@
-"""A tolerant reader of comma-separated tables (manifests, clinical tables): strings, CSV line numbers.
+"""A tolerant reader of tables (manifests, clinical tables): strings, line numbers.
 
-Only commas separate (a header holding ``;`` / tabs / ``|`` that csv.Sniffer reads as the separator is
-refused, naming it); cells are stripped and blank / NA tokens become NaN; headers matching a known
-column case-insensitively are renamed to it (``AST`` -> ``ast``, logged as a warning).
+CSV in any common dialect (``,`` ``;`` tab ``|`` separators, decimal commas: detected or declared, see
+:mod:`liver_mm.data.dialect`) and ``.xlsx`` spreadsheets; cells are stripped and blank / NA tokens
+become NaN; headers matching a known column case-insensitively are renamed to it (``AST`` -> ``ast``,
+logged as a warning).
 """
 
 from __future__ import annotations
@@ -16,8 +17,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-_SEPARATORS = {";": "semicolons", "\t": "tabs", "|": "vertical bars"}
+from liver_mm.data.dialect import (
+    SPREADSHEET_SUFFIXES,
+    TableOptions,
+    apply_decimal_comma,
+    detect_decimal,
+    detect_sep,
+    read_spreadsheet,
+)
+
 _NA_TOKENS = ("", "NA", "N/A", "n/a", "NaN", "nan", "null", "NULL", "None", "#N/A")
+#: columns never holding numbers: decimal marks are not looked for there
+TEXT_COLUMNS = frozenset({"case_id", "patient_id", "image_path", "mask_path", "label", "split", "subtype",
+                          "diagnostic_basis", "sex"})
 
 log = logging.getLogger(__name__)
 
@@ -29,21 +41,6 @@ class ManifestError(ValueError):
         super().__init__(message)
         self.code = code
         self.column = column
-
-
-def _check_separator(path: Path, text: str, header: list[str]) -> None:
-    """Refuse a CSV whose header holds ``;`` / tab / ``|`` and which csv.Sniffer reads as separated by it."""
-    if not any(sep in name for name in header for sep in _SEPARATORS):
-        return
-    sample = "\n".join(text.splitlines()[:5])
-    try:
-        sep = csv.Sniffer().sniff(sample, delimiters="," + "".join(_SEPARATORS)).delimiter
-    except csv.Error:
-        sep = max(_SEPARATORS, key=lambda c: sum(n.count(c) for n in header)) if len(header) == 1 else ","
-    if sep in _SEPARATORS:
-        raise ManifestError(f"{path}, line 1: the columns are separated by {_SEPARATORS[sep]} ({sep!r}), not "
-                            "commas: the manifest must be comma-separated; re-export it as a comma-separated CSV",
-                            code="manifest_separator")
 
 
 def canonical_headers(names: list[str], known_columns: Collection[str], source: object,
@@ -74,30 +71,56 @@ def canonical_headers(names: list[str], known_columns: Collection[str], source: 
     return out
 
 
-def read_csv_table(path: str | Path, known_columns: Collection[str] = (), log_renames: bool = True
-                   ) -> pd.DataFrame:
-    """Read any comma-separated CSV as stripped strings (blank / NA tokens -> NaN); index = CSV line of
-    each row; ``known_columns`` matched case-insensitively (:func:`canonical_headers`).
-
-    Raises :class:`ManifestError` naming the file and line when it cannot be parsed (code
-    ``manifest_separator`` when it is separated by ``;``, tabs or ``|``).
-    """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise ManifestError(f"{path}: manifest not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        hint = "; save it as a UTF-8 CSV" if isinstance(exc, UnicodeDecodeError) else ""
-        raise ManifestError(f"{path}: cannot read the file ({exc}){hint}") from None
-    reader = csv.reader(io.StringIO(text))
+def _csv_rows(path: Path, text: str, sep: str) -> tuple[list[str], list[list[str]], list[int]]:
+    reader = csv.reader(io.StringIO(text), delimiter=sep)
     rows: list[list[str]] = []
     lines: list[int] = []
     try:
-        header = next(reader, None)
+        header = next(reader, None) or []
+        last = reader.line_num
+        for rec in reader:
+            start, last = last + 1, reader.line_num
+            rows.append(rec)
+            lines.append(start)
+    except csv.Error as exc:
+        raise ManifestError(f"{path}, line {reader.line_num}: not a valid CSV ({exc})") from None
+    return header, rows, lines
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ManifestError(f"{path}: manifest not found") from None
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"{path}: cannot read the file ({exc}); save it as UTF-8 (CSV UTF-8 in "
+                            "Excel's Save As) or as .xlsx") from None
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read the file ({exc})") from None
+
+
+def read_csv_table(path: str | Path, known_columns: Collection[str] = (), log_renames: bool = True,
+                   options: TableOptions | None = None) -> pd.DataFrame:
+    """Read a CSV (any separator / decimal mark of :mod:`~liver_mm.data.dialect`) or an .xlsx sheet as
+    stripped strings (blank / NA tokens -> NaN; decimal commas rewritten with a point); index = line
+    (CSV) or row (spreadsheet) of each record; ``known_columns`` matched case-insensitively
+    (:func:`canonical_headers`).
+
+    Raises :class:`ManifestError` naming the file and line when it cannot be parsed (code
+    ``manifest_separator`` when the separator or decimal mark cannot be told).
+    """
+    path, options = Path(path), options or TableOptions()
+    seen = ","
+    try:
+        if path.suffix.lower() in SPREADSHEET_SUFFIXES:
+            header, records, lines = read_spreadsheet(path, ManifestError)
+        else:
+            text = _read_text(path)
+            sep = options.sep or detect_sep(text, path, _SeparatorError)
+            header, records, lines = _csv_rows(path, text, sep)
+            seen = sep
         if not header or not any(h.strip() for h in header):
             raise ManifestError(f"{path}: empty manifest (no header line)")
-        _check_separator(path, text, header)
         names = [h.strip() for h in header]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup or "" in names:
@@ -105,17 +128,28 @@ def read_csv_table(path: str | Path, known_columns: Collection[str] = (), log_re
                     else f"empty column name at position {names.index('') + 1}")
             raise ManifestError(f"{path}, line 1: {what} in the header", column=dup[0] if dup else None)
         names = canonical_headers(names, known_columns, path, log_renames)
-        width, last = len(names), reader.line_num
-        for rec in reader:
-            start, last = last + 1, reader.line_num
+        width = len(names)
+        rows: list[list[str]] = []
+        kept: list[int] = []
+        for rec, start in zip(records, lines, strict=True):
             if not any(c.strip() for c in rec):
                 continue
             if len(rec) > width and any(c.strip() for c in rec[width:]):
-                raise ManifestError(f"{path}, line {start}: {len(rec)} fields but the header names {width}")
+                hint = (f" (the header has no {seen!r}: is the separator {seen!r}? pass --sep)"
+                        if width == 1 else "")
+                raise ManifestError(f"{path}, line {start}: {len(rec)} fields but the header names {width}{hint}")
             rows.append((rec + [""] * width)[:width])
-            lines.append(start)
-    except csv.Error as exc:
-        raise ManifestError(f"{path}, line {reader.line_num}: not a valid CSV ({exc})") from None
-    df = pd.DataFrame(rows, columns=names, index=pd.Index(lines, dtype="int64"), dtype=object)
+            kept.append(start)
+        decimal = options.decimal or (detect_decimal(rows, names, kept, seen, TEXT_COLUMNS, path, _SeparatorError)
+                                      if seen != "," else ".")
+        if decimal == ",":
+            apply_decimal_comma(rows, names, kept, TEXT_COLUMNS, path, _SeparatorError)
+    except _SeparatorError as exc:
+        raise ManifestError(str(exc), code="manifest_separator") from None
+    df = pd.DataFrame(rows, columns=names, index=pd.Index(kept, dtype="int64"), dtype=object)
     df = df.apply(lambda s: s.str.strip()).replace(list(_NA_TOKENS), np.nan)
     return df.astype("str") if len(df) else df
+
+
+class _SeparatorError(ValueError):
+    """The separator or decimal mark cannot be told (re-raised as ``ManifestError``)."""

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from liver_mm.data.dialect import TableOptions
 from liver_mm.data.grouping import check_case_ids, group_folds, labels_and_groups
 from liver_mm.data.schema import LABELS, SOURCE_ATTR, SPLITS, manifest_hash, read_manifest
 from liver_mm.data.split import matching_record
@@ -223,6 +224,7 @@ def prepare_folds(
     seed: int = 0,
     units: Mapping[str, str] | None = None,
     dev_fraction: float = 1 / 8,
+    options: TableOptions | None = None,
 ) -> FoldsResult:
     """Write the fold assignment of a manifest to ``out_path`` (long CSV ``case_id, repeat, fold, part``)
     next to ``<name>.folds.json`` (provenance and per-fold sizes); reused when the same manifest
@@ -230,7 +232,7 @@ def prepare_folds(
     """
     manifest_path, out_path = Path(manifest_path), Path(out_path)
     _validate(folds, repeats, seed, dev_fraction)
-    key = {"manifest_hash": manifest_hash(manifest_path), "folds": int(folds), "repeats": int(repeats),
+    key = {"manifest_hash": manifest_hash(manifest_path, options=options), "folds": int(folds), "repeats": int(repeats),
            "seed": int(seed), "dev_fraction": float(dev_fraction),
            "units": dict(sorted((units or {}).items())), "version": FOLDS_VERSION}
     done = _reusable(out_path, key)
@@ -238,7 +240,7 @@ def prepare_folds(
         log.info("folds reused: %s (folds hash %s)", out_path, done.folds_hash[:12])
         return done
 
-    df = read_manifest(manifest_path, units)
+    df = read_manifest(manifest_path, units, options=options)
     check_case_ids(df, manifest_path)
     assignment = assign_folds(df, folds, repeats, seed, dev_fraction)
     y = encode_labels(df["label"].to_numpy(dtype=object))

@@ -16,7 +16,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from sklearn.model_selection import StratifiedGroupKFold
 
-from liver_mm.data.images import ImageReadError, file_content_hash
+from liver_mm.data.images import ImageReadError, file_content_hash, image_key
 from liver_mm.data.schema import LABELS, line_numbers
 
 log = logging.getLogger(__name__)
@@ -47,16 +47,19 @@ def _image_hashes(df: pd.DataFrame, where: str) -> list[str | None]:
     lines = line_numbers(df)
     cache: dict[str, str] = {}
     out: list[str | None] = []
+    frames = (pd.to_numeric(df["frame"], errors="coerce").fillna(0).astype("int64") if "frame" in df.columns
+              else pd.Series(0, index=df.index))
     for i, p in zip(df.index, df["image_path"], strict=True):
         if not isinstance(p, str) or not p:
             out.append(None)
             continue
-        if p not in cache:
+        key = image_key(p, int(frames[i]))
+        if key not in cache:
             try:
-                cache[p] = file_content_hash(p)
+                cache[key] = file_content_hash(p, int(frames[i]))
             except ImageReadError as exc:
                 raise ValueError(f"{where}, line {lines[i]}, column image_path: {exc}") from None
-        out.append(cache[p])
+        out.append(cache[key])
     return out
 
 

@@ -15,6 +15,9 @@ serving) decodes through this module, so all of them see the same pixels:
   16-bit, >= 0.5 of float; colour masks: any channel), so JPEG ringing does not grow the box. A mask
   holding only the values 0 and 1 (a label map) counts 1 as lesion.
 
+- **DICOM** (``.dcm``, or bytes with the DICM marker) is decoded by :mod:`liver_mm.data.dicom`
+  (grayscale by its photometric interpretation; clips one frame at a time: ``frame``, 0-based).
+
 Every reader raises :class:`ImageReadError` naming the file.
 """
 
@@ -31,15 +34,18 @@ from typing import Literal
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
+from liver_mm.data.dicom import DicomReadError, is_dicom, read_dicom
+
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
-Reason = Literal["unreadable", "too_large", "value_range"]
+Reason = Literal["unreadable", "too_large", "value_range", "frame"]
 
 
 class ImageReadError(ValueError):
     """An image file is missing, truncated, not an image, too large or holds unsupported values.
 
     ``reason``: ``unreadable`` (missing/corrupt), ``too_large`` (over Pillow's pixel limit) or
-    ``value_range`` (pixel values the bit-depth rules cannot map to 0-255)."""
+    ``value_range`` (pixel values the bit-depth rules cannot map to 0-255) or ``frame`` (a frame
+    index the file does not have)."""
 
     def __init__(self, message: str, reason: Reason = "unreadable") -> None:
         super().__init__(message)
@@ -123,9 +129,37 @@ def _lesion(img: Image.Image, name: str) -> np.ndarray:
     return arr >= half
 
 
-def read_gray(source: str | Path | bytes) -> np.ndarray:
-    """Decode an image file (or its bytes) to a 2-D ``uint8`` array of shape (H, W) (see module doc)."""
-    return _gray(_open(source), "<bytes>" if isinstance(source, bytes) else str(source))
+def _name(source: str | Path | bytes) -> str:
+    return "<bytes>" if isinstance(source, bytes) else str(source)
+
+
+def _read_dicom(source: str | Path | bytes, frame: int):
+    try:
+        return read_dicom(source, frame)
+    except FileNotFoundError as exc:
+        raise ImageReadError(f"{_name(source)}: file not found") from exc
+    except DicomReadError as exc:
+        raise ImageReadError(str(exc), "frame" if exc.reason == "frame" else "unreadable") from None
+
+
+def _single(source: str | Path | bytes, frame: int) -> None:
+    if frame != 0:
+        raise ImageReadError(f"{_name(source)}: frame {frame} does not exist: only DICOM clips have frames "
+                             "(a single image is frame 0)", "frame")
+
+
+def read_gray(source: str | Path | bytes, frame: int = 0) -> np.ndarray:
+    """Decode an image file (or its bytes) to a 2-D ``uint8`` array of shape (H, W) (see module doc);
+    ``frame``: the 0-based frame of a DICOM clip (other images only have frame 0)."""
+    if is_dicom(source):
+        return _read_dicom(source, frame)[0]
+    _single(source, frame)
+    return _gray(_open(source), _name(source))
+
+
+def image_key(path: str | Path, frame: int = 0) -> str:
+    """The cache key of one frame of one file: the path, with ``#frame=N`` for frames other than 0."""
+    return str(path) if not frame else f"{path}#frame={int(frame)}"
 
 
 def content_hash(pixels: np.ndarray) -> str:
@@ -136,37 +170,51 @@ def content_hash(pixels: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def file_content_hash(path: str | Path) -> str:
-    """:func:`content_hash` of the decoded grayscale image at ``path``."""
-    return content_hash(read_gray(path))
+def file_content_hash(path: str | Path, frame: int = 0) -> str:
+    """:func:`content_hash` of the decoded grayscale image (frame ``frame``) at ``path``."""
+    return content_hash(read_gray(path, frame))
 
 
 @dataclass(frozen=True)
 class ImageInfo:
     """What validation needs of one decoded file: (H, W), pixel hash, and read as a mask: the lesion's
     bbox (x0, y0, x1, y1; x1/y1 exclusive; None when no pixel is lesion) and the lesion's share of
-    the frame (0-1)."""
+    the frame (0-1); for DICOM also its frame count and whether it declares burned-in annotation."""
 
     shape: tuple[int, int]
     hash: str
     foreground: tuple[int, int, int, int] | None
     coverage: float = 0.0
+    n_frames: int = 1
+    burned_in: bool = False
 
 
 ImageCache = MutableMapping[str, "ImageInfo | ImageReadError"]
 
 
-def probe_image(path: str | Path, cache: ImageCache | None = None) -> ImageInfo:
-    """Decode ``path`` once (memoised in ``cache``) -> :class:`ImageInfo`; raises ``ImageReadError``."""
-    key = str(path)
+def _decode(path: str, frame: int) -> tuple[np.ndarray, np.ndarray, int, bool]:
+    """(gray (H, W) uint8, lesion (H, W) bool, n_frames, burned-in annotation) of one frame."""
+    if is_dicom(path):
+        px, info = _read_dicom(path, frame)
+        lesion = px == 1 if px.size and px.max() <= 1 else px >= 128
+        return px, lesion, info.n_frames, info.burned_in
+    _single(path, frame)
+    img = _open(path)
+    return _gray(img, path), _lesion(img, path), 1, False
+
+
+def probe_image(path: str | Path, cache: ImageCache | None = None, frame: int = 0) -> ImageInfo:
+    """Decode frame ``frame`` of ``path`` once (memoised in ``cache`` under :func:`image_key`) ->
+    :class:`ImageInfo`; raises ``ImageReadError``."""
+    key = image_key(path, frame)
     hit = cache.get(key) if cache is not None else None
     if hit is None:
         try:
-            img = _open(key)
-            px, lesion = _gray(img, key), _lesion(img, key)
+            px, lesion, n_frames, burned = _decode(str(path), frame)
             rows, cols = np.flatnonzero(lesion.any(axis=1)), np.flatnonzero(lesion.any(axis=0))
             fg = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1) if rows.size else None
-            hit = ImageInfo((int(px.shape[0]), int(px.shape[1])), content_hash(px), fg, float(lesion.mean()))
+            hit = ImageInfo((int(px.shape[0]), int(px.shape[1])), content_hash(px), fg, float(lesion.mean()),
+                            n_frames, burned)
         except ImageReadError as exc:
             hit = exc
         if cache is not None:

@@ -5,9 +5,16 @@ Supported layouts, one folder per class under ``root``::
     root/<class>/images/<name>.png   root/<class>/mask(s)/<name>_mask.png, <name>_mask_1.png
     root/<class>/<name>.png          root/<class>/<name>_mask.png          (side by side)
 
+Images may be PNG, JPEG, BMP, TIFF or DICOM (``.dcm``; masks too). A DICOM image adds its ultrasound
+region's pixel size (``mm_per_px_x`` / ``mm_per_px_y``, empty when the file declares none in cm);
+a DICOM clip (several frames) is read at ``frame`` 0 (a ``frame`` column is written: edit it to
+the frame the mask was drawn on). No DICOM header field other than these is read.
+
 Each image needs at least one mask (its bbox is the bounding box of the union of its masks);
 images without a usable mask, folders not mapped to a label and masks without an image are
-skipped and counted. An optional clinical CSV is joined on a key column: its headers match the
+skipped and counted. An optional clinical table (CSV of any dialect or .xlsx; see
+:class:`~liver_mm.data.dialect.TableOptions` for separators, decimal commas, censored values and
+code mappings) is joined on a key column: its headers match the
 schema case-insensitively (``AST`` -> ``ast``, logged), the number of cases it matches is reported,
 and a table matching no case is an error.
 """
@@ -23,22 +30,28 @@ from pathlib import Path
 
 import pandas as pd
 
+from liver_mm.data.codes import CENSORED_SUFFIX
+from liver_mm.data.dialect import TableOptions
+from liver_mm.data.dicom import DICOM_SUFFIXES, DicomReadError, dicom_info, is_dicom
 from liver_mm.data.images import ImageReadError, mask_union_bbox
 from liver_mm.data.schema import (
     BBOX_COLUMNS,
+    FRAME_COLUMN,
     KNOWN_COLUMNS,
     LABELS,
+    MM_COLUMNS,
     ManifestError,
     convert_units,
     read_raw_table,
+    recode,
 )
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", *DICOM_SUFFIXES})
 MASK_STEM = re.compile(r"^(?P<base>.+?)_mask(?:[ _-]?\d+)?$", re.IGNORECASE)
 _IMAGE_DIRS, _MASK_DIRS = {"images", "image", "imgs"}, {"mask", "masks"}
-_GENERATED = ("case_id", "image_path", "mask_path", "label", *BBOX_COLUMNS)
+_GENERATED = ("case_id", "image_path", "mask_path", "label", *BBOX_COLUMNS, FRAME_COLUMN, *MM_COLUMNS)
 
 
 @dataclass
@@ -97,9 +110,19 @@ def _case_id(root: Path, image: Path) -> str:
     return "/".join(part for part in rel.parts[:-1] if part.lower() not in _IMAGE_DIRS) + "/" + rel.name
 
 
+def _dicom_fields(image: Path, box: tuple[int, int, int, int]) -> dict[str, object]:
+    """mm_per_px_x/y (of the region holding the box's centre) and frame count of a DICOM image."""
+    try:
+        info = dicom_info(image, ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2))
+    except DicomReadError:
+        return {}
+    mm = info.mm_per_px or (None, None)
+    return {"_frames": info.n_frames, **dict(zip(MM_COLUMNS, mm, strict=True))}
+
+
 def _join_clinical(df: pd.DataFrame, clinical: Path, on: str, units: Mapping[str, str] | None,
-                   result: ImportResult) -> pd.DataFrame:
-    labs = read_raw_table(clinical)
+                   result: ImportResult, options: TableOptions | None = None) -> pd.DataFrame:
+    labs = recode(read_raw_table(clinical, options=options), options)
     if on not in labs.columns and on.lower() in {c.lower() for c in KNOWN_COLUMNS}:
         on = next(c for c in KNOWN_COLUMNS if c.lower() == on.lower())  # its header was matched to it
     if on not in labs.columns:
@@ -118,6 +141,8 @@ def _join_clinical(df: pd.DataFrame, clinical: Path, on: str, units: Mapping[str
     if pid is not None:
         mapped = merged["case_id"].map(dict(zip(labs["_key"], pid, strict=True)))
         merged["patient_id"] = mapped.fillna(merged["patient_id"])
+    for col in [c for c in merged.columns if c.endswith(CENSORED_SUFFIX)]:
+        merged[col] = merged[col].fillna(0).astype("int64")  # a case without clinical row: nothing censored
     result.missing_labs = merged.loc[merged["_key"].isna(), "case_id"].tolist()
     result.unused_labs = sorted(set(labs["_key"]) - set(df["case_id"]))
     result.clinical_matched = len(df) - len(result.missing_labs)
@@ -131,15 +156,29 @@ def _join_clinical(df: pd.DataFrame, clinical: Path, on: str, units: Mapping[str
     return merged.drop(columns="_key")
 
 
+def _dicom_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """Keep mm_per_px_x/y when any image declared them; add ``frame`` (0) when any image is a clip."""
+    frames = df.pop("_frames") if "_frames" in df.columns else None
+    for col in MM_COLUMNS:
+        if col in df.columns and df[col].isna().all():
+            df = df.drop(columns=col)
+    if frames is not None and (frames > 1).any():
+        df[FRAME_COLUMN] = 0
+        log.warning("import-folder: %d DICOM clip(s) read at frame 0: set the frame column (0-based) to the "
+                    "frame each mask was drawn on", int((frames > 1).sum()))
+    return df
+
+
 def import_folder(root: str | Path, out: str | Path, classes: Mapping[str, str] | None = None,
                   clinical: str | Path | None = None, on: str = "case_id",
-                  units: Mapping[str, str] | None = None) -> ImportResult:
+                  units: Mapping[str, str] | None = None, options: TableOptions | None = None) -> ImportResult:
     """Scan ``root``'s class folders and write a manifest CSV to ``out``.
 
     ``classes``: folder name -> label (benign/malignant); default: folders named benign /
     malignant (any case). ``clinical``: a CSV joined where its ``on`` column equals the case_id
     (``<class>/<image stem>``); a ``patient_id`` column there overrides the default (= case_id);
-    its declared ``units`` are converted to canonical ones. Paths are written relative to
+    its declared ``units`` are converted to canonical ones and ``options`` say how it is written
+    (separator, decimal mark, censored values, code mappings). Paths are written relative to
     ``out``'s folder. Raises ``ValueError`` / ``ManifestError`` on unusable input.
     """
     root, out = Path(root), Path(out)
@@ -173,16 +212,17 @@ def import_folder(root: str | Path, out: str | Path, classes: Mapping[str, str] 
                 continue
             rel = [Path(os.path.relpath(p.resolve(), base)).as_posix() for p in (image, *masks)]
             rows.append({"case_id": _case_id(root, image), "image_path": rel[0], "mask_path": ";".join(rel[1:]),
-                         **dict(zip(BBOX_COLUMNS, box, strict=True)), "label": classes[folder.name]})
+                         **dict(zip(BBOX_COLUMNS, box, strict=True)), "label": classes[folder.name],
+                         **(_dicom_fields(image, box) if is_dicom(image) else {})})
     if not rows:
         raise ValueError(f"{root}: no image with a mask in the mapped class folders "
                          f"({', '.join(classes) or 'none mapped; use --class FOLDER=LABEL'})")
-    df = pd.DataFrame(rows)
+    df = _dicom_columns(pd.DataFrame(rows))
     clash = df["case_id"].duplicated(keep=False)
     df.loc[clash, "case_id"] += df.loc[clash, "image_path"].map(lambda p: Path(p).suffix)  # a.png, a.jpg
     df.insert(1, "patient_id", df["case_id"])
     if clinical is not None:
-        df = _join_clinical(df, Path(clinical), on, units, result)
+        df = _join_clinical(df, Path(clinical), on, units, result, options)
     out.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(out, index=False)
     result.frame = df

@@ -3,8 +3,11 @@
 One row per nodule (see README). Clinical values are kept in the paper's units
 (:data:`CLINICAL`); other units are converted only when the user *declares* them
 (``units={"albumin": "g/L"}`` / ``--unit albumin=g/L``), never guessed. The CSV is read by
-:mod:`liver_mm.data.csvread`: comma-separated only (another separator is named in the error), headers
-matching :data:`KNOWN_COLUMNS` case-insensitively (``AST`` -> ``ast``, each such match logged as a warning).
+:mod:`liver_mm.data.csvread` (CSV of any common dialect or .xlsx; :class:`TableOptions` declares the
+separator, decimal mark, censored-value handling and code mappings), headers matching
+:data:`KNOWN_COLUMNS` case-insensitively (``AST`` -> ``ast``, each such match logged as a warning).
+DICOM images add their physical pixel size (``mm_per_px_x`` / ``mm_per_px_y``) and the lesion box's
+size in mm (``bbox_w_mm`` / ``bbox_h_mm``).
 """
 
 from __future__ import annotations
@@ -20,7 +23,10 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from liver_mm.data.codes import CENSORED_SUFFIX, apply_maps, substitute_censored
 from liver_mm.data.csvread import ManifestError, read_csv_table
+from liver_mm.data.dialect import TableOptions
+from liver_mm.data.dicom import DicomReadError, dicom_info, is_dicom
 from liver_mm.data.images import ImageCache, ImageReadError, mask_union_bbox
 from liver_mm.stats import encode_labels
 
@@ -30,9 +36,12 @@ SEX_CODES = ("F", "M")
 REQUIRED_COLUMNS = ("case_id", "patient_id", "image_path", "label")
 BBOX_COLUMNS = ("bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1")  # pixels, x1/y1 exclusive
 BBOX2_COLUMNS = ("bbox2_x0", "bbox2_y0", "bbox2_x1", "bbox2_y1")  # second observer (synthetic)
+FRAME_COLUMN = "frame"  # 0-based frame of a DICOM clip (default 0)
+MM_COLUMNS = ("mm_per_px_x", "mm_per_px_y")  # DICOM ultrasound region's pixel size (mm)
+SIZE_MM_COLUMNS = ("bbox_w_mm", "bbox_h_mm")  # lesion box size in mm (derived, never read)
 # manifest columns that are not lab/clinical data (excluded from lab checks)
 NON_LAB_COLUMNS = frozenset((*REQUIRED_COLUMNS, "mask_path", "subtype", "diagnostic_basis", "split",
-                             *BBOX_COLUMNS, *BBOX2_COLUMNS))
+                             *BBOX_COLUMNS, *BBOX2_COLUMNS, FRAME_COLUMN, *MM_COLUMNS, *SIZE_MM_COLUMNS))
 LINES_ATTR = "manifest_lines"  # df.attrs key: {index label: CSV line number}
 SOURCE_ATTR = "manifest_source"
 NON_NUMERIC_ATTR = "manifest_non_numeric"  # df.attrs key: {column: {index label: raw text}}
@@ -99,7 +108,8 @@ CLINICAL: dict[str, ClinicalColumn] = {c.name: c for c in (
 CLINICAL_GROUPS: dict[str, tuple[str, ...]] = {
     "m2": ("age", "sex"), "m3": ("ast", "alt"), "m4": ("platelets",), "m5": ("albumin",)}
 KNOWN_COLUMNS = (*REQUIRED_COLUMNS, "mask_path", *BBOX_COLUMNS, *BBOX2_COLUMNS, "subtype", "diagnostic_basis",
-                 "split", *CLINICAL)
+                 "split", FRAME_COLUMN, *MM_COLUMNS, *CLINICAL)
+LAB_COLUMNS = tuple(c for c, s in CLINICAL.items() if s.kind == "continuous")
 MODEL_COLUMNS: dict[str, tuple[str, ...]] = {"m1": ()}
 for _m, _cols in CLINICAL_GROUPS.items():
     MODEL_COLUMNS[_m] = (*list(MODEL_COLUMNS.values())[-1], *_cols)
@@ -142,7 +152,9 @@ def convert_units(df: pd.DataFrame, units: Mapping[str, str] | None) -> pd.DataF
             raise ManifestError(f"--unit {col}={unit}: unit not accepted for {col}; use one of "
                                 f"{', '.join(spec.accepted_units)}", code="unit_unknown", column=col) from None
         if col in df.columns:
-            df[col] = pd.to_numeric(df[col], errors="coerce") * factor
+            num = pd.to_numeric(df[col], errors="coerce") * factor
+            keep = num.isna() & df[col].notna()  # text such as "<5" stays for the validator to name
+            df[col] = num.astype(object).where(~keep, df[col]) if keep.any() else num
     return df
 
 
@@ -151,10 +163,19 @@ def split_paths(value: object) -> list[str]:
     return [p.strip() for p in value.split(";") if p.strip()] if isinstance(value, str) else []
 
 
-def read_raw_table(path: str | Path, log_renames: bool = True) -> pd.DataFrame:
+def read_raw_table(path: str | Path, log_renames: bool = True, options: TableOptions | None = None
+                   ) -> pd.DataFrame:
     """:func:`~liver_mm.data.csvread.read_csv_table` with the manifest's :data:`KNOWN_COLUMNS`:
     stripped strings, index = CSV line, known headers matched case-insensitively."""
-    return read_csv_table(path, KNOWN_COLUMNS, log_renames)
+    return read_csv_table(path, KNOWN_COLUMNS, log_renames, options)
+
+
+def recode(raw: pd.DataFrame, options: TableOptions | None) -> pd.DataFrame:
+    """A raw table with the declared code mappings applied and, with ``censored='limit'``, censored
+    lab cells replaced by their limit plus ``<lab>_censored`` columns (:mod:`liver_mm.data.codes`)."""
+    options = options or TableOptions()
+    out = apply_maps(raw, options.maps) if options.maps else raw
+    return substitute_censored(out, LAB_COLUMNS) if options.censored == "limit" else out
 
 
 def _to_numeric(df: pd.DataFrame, columns: Iterable[str], bad: dict[str, dict[int, str]]) -> None:
@@ -168,7 +189,7 @@ def _to_numeric(df: pd.DataFrame, columns: Iterable[str], bad: dict[str, dict[in
 
 
 def read_manifest(path: str | Path, units: Mapping[str, str] | None = None, *,
-                  cache: ImageCache | None = None) -> pd.DataFrame:
+                  cache: ImageCache | None = None, options: TableOptions | None = None) -> pd.DataFrame:
     """Read a cohort manifest CSV into a DataFrame (one row per nodule, RangeIndex).
 
     Headers are stripped, column order is free and extra columns are kept. ``image_path`` /
@@ -176,16 +197,19 @@ def read_manifest(path: str | Path, units: Mapping[str, str] | None = None, *,
     declared ``units`` are converted, labels lower-cased, sex codes normalised, and an empty bbox
     is taken from the union of the row's masks when they can be read. Non-numeric clinical/bbox
     cells become NaN and are listed in ``df.attrs[NON_NUMERIC_ATTR]``; CSV line numbers are kept
-    in ``df.attrs[LINES_ATTR]`` (see :func:`line_numbers`). Raises :class:`ManifestError`
-    only when the file cannot be read at all or a declared unit is unknown.
+    in ``df.attrs[LINES_ATTR]`` (see :func:`line_numbers`). ``options``: how the file is written and
+    declared recodings (:class:`TableOptions`). Raises :class:`ManifestError` only when the file
+    cannot be read at all or a declared unit is unknown.
     """
     path = Path(path)
-    raw = read_raw_table(path)
+    raw = recode(read_raw_table(path, options=options), options)
     lines = raw.index.to_numpy()
     df = raw.reset_index(drop=True)
     bad: dict[str, dict[int, str]] = {}
-    numeric = [c for c, s in CLINICAL.items() if s.kind == "continuous"] + [*BBOX_COLUMNS, *BBOX2_COLUMNS]
+    numeric = [*LAB_COLUMNS, *BBOX_COLUMNS, *BBOX2_COLUMNS, FRAME_COLUMN, *MM_COLUMNS]
     _to_numeric(df, numeric, bad)
+    for col in (c + CENSORED_SUFFIX for c in LAB_COLUMNS if c + CENSORED_SUFFIX in df.columns):
+        df[col] = pd.to_numeric(df[col], errors="coerce").fillna(0).astype("int64")  # no lab value: not censored
     df = convert_units(df, units)
     root = path.resolve().parent
     if "image_path" in df.columns:
@@ -194,12 +218,14 @@ def read_manifest(path: str | Path, units: Mapping[str, str] | None = None, *,
         df["mask_path"] = df["mask_path"].map(
             lambda v: ";".join(str(root / p) for p in split_paths(v)) or np.nan)
         _bbox_from_masks(df, cache)
+    if "image_path" in df.columns:
+        _physical_size(df)
     if "label" in df.columns:
         df["label"] = df["label"].str.lower()
     if "sex" in df.columns:
         df["sex"] = normalise_sex(df["sex"])
     df.attrs = {SOURCE_ATTR: str(path), LINES_ATTR: {i: int(n) for i, n in enumerate(lines)},
-                NON_NUMERIC_ATTR: bad, "units": dict(units or {})}
+                NON_NUMERIC_ATTR: bad, "units": dict(units or {}), "maps": dict((options or TableOptions()).maps)}
     return df
 
 
@@ -217,6 +243,30 @@ def _bbox_from_masks(df: pd.DataFrame, cache: ImageCache | None) -> None:
             df.loc[i, list(BBOX_COLUMNS)] = box
 
 
+def _physical_size(df: pd.DataFrame) -> None:
+    """Fill ``mm_per_px_x/y`` of DICOM rows from their header (when empty) and derive ``bbox_w/h_mm``."""
+    dcm = df["image_path"].map(lambda p: isinstance(p, str) and is_dicom(p))
+    if not dcm.any() and not all(c in df.columns for c in MM_COLUMNS):
+        return
+    for col in MM_COLUMNS:
+        if col not in df.columns:
+            df[col] = np.nan
+    for i in df.index[dcm & df[list(MM_COLUMNS)].isna().any(axis=1)]:
+        box = df.loc[i, list(BBOX_COLUMNS)].astype("float64") if BBOX_COLUMNS[0] in df.columns else None
+        near = None if box is None or box.isna().any() else ((box.iloc[0] + box.iloc[2]) / 2,
+                                                              (box.iloc[1] + box.iloc[3]) / 2)
+        try:
+            mm = dicom_info(df.at[i, "image_path"], near).mm_per_px
+        except (OSError, DicomReadError):
+            continue  # reported by the validator
+        if mm is not None:
+            df.loc[i, list(MM_COLUMNS)] = mm
+    if all(c in df.columns for c in BBOX_COLUMNS):
+        b = df[list(BBOX_COLUMNS)].astype("float64")
+        df[SIZE_MM_COLUMNS[0]] = ((b["bbox_x1"] - b["bbox_x0"]) * df[MM_COLUMNS[0]]).round(3)
+        df[SIZE_MM_COLUMNS[1]] = ((b["bbox_y1"] - b["bbox_y0"]) * df[MM_COLUMNS[1]]).round(3)
+
+
 def line_numbers(df: pd.DataFrame) -> pd.Series:
     """CSV line number of each row of a frame from :func:`read_manifest` (index-aligned).
 
@@ -228,10 +278,10 @@ def line_numbers(df: pd.DataFrame) -> pd.Series:
     return pd.Series(np.arange(len(df)) + 2, index=df.index, dtype="Int64")
 
 
-def manifest_hash(path: str | Path) -> str:
+def manifest_hash(path: str | Path, options: TableOptions | None = None) -> str:
     """sha256 of the manifest's canonical CSV (cells stripped, columns and rows sorted):
-    unchanged by column order, row order, whitespace or blank lines."""
-    raw = read_raw_table(Path(path), log_renames=False)
+    unchanged by column order, row order, whitespace, blank lines or file format (CSV dialect, .xlsx)."""
+    raw = read_raw_table(Path(path), log_renames=False, options=options)
     raw = raw[sorted(raw.columns)]
     raw = raw.sort_values(list(raw.columns), na_position="first", kind="stable")
     return hashlib.sha256(raw.to_csv(index=False, lineterminator="\n").encode()).hexdigest()

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from liver_mm.data.dialect import TableOptions
 from liver_mm.data.grouping import check_case_ids, group_folds, labels_and_groups
 from liver_mm.data.schema import (
     LABELS,
@@ -38,6 +39,7 @@ from liver_mm.data.schema import (
     manifest_hash,
     read_manifest,
     read_raw_table,
+    recode,
 )
 from liver_mm.data.synth import SIDECAR_NAME
 
@@ -172,9 +174,11 @@ def _record_path(out_path: Path) -> Path:
     return out_path.with_name(out_path.stem + ".split.json")
 
 
-def _provenance(mhash: str, fractions, seed: int, units) -> dict:
-    return {"manifest_hash": mhash, "fractions": [float(f) for f in fractions], "seed": int(seed),
-            "units": dict(sorted((units or {}).items())), "version": SPLIT_VERSION}
+def _provenance(mhash: str, fractions, seed: int, units, options: TableOptions | None = None) -> dict:
+    key = {"manifest_hash": mhash, "fractions": [float(f) for f in fractions], "seed": int(seed),
+           "units": dict(sorted((units or {}).items())), "version": SPLIT_VERSION}
+    read = (options or TableOptions()).key()
+    return {**key, "read": read} if read else key
 
 
 def matching_record(out_path: Path, record: Path, key: dict) -> dict | None:
@@ -210,27 +214,30 @@ def prepare_split(
     fractions: Sequence[float] = (0.8, 0.1, 0.1),
     seed: int = 0,
     units: Mapping[str, str] | None = None,
+    options: TableOptions | None = None,
 ) -> SplitResult:
     """Write a copy of the manifest with a ``split`` column to ``out_path`` (reused when current).
 
-    The copy keeps every original cell (converted to the canonical units when ``units`` are
-    declared) with ``image_path`` / ``mask_path`` rewritten to resolve from the copy's folder.
+    The copy is a comma-separated CSV (whatever the input's dialect or format) keeping every original
+    cell (converted to the canonical units when ``units`` are declared; decimal commas, declared code
+    mappings and censored values as ``options`` read them, with their ``<lab>_censored`` columns) with
+    ``image_path`` / ``mask_path`` rewritten to resolve from the copy's folder.
     """
     manifest_path, out_path = Path(manifest_path), Path(out_path)
     if out_path.resolve() == manifest_path.resolve():
         raise ValueError(f"{out_path}: the split manifest must be a copy, not the input manifest itself")
     fold_plan(fractions)  # validate early
-    key = _provenance(manifest_hash(manifest_path), fractions, seed, units)
+    key = _provenance(manifest_hash(manifest_path, options), fractions, seed, units, options)
     done = _reusable(out_path, key)
     if done is not None:
         log.info("split reused: %s (split hash %s)", out_path, done.split_hash[:12])
         return done
 
-    df = read_manifest(manifest_path, units)
+    df = read_manifest(manifest_path, units, options=options)
     check_case_ids(df, manifest_path)
     split = assign_split(df, fractions, seed)
 
-    copy = read_raw_table(manifest_path).reset_index(drop=True)
+    copy = recode(read_raw_table(manifest_path, options=options), options).reset_index(drop=True)
     for col in (units or {}):
         if col in copy.columns:
             copy[col] = df[col].round(6)

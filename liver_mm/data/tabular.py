@@ -12,6 +12,10 @@ Per listed manifest column, in order:
   appended after the features. A feature complete in training but missing at transform
   time is imputed the same way (no indicator, since the model has no input for one) and a
   warning is logged.
+* censored labs (read with ``censored=limit``, :mod:`liver_mm.data.codes`): a feature whose
+  0/1 ``<name>_censored`` column marks at least one training row gets that column as an extra
+  input ``<name>_censored`` (not standardised; absent or empty at transform time -> 0), appended
+  after the missing indicators. Saved states without the ``censored`` key read as False.
 
 The fitted state is a plain JSON-safe dict (:meth:`TabularPreprocessor.to_dict`) that
 reproduces :meth:`TabularPreprocessor.transform` exactly.
@@ -31,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 LOG_FEATURES = frozenset({"ast", "alt", "ggt", "alp"})
 SEX_CODES = {"F": 0.0, "M": 1.0}
+CENSORED_SUFFIX = "_censored"  # the indicator columns of liver_mm.data.codes
 _FORMAT_VERSION = 1
 
 
@@ -44,6 +49,14 @@ def _row_name(df: pd.DataFrame, pos: int) -> str:
     if "case_id" in df.columns:
         return f"row {pos} (case_id={df['case_id'].iloc[pos]})"
     return f"row {pos}"
+
+
+def _censored(df: pd.DataFrame, feature: str) -> np.ndarray:
+    """(N,) float64 0/1: the rows whose ``feature`` cell was censored (no indicator column: all 0)."""
+    col = feature + CENSORED_SUFFIX
+    if col not in df.columns:
+        return np.zeros(len(df))
+    return (pd.to_numeric(df[col], errors="coerce").fillna(0).to_numpy(dtype=np.float64) > 0).astype(np.float64)
 
 
 def _raw_values(df: pd.DataFrame, feature: str) -> np.ndarray:
@@ -124,6 +137,7 @@ class TabularPreprocessor:
                 "mean": mean,
                 "std": std,
                 "indicator": bool(np.isnan(x).any()),
+                "censored": bool((_censored(df, f) == 1).any()),
             }
         self.stats_ = stats
         return self
@@ -140,9 +154,10 @@ class TabularPreprocessor:
     # ---------------------------------------------------------------- transform
     @property
     def feature_names_out(self) -> list[str]:
-        """Output column names: the features, then ``<feature>_missing`` indicators."""
+        """Output column names: the features, ``<feature>_missing``, then ``<feature>_censored`` indicators."""
         stats = self._check_fitted()
-        return self.features + [f"{f}_missing" for f in self.features if stats[f]["indicator"]]
+        return (self.features + [f"{f}_missing" for f in self.features if stats[f]["indicator"]]
+                + [f + CENSORED_SUFFIX for f in self.features if stats[f].get("censored")])
 
     @property
     def n_features_out(self) -> int:
@@ -153,7 +168,7 @@ class TabularPreprocessor:
         """(N, F_out) float32 features for the rows of ``df`` (extra columns are ignored)."""
         stats = self._check_fitted()
         n = len(df)
-        values, indicators = [], []
+        values, indicators, censored = [], [], []
         for f in self.features:
             s = stats[f]
             x = _raw_values(df, f)
@@ -169,7 +184,9 @@ class TabularPreprocessor:
             values.append((x - s["mean"]) / s["std"])
             if s["indicator"]:
                 indicators.append(miss.astype(np.float64))
-        cols = values + indicators
+            if s.get("censored"):
+                censored.append(_censored(df, f))
+        cols = values + indicators + censored
         if not cols:
             return np.zeros((n, 0), dtype=np.float32)
         return np.stack(cols, axis=1).astype(np.float32)
@@ -203,6 +220,7 @@ class TabularPreprocessor:
                 "mean": float(s["mean"]),
                 "std": float(s["std"]),
                 "indicator": bool(s["indicator"]),
+                "censored": bool(s.get("censored", False)),
             }
         obj.stats_ = stats
         return obj

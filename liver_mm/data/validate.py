@@ -5,10 +5,11 @@
 manifest_unreadable, manifest_separator, header_ambiguous, manifest_empty, unit_unknown, missing_column,
 missing_clinical_column, missing_value, duplicate_case_id, label_invalid, image_missing, image_unreadable,
 image_too_large, mask_missing, mask_unreadable, mask_too_large, mask_empty, mask_inverted (warning),
-mask_size_mismatch, mask_outside, bbox_missing, bbox_invalid, bbox_empty,
+mask_size_mismatch, mask_outside, frame_invalid, frame_out_of_range, burned_in_annotation (warning),
+bbox_missing, bbox_invalid, bbox_empty,
 bbox_outside, image_duplicate, image_duplicate_label_conflict, split_invalid, split_leak_patient,
 split_leak_image, split_empty_class, and from :func:`validate_labs`: value_not_numeric,
-value_out_of_range, value_atypical, unit_suspect, median_atypical, missing_values, sex_unknown,
+value_censored, value_out_of_range, value_atypical, unit_suspect, median_atypical, missing_values, sex_unknown,
 duplicate_row, age_capped, patient_conflict_sex, patient_conflict_age.
 """
 
@@ -20,6 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from liver_mm.data.codes import map_remedy
+from liver_mm.data.dialect import TableOptions
 from liver_mm.data.images import ImageCache
 from liver_mm.data.schema import (
     BBOX_COLUMNS,
@@ -82,10 +85,14 @@ def _check_rows(df: pd.DataFrame, out: Collector) -> None:
         for idx in rows.index[1:]:
             out.add("error", "duplicate_case_id", f"case_id {cid} already used on {out.case(rows.index[0])}: "
                     "give every nodule its own case_id", idx, "case_id")
-    for idx, v in df["label"].dropna().items():
-        if v not in LABELS:
-            out.add("error", "label_invalid", f"label {v!r} is not benign/malignant (malignant = the "
-                    "positive class); recode it", idx, "label")
+    wrong = df["label"].dropna()
+    wrong = wrong[~wrong.isin(LABELS)]
+    declared = df.attrs.get("maps", {}).get("label")
+    fix = (f"the declared --map label lists {', '.join(declared)} only: add this code" if declared
+           else map_remedy("label", wrong)) if len(wrong) else ""
+    for idx, v in wrong.items():
+        out.add("error", "label_invalid", f"label {v!r} is not benign/malignant (malignant = the "
+                f"positive class): recode it, or {fix}", idx, "label")
 
 
 def _check_splits(df: pd.DataFrame, out: Collector) -> None:
@@ -109,14 +116,14 @@ def _check_splits(df: pd.DataFrame, out: Collector) -> None:
                         "computed there; re-split stratified by label", column="split")
 
 
-def open_manifest(path: str | Path, units: Mapping[str, str] | None
+def open_manifest(path: str | Path, units: Mapping[str, str] | None, options: TableOptions | None = None
                   ) -> tuple[ValidationReport, pd.DataFrame | None, ImageCache]:
     """Read a manifest for validation: (report holding the read error if any, frame or None, the
     image cache to share with the checks)."""
     report = ValidationReport(str(path))
     cache: ImageCache = {}
     try:
-        df = read_manifest(path, units, cache=cache)
+        df = read_manifest(path, units, cache=cache, options=options)
     except ManifestError as exc:
         report.findings.append(Finding("error", exc.code, str(exc), column=exc.column))
         return report, None, cache
@@ -125,8 +132,9 @@ def open_manifest(path: str | Path, units: Mapping[str, str] | None
 
 
 def _validate(path: str | Path, units: Mapping[str, str] | None, check_images: bool,
-              require_clinical: Iterable[str]) -> tuple[ValidationReport, pd.DataFrame | None]:
-    report, df, cache = open_manifest(path, units)
+              require_clinical: Iterable[str], options: TableOptions | None = None
+              ) -> tuple[ValidationReport, pd.DataFrame | None]:
+    report, df, cache = open_manifest(path, units, options)
     if df is None:
         return report, None
     out = Collector(df, str(path))
@@ -145,21 +153,24 @@ def _validate(path: str | Path, units: Mapping[str, str] | None, check_images: b
 
 
 def validate_manifest(path: str | Path, units: Mapping[str, str] | None = None, check_images: bool = True,
-                      require_clinical: Iterable[str] = ()) -> ValidationReport:
+                      require_clinical: Iterable[str] = (), options: TableOptions | None = None
+                      ) -> ValidationReport:
     """Validate a cohort manifest CSV (and, with ``check_images``, every image and mask it names).
 
     ``units``: declared non-canonical units {column: unit} (e.g. {"albumin": "g/L"}).
     ``require_clinical``: clinical columns whose absence is an error (e.g. ``MODEL_COLUMNS["m5"]``);
-    other absent clinical columns are warnings. Never raises for bad content.
+    other absent clinical columns are warnings. ``options``: separator, decimal mark, censored values,
+    code mappings (:class:`~liver_mm.data.dialect.TableOptions`). Never raises for bad content.
     """
-    return _validate(path, units, check_images, require_clinical)[0]
+    return _validate(path, units, check_images, require_clinical, options)[0]
 
 
 def load_valid_manifest(path: str | Path, units: Mapping[str, str] | None = None,
-                        require_clinical: Iterable[str] = ()) -> pd.DataFrame:
+                        require_clinical: Iterable[str] = (), options: TableOptions | None = None
+                        ) -> pd.DataFrame:
     """:func:`~liver_mm.data.schema.read_manifest` after a full validation: raises
     :class:`ManifestValidationError` (with ``.report``) when not usable, logs the warnings otherwise."""
-    report, df = _validate(path, units, True, require_clinical)
+    report, df = _validate(path, units, True, require_clinical, options)
     if not report.ok or df is None:
         raise ManifestValidationError(report)
     for finding in report.warnings:

@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from liver_mm.data.images import ImageCache, ImageInfo, ImageReadError, probe_image
+from liver_mm.data.images import ImageCache, ImageInfo, ImageReadError, image_key, probe_image
 from liver_mm.data.schema import (
     BBOX2_COLUMNS,
     BBOX_COLUMNS,
+    FRAME_COLUMN,
     NON_NUMERIC_ATTR,
     split_paths,
 )
@@ -29,25 +30,42 @@ SAME_NODULE_IOU = 0.5  # identical frames of one patient: boxes overlapping this
 INVERTED_MASK_SHARE = 0.5  # a lesion covering more of the frame than this is likely an inverted mask
 
 
-def _probe_all(paths: list[str], cache: ImageCache) -> None:
-    todo = [p for p in dict.fromkeys(paths) if p not in cache]
+def _probe_all(items: list[tuple[str, int]], cache: ImageCache) -> None:
+    todo = [it for it in dict.fromkeys(items) if image_key(*it) not in cache]
     workers = min(4, os.cpu_count() or 1, max(len(todo), 1))
     with ThreadPoolExecutor(workers) as pool:  # PIL decodes PNG/JPEG outside the GIL
         results = pool.map(_safe_probe, todo)
-        cache.update(zip(todo, results, strict=True))
+        cache.update(zip((image_key(*it) for it in todo), results, strict=True))
 
 
-def _safe_probe(path: str) -> ImageInfo | ImageReadError:
+def _safe_probe(item: tuple[str, int]) -> ImageInfo | ImageReadError:
     try:
-        return probe_image(path)
+        return probe_image(item[0], frame=item[1])
     except ImageReadError as exc:
         return exc
+
+
+def frames(df: pd.DataFrame, out: Collector | None = None) -> pd.Series:
+    """The 0-based frame of each row's image (``frame`` column; empty -> 0). With ``out``, a value that
+    is not a whole number >= 0 is an error (``frame_invalid``) and the row reads frame 0."""
+    if FRAME_COLUMN not in df.columns:
+        return pd.Series(0, index=df.index, dtype="int64")
+    col = pd.to_numeric(df[FRAME_COLUMN], errors="coerce")
+    raw = df.attrs.get(NON_NUMERIC_ATTR, {}).get(FRAME_COLUMN, {})
+    bad = (col.notna() & ((col < 0) | (col % 1 != 0))) | col.index.isin(list(raw))
+    for idx in df.index[bad] if out is not None else []:
+        shown = raw.get(idx, df.at[idx, FRAME_COLUMN])
+        out.add("error", "frame_invalid", f"frame = {shown!r} is not a frame index: give a whole number "
+                ">= 0 (0 = the first frame of a DICOM clip) or leave it empty", idx, FRAME_COLUMN)
+    return col.where(~bad & col.notna(), 0).astype("int64")
 
 
 def _file_problem(path: str, err: ImageReadError, idx: object, column: str, out: Collector) -> None:
     what = "image" if column == "image_path" else "mask"
     if err.reason == "too_large":
         out.add("error", f"{what}_too_large", f"{what} file {err}", idx, column)
+    elif err.reason == "frame":
+        out.add("error", "frame_out_of_range", f"{err}: fix the frame column (0-based)", idx, FRAME_COLUMN)
     elif err.reason == "value_range":
         out.add("error", f"{what}_unreadable", f"{what} file {err}", idx, column)
     elif not Path(path).exists():
@@ -63,18 +81,24 @@ def check_files(df: pd.DataFrame, out: Collector, cache: ImageCache) -> dict[obj
     """Decode every image and mask; report missing/unreadable files and masks that do not fit
     their image. Returns {index label: image (H, W)} for the readable images."""
     images = df["image_path"].where(df["image_path"].notna(), None)
+    frame = frames(df, out)
     masks = df["mask_path"].map(split_paths) if "mask_path" in df.columns else pd.Series(
         [[]] * len(df), index=df.index)
-    _probe_all([p for p in images if p] + [m for ms in masks for m in ms], cache)
+    _probe_all([(p, int(f)) for p, f in zip(images, frame, strict=True) if p]
+               + [(m, 0) for ms in masks for m in ms], cache)
     shapes: dict[object, tuple[int, int]] = {}
     for idx, path in images.items():
         if not path:
             continue
-        info = cache[path]
+        info = cache[image_key(path, int(frame[idx]))]
         if isinstance(info, ImageReadError):
             _file_problem(path, info, idx, "image_path", out)
-        else:
-            shapes[idx] = info.shape
+            continue
+        shapes[idx] = info.shape
+        if info.burned_in:
+            out.add("warning", "burned_in_annotation", f"{path} declares BurnedInAnnotation = YES: text "
+                    "(possibly patient details) is burned into the pixels; crop it away or de-identify the "
+                    "frame before sharing crops or figures", idx, "image_path")
     for idx, paths in masks.items():
         infos = [(p, cache[p]) for p in paths]
         for p, info in infos:
@@ -167,8 +191,10 @@ def check_identical(df: pd.DataFrame, cache: ImageCache, out: Collector) -> None
     """Pixel-identical images across rows: one nodule entered twice (different patients, or
     overlapping boxes) is an error when the labels differ and a warning otherwise; the same
     frame in two splits is a leak. Two nodules boxed in one frame of one patient are fine."""
-    hashes = df["image_path"].map(
-        lambda p: i.hash if isinstance(p, str) and isinstance(i := cache.get(p), ImageInfo) else None)
+    keys = [image_key(p, int(f)) if isinstance(p, str) else None
+            for p, f in zip(df["image_path"], frames(df), strict=True)]
+    hashes = pd.Series([i.hash if k is not None and isinstance(i := cache.get(k), ImageInfo) else None
+                        for k in keys], index=df.index, dtype=object)
     box = df.reindex(columns=list(BBOX_COLUMNS)).astype("float64").to_numpy()
     for _, rows in df[hashes.notna()].groupby(hashes[hashes.notna()], sort=False):
         if len(rows) < 2:

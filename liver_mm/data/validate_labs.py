@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from liver_mm.data.codes import CENSORED, censored_message, map_remedy
 from liver_mm.data.schema import (
     CLINICAL,
     NON_LAB_COLUMNS,
@@ -134,11 +135,15 @@ def _check_missing(df: pd.DataFrame, out: Collector) -> None:
 
 
 def _check_sex(df: pd.DataFrame, out: Collector) -> None:
-    for idx, v in df["sex"].dropna().items():
-        if v not in SEX_CODES:
-            hint = " (numeric codes are ambiguous)" if v.isdigit() else ""
-            out.add("error", "sex_unknown",
-                    f"sex code {v!r} is not F/M (female/male){hint}; recode it or leave it empty", idx, "sex")
+    wrong = df["sex"].dropna()
+    wrong = wrong[~wrong.isin(SEX_CODES)]
+    declared = df.attrs.get("maps", {}).get("sex")
+    fix = (f"the declared --map sex lists {', '.join(declared)} only: add this code" if declared
+           else map_remedy("sex", wrong)) if len(wrong) else ""
+    for idx, v in wrong.items():
+        hint = " (numeric codes are ambiguous)" if str(v).isdigit() else ""
+        out.add("error", "sex_unknown",
+                f"sex code {v!r} is not F/M (female/male){hint}: recode it, leave it empty, or {fix}", idx, "sex")
 
 
 def _check_duplicates(df: pd.DataFrame, out: Collector) -> None:
@@ -216,6 +221,9 @@ def validate_labs(df: pd.DataFrame, units: Mapping[str, str] | None = None,
     for col, cells in bad.items():
         if col in CLINICAL:
             for idx, raw in cells.items():
+                if CENSORED.match(raw):
+                    out.add("error", "value_censored", censored_message(col, raw, CLINICAL[col].unit), idx, col)
+                    continue
                 out.add("error", "value_not_numeric",
                         f"{col} = {raw!r} is not a number; write it in {CLINICAL[col].unit} or leave it empty",
                         idx, col)

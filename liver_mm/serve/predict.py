@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from liver_mm.data.dialect import TableOptions
 from liver_mm.data.images import ImageCache, read_gray
 from liver_mm.data.schema import BBOX_COLUMNS, CLINICAL, NON_NUMERIC_ATTR
 from liver_mm.data.validate import ManifestValidationError, ValidationReport, open_manifest, validate_labs
@@ -112,13 +113,14 @@ def _check_identical(df: pd.DataFrame, cache: ImageCache, out: Collector) -> Non
 
 
 def validate_cases(path: str | Path, units: Mapping[str, str] | None = None, features: Iterable[str] = (),
-                   use_image: bool = True, allow_missing: bool = False
+                   use_image: bool = True, allow_missing: bool = False, options: TableOptions | None = None
                    ) -> tuple[ValidationReport, pd.DataFrame | None]:
     """Validate a manifest of cases to score: the model's columns present and filled (unless
     ``allow_missing``), case_ids unique, images, boxes and pixel-identical images (when
     ``use_image``) and labs checked as for training. Labels and split are optional and not checked.
+    ``options``: how the table is written and coded (separator, decimal mark, censored cells, code maps).
     Returns (report, frame from ``read_manifest``; None if unreadable)."""
-    report, df, cache = open_manifest(path, units)
+    report, df, cache = open_manifest(path, units, options)
     if df is None:
         return report, None
     out = Collector(df, str(path))
@@ -147,10 +149,10 @@ def validate_cases(path: str | Path, units: Mapping[str, str] | None = None, fea
 
 
 def load_cases(path: str | Path, predictor: Predictor, units: Mapping[str, str] | None = None,
-               allow_missing: bool = False) -> pd.DataFrame:
+               allow_missing: bool = False, options: TableOptions | None = None) -> pd.DataFrame:
     """The validated manifest for ``predictor``; raises ``ManifestValidationError`` (file, line,
     column of every problem) when unusable and logs the warnings."""
-    report, df = validate_cases(path, units, predictor.features, predictor.use_image, allow_missing)
+    report, df = validate_cases(path, units, predictor.features, predictor.use_image, allow_missing, options)
     if not report.ok or df is None:
         raise ManifestValidationError(report)
     for finding in report.warnings:
@@ -170,17 +172,19 @@ def predict_frame(predictor: Predictor, df: pd.DataFrame, mark_imputed: bool = F
     """Score the rows of a validated manifest frame -> case_id, prob, label (row order kept), and
     with ``mark_imputed`` an ``imputed`` column naming each case's empty (imputed) features."""
     case_ids = df["case_id"].astype(str).tolist()
-    labs = df[predictor.features].reset_index(drop=True)
+    censored = [f"{f}_censored" for f in predictor.features if f"{f}_censored" in df.columns]
+    labs = df[[*predictor.features, *censored]].reset_index(drop=True)  # indicators: read as 0 when absent
     if not predictor.use_image:
         pred = predictor.predict(case_ids, labs, None)
     else:
         paths = df["image_path"].astype(str).tolist()
+        frames = (df["frame"].fillna(0).astype(int).tolist() if "frame" in df.columns else [0] * len(df))
         boxes = df[list(BBOX_COLUMNS)].to_numpy()
         last: dict[str, object] = {}
 
         def load(i: int) -> tuple:
-            if last.get("path") != paths[i]:  # several nodules of one frame: decode it once
-                last.update(path=paths[i], frame=read_gray(paths[i]))
+            if last.get("key") != (paths[i], frames[i]):  # several nodules of one frame: decode it once
+                last.update(key=(paths[i], frames[i]), frame=read_gray(paths[i], frames[i]))
             return last["frame"], tuple(int(v) for v in boxes[i])
 
         pred = predictor.predict(case_ids, labs, load)
@@ -206,14 +210,15 @@ def write_predictions(pred: pd.DataFrame, out: str | Path) -> None:
 
 
 def predict_manifest(model: str | Predictor, manifest: str | Path, units: Mapping[str, str] | None = None,
-                     out: str | Path | None = None, allow_missing: bool = False) -> pd.DataFrame:
+                     out: str | Path | None = None, allow_missing: bool = False,
+                     options: TableOptions | None = None) -> pd.DataFrame:
     """Validate ``manifest``, score it with ``model`` (URI or :class:`Predictor`), optionally write ``out``
     (never the manifest itself). ``allow_missing``: impute empty model inputs with the training
     median instead of refusing them, and add the ``imputed`` column."""
     if out is not None:
         check_output(manifest, out)
     predictor = load_predictor(model) if isinstance(model, str) else model
-    pred = predict_frame(predictor, load_cases(manifest, predictor, units, allow_missing), allow_missing)
+    pred = predict_frame(predictor, load_cases(manifest, predictor, units, allow_missing, options), allow_missing)
     if out is not None:
         write_predictions(pred, out)
     return pred

@@ -36,6 +36,7 @@ def prepare_study_folds(cfg: DictConfig, cohort: PreparedCohort) -> tuple[pd.Dat
     """(assignment, folds hash): ``assignment`` is indexed by case_id with one column per (repeat, fold)
     holding train / dev / test; written once into the cache and reused. Raises before any training when
     the cohort is too small for K folds."""
+    from liver_mm.data.dialect import options_from_config
     from liver_mm.data.folds import prepare_folds
 
     cv = cfg.cv
@@ -43,7 +44,8 @@ def prepare_study_folds(cfg: DictConfig, cohort: PreparedCohort) -> tuple[pd.Dat
     out = Path(str(cfg.cache_dir)) / "folds" / key.hexdigest()[:12] / "folds.csv"
     res = prepare_folds(cohort.source_manifest, out, folds=int(cv.folds), repeats=int(cv.repeats),
                         seed=int(cfg.seed), units=dict(cfg.data.get("units") or {}),
-                        dev_fraction=float(cv.dev_fraction))
+                        dev_fraction=float(cv.dev_fraction),
+                        options=options_from_config(cfg.data) if cfg.data.kind == "manifest" else None)
     return res.assignment, res.folds_hash
 
 

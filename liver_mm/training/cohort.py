@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from liver_mm.data.dialect import TableOptions
+
 log = logging.getLogger(__name__)
 
 
@@ -64,17 +66,22 @@ def _folder_manifest(data: Mapping, cache_dir: Path) -> Path:
     """Import a class-folder layout once per call into the cache (atomically replaced, so parallel
     study arms never read half a file). Lab units stay as exported: ``data.units`` converts them
     when the manifest is read, as for any manifest."""
+    from liver_mm.data.dialect import options_from_config
     from liver_mm.data.importers import import_folder
 
     root = Path(str(data["root"])).resolve()
     classes = dict(data.get("classes") or {})
     clinical = data.get("clinical")
     on = str(data.get("on", "case_id"))
-    out = cache_dir / "cohorts" / f"folder-{_key(root, sorted(classes.items()), clinical, on)}"
+    opts = options_from_config(data)
+    key_parts: list[object] = [root, sorted(classes.items()), clinical, on]
+    if opts.key():
+        key_parts.append(opts.key())
+    out = cache_dir / "cohorts" / f"folder-{_key(*key_parts)}"
     manifest = out / "manifest.csv"
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / f".manifest.{os.getpid()}.csv"
-    result = import_folder(root, tmp, classes=classes or None, clinical=clinical, on=on)
+    result = import_folder(root, tmp, classes=classes or None, clinical=clinical, on=on, options=opts)
     log.info("%s", result.summary())
     if manifest.exists() and manifest.read_bytes() == tmp.read_bytes():
         tmp.unlink()
@@ -118,19 +125,23 @@ def _file_state(df: pd.DataFrame) -> list[tuple[str, int, int]]:
     return out
 
 
-def validate_once(manifest: Path, units: Mapping[str, str], features: Sequence[str], cache_dir: Path) -> None:
+def validate_once(manifest: Path, units: Mapping[str, str], features: Sequence[str], cache_dir: Path,
+                  options: TableOptions | None = None) -> None:
     """Validate the cohort (raises ``ManifestValidationError``), skipping a cohort already found usable
-    with the same manifest bytes, unit declarations, required features and image files (size, mtime)."""
+    with the same manifest bytes, unit declarations, table options, required features and image files
+    (size, mtime)."""
     from liver_mm.data.schema import read_manifest
     from liver_mm.data.validate import load_valid_manifest
 
-    df = read_manifest(manifest, units)
+    df = read_manifest(manifest, units, options=options)
     state = [hashlib.sha256(manifest.read_bytes()).hexdigest(), sorted(units.items()), _file_state(df)]
+    if options is not None and options.key():
+        state.append(options.key())
     stamp = cache_dir / "validated" / f"{_key(manifest.resolve(), state)}.json"
     if stamp.exists() and all(f in df.columns for f in features):
         log.info("%s: validated earlier with the same files; not validated again", manifest)
         return
-    load_valid_manifest(manifest, units=units, require_clinical=tuple(features))
+    load_valid_manifest(manifest, units=units, require_clinical=tuple(features), options=options)
     stamp.parent.mkdir(parents=True, exist_ok=True)
     stamp.write_text(json.dumps({"manifest": str(manifest.resolve())}))
 
@@ -142,16 +153,21 @@ def prepare_cohort(
 
     ``features``: clinical columns the model needs; their absence is then an error, not a warning.
     """
+    from liver_mm.data.dialect import options_from_config
     from liver_mm.data.schema import read_manifest
     from liver_mm.data.split import prepare_split
 
     units = dict(data.get("units") or {})
     manifest, synthetic = source_manifest(data, cache_dir)
+    opts = options_from_config(data) if data["kind"] == "manifest" else None  # an import is already canonical
     # raises with the findings when the cohort is unusable (checks an existing split column too)
-    validate_once(manifest, units, features, Path(cache_dir))
+    validate_once(manifest, units, features, Path(cache_dir), opts)
     fractions = tuple(float(f) for f in split["fractions"])
-    out = Path(cache_dir) / "splits" / _key(manifest, fractions, split["seed"], sorted(units.items())) / "manifest.csv"
-    res = prepare_split(manifest, out, fractions=fractions, seed=int(split["seed"]), units=units)
+    key_parts: list[object] = [manifest, fractions, split["seed"], sorted(units.items())]
+    if opts is not None and opts.key():
+        key_parts.append(opts.key())
+    out = Path(cache_dir) / "splits" / _key(*key_parts) / "manifest.csv"
+    res = prepare_split(manifest, out, fractions=fractions, seed=int(split["seed"]), units=units, options=opts)
     df = read_manifest(res.path)  # the copy holds canonical units already: no second conversion
     check_both_classes(df, str(res.path))
     return PreparedCohort(df, manifest, Path(res.path), res.manifest_hash, res.split_hash, synthetic)

@@ -106,9 +106,9 @@ def count_reads(monkeypatch):
     calls: list[Path] = []
     real = images.read_gray
 
-    def counting(path):
+    def counting(path, frame=0):
         calls.append(Path(path))
-        return real(path)
+        return real(path, frame)
 
     monkeypatch.setattr(images, "read_gray", counting)
     return calls

@@ -1,0 +1,122 @@
+"""Declared recodings of exported tables: code mappings and censored lab values. Never guessed.
+
+- **Code mappings** (``--map sex=1:M,2:F``, ``--map label=0:benign,1:malignant``; config
+  ``data.map: {sex: {1: M, 2: F}}``): each listed cell code (compared stripped, case-insensitively)
+  is replaced by its value; a code the mapping does not list is left as it is, so the validator
+  names it (file, line, column) with the ``--map`` remedy.
+- **Censored labs** (``<5``, ``> 1000``, ``<=0,5``): refused by default (``value_censored``).
+  With ``censored=limit`` (``--censored limit`` / ``data.censored: limit``) the cell becomes the
+  limit and a 0/1 column ``<lab>_censored`` (1 = the cell was censored) is added for each lab with
+  at least one censored cell; :class:`~liver_mm.data.tabular.TabularPreprocessor` feeds it to the
+  model next to the lab.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Collection, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+CENSORED = re.compile(r"^\s*(?P<op>[<>]=?)\s*(?P<num>[+-]?\d+(?:\.\d+)?)\s*$")
+CENSORED_SUFFIX = "_censored"
+CENSORED_MODES = ("error", "limit")
+#: the values a mapping of these columns may produce
+MAP_TARGETS = {"sex": ("F", "M"), "label": ("benign", "malignant")}
+
+
+def parse_map(text: str) -> tuple[str, dict[str, str]]:
+    """``'sex=1:M,2:F'`` -> ``('sex', {'1': 'M', '2': 'F'})``; raises ``ValueError`` naming the form."""
+    col, sep, pairs = text.partition("=")
+    out: dict[str, str] = {}
+    for pair in pairs.split(","):
+        code, colon, value = pair.partition(":")
+        if not colon or not code.strip() or not value.strip():
+            raise ValueError(f"expected COLUMN=CODE:VALUE[,CODE:VALUE...] (e.g. sex=1:M,2:F), got {text!r}")
+        out[code.strip()] = value.strip()
+    if not sep or not col.strip():
+        raise ValueError(f"expected COLUMN=CODE:VALUE[,CODE:VALUE...] (e.g. sex=1:M,2:F), got {text!r}")
+    return col.strip(), out
+
+
+def check_maps(maps: Mapping[str, Mapping[object, object]]) -> dict[str, dict[str, str]]:
+    """Declared mappings as {column: {code: value}} (text); raises ``ValueError`` for a value that the
+    column cannot hold (sex: F/M, label: benign/malignant) or a code listed twice."""
+    out: dict[str, dict[str, str]] = {}
+    for col, table in maps.items():
+        col = str(col)
+        codes = [str(k).strip().lower() for k in table]
+        if len(set(codes)) != len(codes):
+            raise ValueError(f"map {col}: a code is listed twice ({', '.join(map(str, table))})")
+        allowed = MAP_TARGETS.get(col)
+        for code, value in table.items():
+            if allowed is not None and str(value) not in allowed:
+                raise ValueError(f"map {col}={code}:{value}: {col} must map to one of {', '.join(allowed)}")
+        out[col] = {str(k).strip(): str(v).strip() for k, v in table.items()}
+    return out
+
+
+def map_remedy(column: str, codes: Iterable[object]) -> str:
+    """The ``--map`` option a user would pass for ``codes`` of ``column`` (targets left to fill in)."""
+    shown = sorted({str(c) for c in codes})[:4]
+    targets = MAP_TARGETS.get(column, ("VALUE",))
+    example = ",".join(f"{c}:{targets[min(i, len(targets) - 1)]}" for i, c in enumerate(shown))
+    return (f"declare what the codes mean with --map {column}={example} (check which is which; "
+            f"config data.map: {{{column}: {{...}}}})")
+
+
+def apply_maps(df: pd.DataFrame, maps: Mapping[str, Mapping[str, str]]) -> pd.DataFrame:
+    """Copy of ``df`` (text cells) with the declared codes replaced; unlisted codes kept for the validator."""
+    df = df.copy()
+    for col, table in maps.items():
+        if col not in df.columns:
+            log.warning("--map %s: no column %r in the table (columns: %s)", col, col, ", ".join(df.columns))
+            continue
+        lookup = {k.lower(): v for k, v in table.items()}
+        df[col] = df[col].map(
+            lambda v, lk=lookup: lk.get(v.strip().lower(), v) if isinstance(v, str) else v).astype(object)
+    return df
+
+
+def censored_cells(df: pd.DataFrame, columns: Collection[str]) -> dict[str, dict[object, str]]:
+    """{column: {index label: raw text}} of the ``<x`` / ``>x`` cells of ``columns``."""
+    out: dict[str, dict[object, str]] = {}
+    for col in columns:
+        if col in df.columns:
+            text = df[col].astype(object)
+            hits = {i: str(v) for i, v in text.items() if isinstance(v, str) and CENSORED.match(v)}
+            if hits:
+                out[col] = hits
+    return out
+
+
+def substitute_censored(df: pd.DataFrame, columns: Collection[str]) -> pd.DataFrame:
+    """Copy of ``df`` with each censored cell of ``columns`` replaced by its limit (text) and a 0/1
+    ``<col>_censored`` column after each column holding one (logged)."""
+    df = df.copy()
+    for col, cells in censored_cells(df, columns).items():
+        flag = pd.Series(np.int64(0), index=df.index)
+        for idx, raw in cells.items():
+            df.at[idx, col] = CENSORED.match(raw)["num"]
+            flag[idx] = 1
+        name = col + CENSORED_SUFFIX
+        if name in df.columns:
+            df = df.drop(columns=name)
+        df.insert(df.columns.get_loc(col) + 1, name, flag)
+        log.warning("%s: %d censored value(s) (e.g. %r) read as their limit; %s marks them (censored=limit)",
+                    col, len(cells), next(iter(cells.values())), name)
+    return df
+
+
+def censored_message(column: str, raw: str, unit: str) -> str:
+    """The refusal of one censored cell, with the remedy."""
+    m = CENSORED.match(raw)
+    limit = m["num"] if m else "?"
+    side = "below" if m and m["op"].startswith("<") else "above"
+    return (f"{column} = {raw!r} is censored ({side} the assay's limit {limit} {unit}): not a measured value. "
+            f"Pass --censored limit (config data.censored: limit) to use {limit} and mark the cell in "
+            f"{column}{CENSORED_SUFFIX} = 1, or enter the measured value")
