@@ -1,4 +1,5 @@
-"""Figures a reader would rather look at than read: ROC curves, confusion matrices, calibration.
+"""Figures a reader would rather look at than read: ROC curves, confusion matrices, calibration, decision
+curves, permutation importance.
 
 Functions return matplotlib Figures (Agg backend, no display); callers save or log them.
 """
@@ -6,6 +7,7 @@ Functions return matplotlib Figures (Agg backend, no display); callers save or l
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -15,6 +17,9 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from sklearn.calibration import calibration_curve  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix, roc_curve  # noqa: E402
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _roc_axes(ax, title: str) -> None:
@@ -129,5 +134,67 @@ def roc_overlay_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray, str]],
     _roc_axes(ax, title)
     ax.title.set_fontsize(9)
     ax.legend(loc="lower right", fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def reliability_figure(curves: Mapping[str, tuple[np.ndarray, pd.DataFrame]], title: str = "Calibration (test)"
+                       ) -> Figure:
+    """Smoothed reliability curves with their 95% bands above a histogram of the predictions.
+
+    ``curves[name] = (prob (N,), curve)``, ``curve`` a DataFrame(prob, observed, lower, upper) as
+    :func:`liver_mm.stats.reliability_curve` returns it (LOESS of the outcome on the prediction, bootstrap band).
+    """
+    fig, (ax, hist) = plt.subplots(2, 1, figsize=(4.8, 5.8), dpi=120, sharex=True,
+                                   gridspec_kw={"height_ratios": [4, 1]})
+    ax.plot([0, 1], [0, 1], ls="--", lw=0.8, color="grey", label="ideal")
+    bins = np.linspace(0.0, 1.0, 26)
+    for i, (name, (prob, curve)) in enumerate(curves.items()):
+        color = f"C{i % 10}"
+        ax.fill_between(curve["prob"], curve["lower"], curve["upper"], color=color, alpha=0.18, lw=0)
+        ax.plot(curve["prob"], curve["observed"], color=color, lw=1.5, label=name)
+        hist.hist(np.asarray(prob), bins=bins, histtype="step", color=color, lw=1.2)
+    ax.set(xlim=(0, 1), ylim=(0, 1), ylabel="Observed fraction malignant (LOESS, 95% band)", title=title)
+    ax.title.set_fontsize(9)
+    ax.legend(loc="upper left", fontsize=7)
+    hist.set(xlabel="Predicted probability of malignancy", ylabel="Cases")
+    fig.tight_layout()
+    return fig
+
+
+def decision_curve_figure(curves: Mapping[str, pd.DataFrame], title: str = "Decision curves (test)") -> Figure:
+    """Net benefit against threshold probability per model, with treat-all and treat-none.
+
+    ``curves[name]`` = DataFrame(threshold, net_benefit, treat_all) as :func:`liver_mm.stats.net_benefit`
+    returns it; all models are assumed evaluated on the same cases (treat-all is drawn from the first).
+    """
+    fig, ax = plt.subplots(figsize=(5.6, 4.2), dpi=120)
+    first = next(iter(curves.values()))
+    top = max(float(np.nanmax(first["treat_all"])), *(float(np.nanmax(c["net_benefit"])) for c in curves.values()))
+    ax.plot(first["threshold"], first["treat_all"], color="grey", lw=1.0, label="treat all")
+    ax.axhline(0.0, color="black", lw=1.0, label="treat none")
+    for i, (name, c) in enumerate(curves.items()):
+        ax.plot(c["threshold"], c["net_benefit"], color=f"C{i % 10}", lw=1.5, label=name)
+    ax.set(xlim=(0, 1), ylim=(-0.05, max(top, 0.05) * 1.1), xlabel="Threshold probability",
+           ylabel="Net benefit", title=title)
+    ax.title.set_fontsize(9)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def importance_figure(table: pd.DataFrame, title: str = "Permutation importance (test)") -> Figure:
+    """Horizontal bars of the AUC drop per feature (mean ± SD over repeats), largest at the top;
+    ``table`` = DataFrame(feature, auc_drop_mean, auc_drop_sd) as explain's permutation importance gives it."""
+    t = table.sort_values("auc_drop_mean", kind="stable")
+    fig, ax = plt.subplots(figsize=(5.2, 0.45 * len(t) + 1.4), dpi=120)
+    y = np.arange(len(t))
+    ax.barh(y, t["auc_drop_mean"], xerr=t["auc_drop_sd"], color="C0", alpha=0.8, capsize=3)
+    ax.set_yticks(y, list(t["feature"]))
+    ax.axvline(0.0, color="black", lw=0.8)
+    ax.set(xlabel="Drop in test AUC when permuted (mean ± SD)", title=title)
+    ax.title.set_fontsize(9)
+    ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig

@@ -1,15 +1,23 @@
-"""Process-level speed settings applied once at start-up (CPU training)."""
+"""Process-level speed settings applied once at start-up: malloc tuning and the intra-op thread count."""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
 import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 # mallopt parameter ids (glibc malloc.h)
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+#: processes sharing this machine's cores, for runs started side by side outside a Hydra launcher
+JOBS_ENV = "LIVER_MM_CONCURRENT_JOBS"
+CGROUP = Path("/sys/fs/cgroup")
 
 
 def tune_malloc() -> bool:
@@ -32,3 +40,117 @@ def tune_malloc() -> bool:
     ok &= bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
     ok &= bool(mallopt(_M_TOP_PAD, 1024 * 1024 * 1024))
     return ok
+
+
+def cgroup_cpu_limit(root: Path = CGROUP) -> float | None:
+    """CPUs this container may use by its CFS quota (cgroup v2 ``cpu.max``, else v1 ``cpu.cfs_quota_us``);
+    None when unlimited or unreadable."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        return None if quota <= 0 or period <= 0 else quota / period
+    except (OSError, ValueError):
+        return None
+
+
+def affinity() -> set[int]:
+    """The CPU ids this process may run on (all CPUs where affinity is not supported)."""
+    try:
+        return set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return set(range(os.cpu_count() or 1))
+
+
+def available_cores(cpus: set[int] | None = None, quota: float | None = None) -> int:
+    """Cores this process can actually use: its CPU affinity, capped by the cgroup quota (rounded up), >= 1.
+
+    Defaults read the running process (``os.sched_getaffinity``, :func:`cgroup_cpu_limit`); not ``os.cpu_count()``,
+    which counts the host's CPUs inside a container or a ``taskset``.
+    """
+    n = len(affinity() if cpus is None else cpus)
+    quota = cgroup_cpu_limit() if quota is None else quota
+    if quota is not None and quota > 0:
+        n = min(n, math.ceil(quota - 1e-9))
+    return max(1, n)
+
+
+def _cpu_times(cpus: set[int], stat: Path) -> tuple[float, float]:
+    """(idle, total) jiffies summed over ``cpus`` from /proc/stat's per-CPU lines."""
+    idle = total = 0.0
+    for line in stat.read_text().splitlines():
+        name, *fields = line.split()
+        if not name.startswith("cpu") or name == "cpu" or int(name[3:]) not in cpus:
+            continue
+        values = [float(v) for v in fields[:8]]
+        idle += values[3] + values[4]  # idle + iowait
+        total += sum(values)
+    return idle, total
+
+
+def busy_cores(cpus: set[int] | None = None, window_s: float = 0.25, stat: Path = Path("/proc/stat"),
+               sleep: Callable[[float], None] = time.sleep) -> float:
+    """CPUs of ``cpus`` (default: this process's affinity) kept busy by others over ``window_s`` seconds,
+    from /proc/stat; 0.0 where /proc/stat is unreadable. This process sleeps meanwhile, so it is not counted."""
+    cpus = affinity() if cpus is None else cpus
+    try:
+        idle0, total0 = _cpu_times(cpus, stat)
+        sleep(window_s)
+        idle1, total1 = _cpu_times(cpus, stat)
+    except (OSError, ValueError):
+        return 0.0
+    if total1 <= total0:
+        return 0.0
+    return len(cpus) * (1.0 - (idle1 - idle0) / (total1 - total0))
+
+
+def env_jobs() -> int | None:
+    """``LIVER_MM_CONCURRENT_JOBS`` as an int >= 1, or None when unset; a clear error when not a number."""
+    raw = os.environ.get(JOBS_ENV)
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        return max(1, int(raw))
+    except ValueError:
+        raise ValueError(f"{JOBS_ENV}={raw!r}: expected the number of processes sharing the cores") from None
+
+
+def threads_per_process(n_jobs: int | None = None, cores: int | None = None, busy: float | None = 0.0) -> int:
+    """Intra-op threads for one of ``n_jobs`` processes sharing ``cores`` cores: ``max(1, cores // n_jobs)``,
+    and with ``busy`` > 0 at most ``round(cores - busy)`` (cores other work keeps busy).
+
+    n_jobs: concurrent processes (default ``LIVER_MM_CONCURRENT_JOBS``, else 1); cores: default
+    :func:`available_cores`; busy: default 0 (the count depends on the machine only, so results repeat
+    bit for bit); None samples :func:`busy_cores` once (``trainer.num_threads=free``). A parallel region
+    waits for its slowest thread, and a thread sharing its core with a busy process loses whole time slices;
+    :func:`passive_openmp` keeps the waiting threads from spinning meanwhile.
+    """
+    jobs = max(1, n_jobs or env_jobs() or 1)
+    cores = available_cores() if cores is None else max(1, cores)
+    share = max(1, cores // jobs)
+    if share == 1:
+        return 1
+    busy = busy_cores() if busy is None else busy
+    threads = max(1, min(share, round(cores - busy)))
+    if threads < share:
+        log.info("%.1f of %d cores busy with other work: %d intra-op threads instead of %d", busy, cores,
+                 threads, share)
+    return threads
+
+
+def passive_openmp() -> bool:
+    """Set ``OMP_WAIT_POLICY=PASSIVE`` (unless the user set it) for OpenMP threads that sleep instead of
+    spinning at barriers; True when it takes effect, i.e. torch (libgomp) is not loaded yet.
+
+    Spinning waiters compete for the core a descheduled sibling needs: beside a busy neighbour two threads
+    on two cores ran ~4x slower than one thread on this project's 2-core machine (tests/benchmarks/bench_threads.py).
+    Call before anything imports torch (the CLI entry point).
+    """
+    import sys
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return "torch" not in sys.modules

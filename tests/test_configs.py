@@ -22,23 +22,26 @@ SEED_FEATURES = {
     "m5": ["age", "sex", "ast", "alt", "platelets", "albumin"],
 }
 # arm -> (modality set, model kind)
-ARMS = {**{m: (m, "lightning") for m in SEED_FEATURES}, "tab_mlp": ("tabular_only", "lightning"),
-        "tab_logreg": ("tabular_only", "sklearn")}
+STEPWISE_ARMS = {**{m: (m, "lightning") for m in SEED_FEATURES}, "tab_mlp": ("tabular_only", "lightning"),
+                 "tab_logreg": ("tabular_only", "sklearn")}
+ARMS = {**STEPWISE_ARMS, **{f"m5_{f}": ("m5", "lightning") for f in ("late", "film", "gated")},
+        "fib4": ("tabular_only", "score"), "apri": ("tabular_only", "score"), "tab_gbm": ("tabular_only", "sklearn")}
+ESTIMATORS = {"logreg": "LogisticRegression", "gbm": "HistGradientBoostingClassifier"}
 # the presets as composed before they inherited from cpu, and what inheriting added (Lightning's own defaults:
 # precision 32-true; deterministic false = torch's default, as cpu and gpu already state)
 _BASE = {"_target_": "pytorch_lightning.Trainer", "enable_model_summary": False, "channels_last": True,
-         "num_threads": None}
+         "num_threads": None, "compile": False}
 TRAINERS = {
     "cpu": {**_BASE, "accelerator": "cpu", "devices": 1, "precision": "32-true", "max_epochs": 20,
             "log_every_n_steps": 5, "deterministic": False},
     "gpu": {**_BASE, "accelerator": "gpu", "devices": 1, "precision": "bf16-mixed", "max_epochs": 30,
-            "log_every_n_steps": 10, "deterministic": False},
+            "log_every_n_steps": 10, "deterministic": False, "benchmark": True},
     "ddp": {**_BASE, "accelerator": "gpu", "devices": -1, "strategy": "ddp", "sync_batchnorm": True,
             "precision": "bf16-mixed", "max_epochs": 30, "log_every_n_steps": 10},
     "ddp_cpu": {**_BASE, "accelerator": "cpu", "devices": 2, "strategy": "ddp_spawn", "max_epochs": 20,
                 "log_every_n_steps": 5},
 }
-ADDED_BY_INHERITANCE = {"ddp": {"deterministic": False}, "ddp_cpu": {"precision": "32-true", "deterministic": False}}
+ADDED_BY_INHERITANCE = {"ddp": {"deterministic": False, "benchmark": True}, "ddp_cpu": {"precision": "32-true", "deterministic": False}}
 
 
 def options(group: str) -> list[str]:
@@ -68,7 +71,14 @@ def _build_net(cfg: DictConfig) -> torch.nn.Module:
 def _check_model(cfg: DictConfig) -> None:
     if cfg.model.kind == "sklearn":
         est = instantiate(cfg.model.estimator)
-        assert type(est).__name__ == "LogisticRegression" and est.get_params()["max_iter"] == 2000
+        assert type(est).__name__ in ESTIMATORS.values()
+        if type(est).__name__ == "LogisticRegression":
+            assert est.get_params()["max_iter"] == 2000
+        else:
+            assert est.get_params()["random_state"] == cfg.seed
+        return
+    if cfg.model.kind == "score":
+        assert cfg.model.score in ("fib4", "apri") and len(cfg.model.cutoffs) == 2
         return
     net = _build_net(cfg).eval()
     n_tab = len(cfg.modalities.features)
@@ -86,19 +96,20 @@ def _check_model(cfg: DictConfig) -> None:
 def test_groups_hold_the_documented_options():
     assert options("data") == ["folder", "manifest", "synthetic"]
     assert options("modalities") == ["m1", "m2", "m3", "m4", "m5", "tabular_only"]  # one name per set
-    assert options("model") == ["fusion", "logreg"]
+    assert options("model") == ["apri", "fib4", "fusion", "gbm", "logreg"]
+    assert options("fusion") == ["concat", "film", "gated", "late"]
     assert options("trainer") == ["cpu", "ddp", "ddp_cpu", "gpu"]
     assert options("logger") == ["mlflow"]
-    assert options("experiment") == ["demo", "paper"]
+    assert options("experiment") == ["demo", "fusion", "paper"]
     assert options("arm") == sorted(ARMS)
     assert options("hydra/launcher") == ["joblib_local", "slurm"]
 
 
-@pytest.mark.parametrize("group", ["data", "modalities", "model", "trainer", "logger", "experiment"])
+@pytest.mark.parametrize("group", ["data", "modalities", "model", "fusion", "trainer", "logger", "experiment"])
 def test_every_train_option_composes(group):
     for option in options(group):
         override = f"{group}={option}"
-        extra = ["modalities=m5"] if override == "model=logreg" else []
+        extra = ["modalities=m5"] if group in ("model", "fusion") else []
         cfg = compose_cfg("train", [override, *extra, *FILLED.get(override, [])])
         _check_complete(cfg)
         assert cfg.data.kind in ("synthetic", "manifest", "folder")
@@ -167,7 +178,22 @@ def test_arm_files_only_choose_modalities_and_model():
         raw = yaml.safe_load(CONF.joinpath("arm", f"{arm}.yaml").read_text())
         assert set(raw) == {"defaults", "study"} and raw["study"] == {"arm": arm}
         overrides = {next(iter(d)) for d in raw["defaults"]}
-        assert overrides == {"override /modalities", "override /model"}
+        fusion = {"override /fusion"} if arm.startswith("m5_") else set()
+        assert overrides == {"override /modalities", "override /model", *fusion}
+
+
+def test_fusion_reaches_the_network_and_the_fusion_study_composes():
+    cfg = compose_cfg("train", ["fusion=film", "modalities=m5"])
+    assert cfg.fusion.name == "film" and cfg.model.net.fusion == "film"
+    assert compose_cfg("train", []).model.net.fusion == "concat"
+    study = compose_cfg("study", ["experiment=fusion", "arm=m5_gated"], hydra=True)
+    _check_complete(study)
+    assert study.study.name == "fusion-synthetic" and study.study.reference == "m5"
+    assert study.hydra.sweeper.params.arm.split(",") == ["m5", "m5_late", "m5_film", "m5_gated", "fib4", "apri",
+                                                         "tab_logreg", "tab_gbm"]
+    assert study.fusion.name == "gated" and study.model.net.fusion == "gated"
+    assert {k: list(v) for k, v in study.study.holm_families.items() if v} == {
+        "fusion": ["m5", "m5_late", "m5_film", "m5_gated"], "scores": ["m5", "fib4", "apri", "tab_logreg", "tab_gbm"]}
 
 
 def test_launchers_compose():
@@ -183,7 +209,7 @@ def test_launchers_compose():
 
 def test_the_sweep_runs_study_arms():
     default = compose_cfg("study", [], hydra=True)
-    assert default.hydra.sweeper.params.arm.split(",") == list(default.study.arms) == list(ARMS)
+    assert default.hydra.sweeper.params.arm.split(",") == list(default.study.arms) == list(STEPWISE_ARMS)
     assert compose_cfg("study", ["study.arms=[m1,m5]"], hydra=True).hydra.sweeper.params.arm == "m1,m5"
     with pytest.raises(Exception, match="non-empty list of arm names"):
         _ = compose_cfg("study", ["study.arms=[]"], hydra=True).hydra.sweeper.params.arm

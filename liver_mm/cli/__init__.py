@@ -14,7 +14,7 @@ import logging
 import sys
 
 # command modules, in the order their commands appear in --help
-_MODULES = ("data_cmds", "synth_cmds", "stats_cmds", "hydra_cmds", "serve_cmds")
+_MODULES = ("data_cmds", "synth_cmds", "stats_cmds", "hydra_cmds", "serve_cmds", "explain_cmds")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``liver-mm``; returns the process exit code."""
+    from liver_mm.runtime import passive_openmp
+
+    passive_openmp()  # before anything imports torch: OpenMP threads sleep instead of spinning at barriers
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()

@@ -29,6 +29,7 @@ from tqdm import tqdm
 from liver_mm.data.schema import BBOX2_COLUMNS, BBOX_COLUMNS
 from liver_mm.data.synth_clinical import LABS, class_counts, synth_clinical
 from liver_mm.data.synth_images import render_frame
+from liver_mm.data.synth_looks import interaction_echo_db
 
 __all__ = [
     "DEFAULT_FRAME_SIZE",
@@ -126,17 +127,22 @@ def generate_cohort(
     frame_size: tuple[int, int] = DEFAULT_FRAME_SIZE,
     progress: bool | None = None,
     force: bool = False,
+    interaction: float = 0.0,
 ) -> Path:
     """Write a synthetic cohort of ``n`` nodules to ``out_dir``; return the path of its manifest.csv.
 
     Images are full frames of shape ``frame_size`` = (H, W) pixels (uint8 PNG) with the lesion's
     box in ``bbox_*`` (x1, y1 exclusive) and a second observer's box in ``bbox2_*``.
-    ``image_signal`` in [0, 1] sets how much the image tells about the label. ``progress``:
+    ``image_signal`` in [0, 1] sets how much the image tells about the label. ``interaction`` in [0, 1]
+    (default 0: off, same bytes as without it) lets a lesion's echogenicity depend on its label *and* its
+    platelet count (:func:`liver_mm.data.synth_looks.interaction_echo_db`). ``progress``:
     show a tqdm bar (None: only on a terminal). ``out_dir`` must be new or empty; ``force``
     replaces a synthetic cohort written there earlier (``FileExistsError`` otherwise).
     """
     if not 0.0 <= float(image_signal) <= 1.0:
         raise ValueError(f"image_signal must lie in [0, 1], got {image_signal}")
+    if not 0.0 <= float(interaction) <= 1.0:
+        raise ValueError(f"interaction must lie in [0, 1], got {interaction}")
     height, width = (int(v) for v in frame_size)
     if height < 64 or width < 64:
         raise ValueError(f"frame_size must be at least (64, 64) pixels, got {frame_size}")
@@ -146,7 +152,7 @@ def generate_cohort(
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     (tmp / "images").mkdir(parents=True)
     try:
-        _write(tmp, n, seed, float(image_signal), (height, width), progress)
+        _write(tmp, n, seed, float(image_signal), (height, width), progress, float(interaction))
         _move_into_place(tmp, target, replace)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -157,13 +163,15 @@ def generate_cohort(
 
 
 def _write(out: Path, n: int, seed: int, image_signal: float, frame_size: tuple[int, int],
-           progress: bool | None) -> None:
+           progress: bool | None, interaction: float = 0.0) -> None:
     height, width = frame_size
     df = synth_clinical(n, seed)
+    shifts = interaction_echo_db(df["label"].to_numpy(), df["platelets"].to_numpy(dtype=float), interaction)
     boxes, boxes2, paths = [], [], []
     bar = tqdm(df["case_id"], desc="synthetic images", unit="img", disable=None if progress is None else not progress)
     for k, (case_id, subtype) in enumerate(zip(bar, df["subtype"], strict=True)):
-        frame = render_frame(subtype, np.random.default_rng([seed, k]), float(image_signal), (height, width))
+        frame = render_frame(subtype, np.random.default_rng([seed, k]), float(image_signal), (height, width),
+                             float(shifts[k]))
         rel = f"images/{case_id}.png"
         _save_png(frame.pixels, out / rel)
         boxes.append(frame.bbox)
@@ -194,6 +202,8 @@ def _write(out: Path, n: int, seed: int, image_signal: float, frame_size: tuple[
         "manifest": manifest.name,
         "manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest(),
     }
+    if interaction:  # (absent when off: the sidecar of a default cohort is unchanged)
+        sidecar["interaction"] = float(interaction)
     (out / SIDECAR_NAME).write_text(json.dumps(sidecar, indent=2, sort_keys=True) + "\n")
 
 

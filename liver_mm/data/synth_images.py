@@ -23,6 +23,8 @@ from scipy import sparse
 from scipy.ndimage import gaussian_filter, map_coordinates
 from scipy.special import expit
 
+from liver_mm.data.synth_looks import LesionLook, draw_look
+
 #: probes: (kind, half-angle of the sector in degrees, apex distance above the field / H)
 PROBES = {"convex": ("sector", 34.0, 0.45), "convex_deep": ("sector", 26.0, 0.7), "linear": ("linear", 0.0, 0.0)}
 _PROBE_P = (0.55, 0.25, 0.2)
@@ -30,22 +32,6 @@ _TOP, _BOTTOM = 0.04, 0.97  # field of view rows, as fractions of H
 _DB_FLOOR, _DB_SPAN = -22.0, 55.0  # log-compression window (dB) mapped to gray 0..255
 _ATTEN_DB = 60.0  # round-trip attenuation over the full depth before TGC (dB)
 _NET_DARKENING_DB = 8.0  # what TGC leaves of it at the bottom (dB)
-_MIN_CONTRAST_DB = 5.0  # least |echo| of a lesion core against the liver
-
-
-@dataclass(frozen=True)
-class LesionLook:
-    """Appearance of one lesion; dB are relative to the surrounding liver."""
-
-    echo_db: float  # core echogenicity
-    centre_db: float  # extra echo in the central half (scar, target centre)
-    rim_db: float  # echogenicity of the peripheral rim (halo / capsule)
-    rim_width: float  # rim thickness as a fraction of the radius
-    edge_px: float  # width of the boundary transition (blur), pixels
-    mosaic_db: float  # amplitude of internal nodular heterogeneity
-    attenuation: float  # attenuation inside relative to liver (< 1: posterior enhancement)
-    irregularity: float  # amplitude of boundary lobulation, fraction of the radius
-    diameter: float  # mean diameter as a fraction of the frame height
 
 
 @dataclass(frozen=True)
@@ -56,59 +42,6 @@ class SynthFrame:
     bbox: tuple[int, int, int, int]
     bbox2: tuple[int, int, int, int]
     probe: str
-
-
-def _neutral(rng: np.random.Generator) -> dict[str, float]:
-    """Class-independent lesion look."""
-    return {
-        "echo_db": rng.choice([-1.0, 1.0]) * rng.normal(6.0, 2.5),  # clearly hypo- or hyperechoic
-        "centre_db": rng.normal(0.0, 1.5),
-        "rim_db": rng.normal(-6.0, 3.0) if rng.random() < 0.4 else 0.0,
-        "rim_width": rng.uniform(0.08, 0.3),
-        "edge_px": rng.uniform(0.8, 4.0),
-        "mosaic_db": rng.uniform(0.0, 4.0),
-        "attenuation": rng.normal(1.0, 0.2),
-        "irregularity": rng.uniform(0.02, 0.15),
-        "diameter": np.log(0.16) + rng.normal(0.0, 0.35),
-    }
-
-
-def _subtype(subtype: str, rng: np.random.Generator) -> dict[str, float]:
-    """The subtype's typical look (with per-lesion variation)."""
-    n, u = rng.normal, rng.uniform
-    halo = n(-12, 3) if rng.random() < 0.8 else 0.0
-    sign = rng.choice([-1.0, 1.0])
-    looks = {  # echo, centre, rim, rim width, edge, mosaic, attenuation, irregularity, diameter
-        "hemangioma": (n(8, 3), n(0, 1), n(2, 1), 0.1, u(0.5, 1.2), u(0, 2), n(0.85, 0.08), u(0.02, 0.08), 0.12),
-        "FNH": (n(-1, 2), n(4, 1.5), 0.0, 0.1, u(2.5, 5), u(0.5, 2), n(1.0, 0.05), u(0.02, 0.06), 0.15),
-        "angiomyolipoma": (n(12, 3), 0.0, 0.0, 0.1, u(0.5, 1.5), u(0, 2), n(1.1, 0.1), u(0.02, 0.08), 0.11),
-        "cyst": (n(-32, 2), 0.0, 0.0, 0.1, u(0.4, 0.8), 0.0, n(0.1, 0.03), u(0.0, 0.03), 0.10),
-        "focal_fat": (sign * n(6, 2), 0.0, 0.0, 0.1, u(3, 6), u(0, 1), 1.0, u(0.15, 0.3), 0.12),
-        "abscess": (n(-14, 3), 0.0, n(2, 2), 0.2, u(2, 4), u(4, 7), n(0.7, 0.1), u(0.08, 0.18), 0.20),
-        "other_benign": (n(3, 5), n(0, 1), n(0, 2), 0.15, u(1, 3), u(0, 3), n(0.95, 0.1), u(0.03, 0.1), 0.13),
-        "HCC": (n(-3, 3), n(0, 1), halo, u(0.07, 0.14), u(1, 2.5), u(3, 7), n(0.9, 0.08), u(0.02, 0.08), 0.20),
-        "metastasis": (n(-6, 2), n(9, 2), n(-10, 2), u(0.2, 0.35), u(2, 4), u(1, 3), n(1.1, 0.08), u(0.06, 0.14),
-                       0.16),
-        "cholangiocarcinoma": (n(-2, 3), 0.0, 0.0, 0.1, u(4, 7), u(1, 3), n(1.25, 0.1), u(0.15, 0.25), 0.25),
-    }
-    if subtype not in looks:
-        raise ValueError(f"unknown subtype {subtype!r}; expected one of {sorted(looks)}")
-    values = list(looks[subtype])
-    values[-1] = np.log(values[-1]) + rng.normal(0.0, 0.35)  # log-normal size
-    return dict(zip(LesionLook.__dataclass_fields__, values, strict=True))
-
-
-def draw_look(subtype: str, rng: np.random.Generator, image_signal: float) -> LesionLook:
-    """Blend a neutral look and the subtype's look: ``(1 - s) * neutral + s * subtype``."""
-    neutral, typical = _neutral(rng), _subtype(subtype, rng)
-    p = {k: (1.0 - image_signal) * neutral[k] + image_signal * typical[k] for k in neutral}
-    if abs(p["echo_db"]) < _MIN_CONTRAST_DB:  # every lesion stays visible: at least slightly hypo/hyper
-        p["echo_db"] = _MIN_CONTRAST_DB if p["echo_db"] >= 0 else -_MIN_CONTRAST_DB
-    p["diameter"] = float(np.clip(np.exp(p["diameter"]), 0.06, 0.45))
-    p["edge_px"] = max(p["edge_px"], 0.4)
-    p["attenuation"] = max(p["attenuation"], 0.1)
-    p["rim_width"] = float(np.clip(p["rim_width"], 0.05, 0.4))
-    return LesionLook(**{k: float(v) for k, v in p.items()})
 
 
 @dataclass(frozen=True)
@@ -238,13 +171,15 @@ def _smooth_noise(u: np.ndarray, v: np.ndarray, rng: np.random.Generator, cells:
 
 
 def render_frame(
-    subtype: str, rng: np.random.Generator, image_signal: float, frame_size: tuple[int, int] = (256, 320)
+    subtype: str, rng: np.random.Generator, image_signal: float, frame_size: tuple[int, int] = (256, 320),
+    echo_shift_db: float = 0.0,
 ) -> SynthFrame:
-    """Simulate one full B-mode frame of shape ``frame_size`` = (H, W) holding one lesion."""
+    """Simulate one full B-mode frame of shape ``frame_size`` = (H, W) holding one lesion; ``echo_shift_db``:
+    the lab-dependent echo shift of :func:`liver_mm.data.synth_looks.interaction_echo_db` (0: none)."""
     height, width = frame_size
     probe = list(PROBES)[rng.choice(len(PROBES), p=_PROBE_P)]
     geo = _geometry(probe, height, width)
-    look = draw_look(subtype, rng, image_signal)
+    look = draw_look(subtype, rng, image_signal, echo_shift_db)
     centre, axes, angle, harmonics, box = _place(look, geo, height, rng)
     nd, nl = geo.bx.shape
     radius = float(np.sqrt(axes[0] * axes[1]))

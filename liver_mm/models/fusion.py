@@ -1,31 +1,41 @@
-"""Late-fusion classifier: image embedding ++ clinical embedding -> MLP head -> one logit.
+"""Fusion networks: image embedding and clinical embedding -> one logit, and the factory that builds them.
 
-m1 is image-only (no tabular branch), m2..m5 add a tabular branch over growing clinical
-groups; a tabular-only model (no image) is supported for ablations.
+``fusion`` picks how the two branches meet (``conf/fusion/``):
+
+- ``concat`` (:class:`FusionClassifier`, the seed's, the default): concatenate the embeddings, MLP head;
+- ``late`` (:class:`~liver_mm.models.late.LateFusionClassifier`): one head per branch, logits mixed by a learned weight;
+- ``film`` (:class:`~liver_mm.models.film.FiLMFusionClassifier`): the clinical embedding scales and shifts the
+  image feature maps per channel before pooling (FiLM / DAFT);
+- ``gated`` (:class:`~liver_mm.models.gated.GatedFusionClassifier`): a learned, input-dependent sigmoid gate per
+  dimension of the concatenation.
+
+m1 is image-only (no tabular branch), m2..m5 add a tabular branch over growing clinical groups; a tabular-only
+model (no image) is supported for ablations. With one branch only there is nothing to fuse: every ``fusion`` is
+then built as ``concat`` (the same network as today's m1 / tabular-only model), with a logged note.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
+from liver_mm.models.branches import IMAGENET_GRAY_MEAN, IMAGENET_GRAY_STD, BranchNetwork, mlp_head
 from liver_mm.models.encoders import TabularEncoder, create_image_encoder, encoder_out_dim
 
-#: ImageNet RGB mean/std averaged over the channels: the grayscale equivalent for a stem
-#: whose RGB kernels were summed into one channel.
-IMAGENET_GRAY_MEAN = (0.485 + 0.456 + 0.406) / 3
-IMAGENET_GRAY_STD = (0.229 + 0.224 + 0.225) / 3
+log = logging.getLogger(__name__)
+__all__ = ["FUSIONS", "IMAGENET_GRAY_MEAN", "IMAGENET_GRAY_STD", "FusionClassifier", "build_fusion_model",
+           "effective_fusion"]
 
 
-class FusionClassifier(nn.Module):
-    """Concatenate the branch embeddings and map them to one malignancy logit.
+class FusionClassifier(BranchNetwork):
+    """Concatenate the branch embeddings and map them to one malignancy logit (``fusion=concat``).
 
-    ``forward(image (N, C, S, S) float in [0, 1] | None, tabular (N, F) float | None) -> (N,)``.
-    Images are normalised inside with fixed ``image_mean`` / ``image_std`` buffers (saved
-    in the state dict), so a checkpoint needs no external preprocessing constants.
+    ``forward(image (N, C, S, S) float in [0, 1] | None, tabular (N, F) float | None) -> (N,)``:
+    [img (N, D_img) ++ tab (N, D_tab)] (N, D_img + D_tab) -> ``head`` -> (N,).
     """
 
     def __init__(
@@ -38,65 +48,10 @@ class FusionClassifier(nn.Module):
         image_std: float | Sequence[float] = IMAGENET_GRAY_STD,
         tta_hflip: bool = False,
     ) -> None:
-        super().__init__()
-        self.tta_hflip = bool(tta_hflip)
-        if image_encoder is None and tabular_encoder is None:
-            raise ValueError("FusionClassifier needs an image encoder, a tabular encoder, or both")
-        self.image_encoder = image_encoder
-        self.tabular_encoder = tabular_encoder
-        mean = torch.as_tensor(image_mean, dtype=torch.float32).reshape(1, -1, 1, 1)
-        std = torch.as_tensor(image_std, dtype=torch.float32).reshape(1, -1, 1, 1)
-        if (std <= 0).any():
-            raise ValueError(f"image_std must be > 0, got {image_std}")
-        self.register_buffer("image_mean", mean)
-        self.register_buffer("image_std", std)
+        super().__init__(image_encoder, tabular_encoder, image_mean, image_std, tta_hflip)
         dims = [encoder_out_dim(e) for e in (image_encoder, tabular_encoder) if e is not None]
         self.embed_dim = sum(dims)
-        if head_hidden:
-            self.head = nn.Sequential(
-                nn.Dropout(dropout),
-                nn.Linear(self.embed_dim, int(head_hidden)),
-                nn.ReLU(),
-                nn.Dropout(dropout),
-                nn.Linear(int(head_hidden), 1),
-            )
-        else:
-            self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.embed_dim, 1))
-
-    @property
-    def n_tabular(self) -> int:
-        """Number of clinical input columns F expected (0 without a tabular branch)."""
-        if self.tabular_encoder is None:
-            return 0
-        return int(getattr(self.tabular_encoder, "in_dim", 0))
-
-    def _image_features(self, image: torch.Tensor | None) -> torch.Tensor:
-        if image is None:
-            raise ValueError("this model has an image branch: forward() needs image=(N, C, S, S)")
-        if image.ndim == 3:  # (N, S, S) -> (N, 1, S, S)
-            image = image.unsqueeze(1)
-        if image.ndim != 4:
-            raise ValueError(f"image must be (N, C, S, S), got shape {tuple(image.shape)}")
-        if image.dtype == torch.uint8:
-            image = image.float() / 255.0
-        image = (image - self.image_mean.to(image.dtype)) / self.image_std.to(image.dtype)
-        return self.image_encoder(image)
-
-    def _tabular_features(self, tabular: torch.Tensor | None) -> torch.Tensor:
-        if tabular is None:
-            raise ValueError("this model has a tabular branch: forward() needs tabular=(N, F)")
-        if tabular.ndim != 2 or (self.n_tabular and tabular.shape[1] != self.n_tabular):
-            raise ValueError(f"tabular must be (N, {self.n_tabular}), got shape {tuple(tabular.shape)}")
-        return self.tabular_encoder(tabular)
-
-    def forward(self, image: torch.Tensor | None = None, tabular: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits (N,) of malignancy; image (N, C, S, S) in [0, 1] (uint8 also accepted), tabular (N, F).
-
-        With ``tta_hflip``, evaluation (not training) averages the logits of the crop and its mirror image
-        (left-right only: depth has a direction in ultrasound)."""
-        if self.tta_hflip and not self.training and self.image_encoder is not None and image is not None:
-            return 0.5 * (self._logits(image, tabular) + self._logits(image.flip(-1), tabular))
-        return self._logits(image, tabular)
+        self.head = mlp_head(self.embed_dim, head_hidden, dropout)
 
     def _logits(self, image: torch.Tensor | None, tabular: torch.Tensor | None) -> torch.Tensor:
         feats = []
@@ -104,13 +59,37 @@ class FusionClassifier(nn.Module):
             feats.append(self._image_features(image))
         if self.tabular_encoder is not None:
             feats.append(self._tabular_features(tabular))
-        elif tabular is not None and tabular.ndim == 2 and tabular.shape[1] > 0:
-            raise ValueError(
-                f"model has no tabular branch but got {tabular.shape[1]} clinical column(s); "
-                "pass tabular=None or an (N, 0) tensor"
-            )
+        else:
+            self._check_no_tabular(tabular)
         z = feats[0] if len(feats) == 1 else torch.cat(feats, dim=1)
         return self.head(z).squeeze(-1)
+
+
+def _variants() -> dict[str, type[BranchNetwork]]:
+    from liver_mm.models.film import FiLMFusionClassifier
+    from liver_mm.models.gated import GatedFusionClassifier
+    from liver_mm.models.late import LateFusionClassifier
+
+    return {"concat": FusionClassifier, "late": LateFusionClassifier, "film": FiLMFusionClassifier,
+            "gated": GatedFusionClassifier}
+
+
+#: the ``fusion`` names (conf/fusion/<name>.yaml)
+FUSIONS = ("concat", "late", "film", "gated")
+
+
+def effective_fusion(fusion: str | None, has_image: bool, has_tabular: bool) -> str:
+    """The fusion actually built: ``fusion`` (None: concat), or ``concat`` when a branch is missing (a note is
+    logged: with one branch there is nothing to fuse). Raises ``ValueError`` for an unknown name."""
+    name = "concat" if fusion in (None, "") else str(fusion)
+    if name not in FUSIONS:
+        raise ValueError(f"fusion={name!r} is not one of {', '.join(FUSIONS)} (conf/fusion/<name>.yaml)")
+    if name != "concat" and not (has_image and has_tabular):
+        only = "the image" if has_image else "clinical features"
+        log.warning("fusion=%s needs both an image and clinical features; this model sees only %s, so it is "
+                    "built as fusion=concat (the same network)", name, only)
+        return "concat"
+    return name
 
 
 def _gray_stats(encoder: nn.Module, in_chans: int) -> tuple[Any, Any]:
@@ -130,12 +109,14 @@ def build_fusion_model(
     head_hidden: int | None = 64,
     dropout: float = 0.2,
     tta_hflip: bool = False,
-) -> FusionClassifier:
+    fusion: str = "concat",
+) -> BranchNetwork:
     """Factory for Hydra ``_target_``: ``image`` = kwargs of :func:`create_image_encoder`
     (None: no image branch), ``tabular`` = kwargs of :class:`TabularEncoder` except
     ``in_dim`` (None: its defaults). ``n_tabular`` is the preprocessor's F_out; 0 means no
     tabular branch (the image-only m1), whatever ``tabular`` says. ``tta_hflip``: mirror-image
-    test-time augmentation in evaluation (see :class:`FusionClassifier`)."""
+    test-time augmentation in evaluation (see :class:`BranchNetwork`). ``fusion``: one of
+    :data:`FUSIONS` (see :func:`effective_fusion` for a model with one branch)."""
     image_encoder = None
     mean: Any = IMAGENET_GRAY_MEAN
     std: Any = IMAGENET_GRAY_STD
@@ -154,7 +135,8 @@ def build_fusion_model(
             "build_fusion_model: no branch left (image=None and n_tabular=0); "
             "give an image encoder config or clinical features"
         )
-    return FusionClassifier(
+    cls = _variants()[effective_fusion(fusion, image_encoder is not None, tabular_encoder is not None)]
+    return cls(
         image_encoder,
         tabular_encoder,
         head_hidden=head_hidden,

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from liver_mm.study.clinical_value import gather_child_outputs
 from liver_mm.study.compare import compare_study, parent_metrics
 from liver_mm.study.parent import MARKER, check_out_dir, parent_run
 from liver_mm.study.report import study_provenance, write_report
@@ -105,8 +106,11 @@ def finish_study(config: DictConfig) -> bool:
             comparison = compare_study(predictions, arms, reference=reference,
                                        descriptions=arm_descriptions(client, {a: done[a] for a in arms}),
                                        families=holm_families(config))
+            children = gather_child_outputs(client, {a: done[a] for a in arms}, tmp_out, Path(tmp))
+            children["youden_scores"] = {a: done[a].data.metrics["threshold_score"] for a in arms
+                                         if "threshold_score" in done[a].data.metrics}
             write_report(tmp_out, comparison, predictions, cohort.df, prov, cohort.synthetic,
-                         study_command(config), title=out.name)
+                         study_command(config), title=out.name, child_outputs=children)
             metrics = parent_metrics(comparison)
         replace_folder(tmp_out, out)
     logged = existing_metrics(client, parent_id)  # a resumed study logs only what changed
@@ -120,14 +124,21 @@ def finish_study(config: DictConfig) -> bool:
 
 
 def arm_descriptions(client, runs: dict) -> dict[str, str]:
-    """arm -> what it sees, from the config its child run logged: ``modalities.description``, and for an
-    arm without the image also ``model.description`` (MLP or logistic regression)."""
+    """arm -> what it sees, from the config its child run logged: ``modalities.description``, for an
+    arm without the image also ``model.description`` (MLP or logistic regression), for a clinical score
+    only ``model.description``, and the fusion when a two-branch network does not concatenate."""
     out = {}
     for arm, run in runs.items():
         params = client.get_run(run.info.run_id).data.params
         text = params.get("modalities.description", "")
-        if params.get("modalities.image") == "False" and params.get("model.description"):
+        if params.get("model.kind") == "score":
+            text = params.get("model.description", text)
+        elif params.get("modalities.image") == "False" and params.get("model.description"):
             text = f"{text}, {params['model.description']}"
+        fusion = params.get("model.net.fusion") or params.get("fusion.name")
+        if (params.get("model.kind") == "lightning" and fusion and fusion != "concat"
+                and params.get("modalities.image") == "True" and params.get("modalities.features", "[]") != "[]"):
+            text = f"{text}; {fusion} fusion"
         out[arm] = text
     return out
 

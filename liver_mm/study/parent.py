@@ -15,7 +15,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from liver_mm.training.cohort import PreparedCohort
 
-ARM_SPECIFIC = ("modalities", "model", "hydra", "arm")
+ARM_SPECIFIC = ("modalities", "model", "fusion", "hydra", "arm")
+#: arm-specific groups a study command may still set for all arms (then part of the key: a study run with
+#: ``fusion=film`` is another study than the same command without it)
+STUDY_WIDE_GROUPS = ("fusion",)
 # settings that change how a run executes or where it is tracked, never its results: a study resumed
 # with other threads, workers, logger, cache or report folder is the same study
 EXECUTION_ONLY = {"trainer": ("num_threads",), "loader": ("num_workers", "pin_memory"), "study": ("out_dir",),
@@ -40,6 +43,9 @@ def study_key(cfg: DictConfig, cohort: PreparedCohort) -> str:
         study.pop(key, None)
     ident = {"name": study.get("name"), "settings": shared, "study": study, "manifest": cohort.manifest_hash,
              "split": cohort.split_hash}
+    wide = command_line_groups(STUDY_WIDE_GROUPS)
+    if wide:
+        ident["command_line_groups"] = wide
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -54,6 +60,17 @@ def parent_run(cfg: DictConfig, cohort: PreparedCohort):
             "split_hash": cohort.split_hash}
     params = {"seed": cfg.seed, "image_size": cfg.image_size, "arms": ",".join(cfg.study.arms)}
     return client, exp_id, key, ensure_parent(client, exp_id, key, str(cfg.study.name), tags, params)
+
+
+def command_line_groups(groups: tuple[str, ...]) -> list[str]:
+    """The study command's overrides of ``groups`` (e.g. ``fusion=film``), sorted; [] outside Hydra.
+
+    Read from Hydra's task overrides, which the sweep callback and every job see alike."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    return sorted(o for o in HydraConfig.get().overrides.task if o.split("=", 1)[0].lstrip("+~") in groups)
 
 
 def check_arm(cfg: DictConfig) -> None:

@@ -57,7 +57,12 @@ def log_network_models(client: MlflowClient, run_id: str, bundle_dir: Path, net,
 def log_sklearn_model(client: MlflowClient, run_id: str, estimator, n_features: int) -> None:
     """Log a fitted scikit-learn estimator as ``model`` with a synthetic (zeros) input example."""
     import mlflow.sklearn
+    import skops.io as sio
 
     _use(client, run_id)
+    # MLflow's safe (skops) format refuses types it does not know, e.g. gradient-boosted trees' internals:
+    # trust only scikit-learn's own
+    trusted = [t for t in sio.get_untrusted_types(data=sio.dumps(estimator)) if t.startswith("sklearn.")]
     Model.log(None, name="model", flavor=mlflow.sklearn, run_id=run_id, sk_model=estimator,
-              input_example=np.zeros((2, n_features)), pip_requirements=["scikit-learn"])
+              input_example=np.zeros((2, n_features)), pip_requirements=["scikit-learn"],
+              skops_trusted_types=trusted or None)

@@ -47,13 +47,17 @@ def _synthetic_manifest(data: Mapping, cache_dir: Path) -> Path:
     from liver_mm.data.synth import generate_cohort
 
     signal = data.get("image_signal")
-    out = cache_dir / "cohorts" / f"synthetic-n{data['n']}-seed{data['seed']}-signal{signal}"
+    interaction = float(data.get("interaction") or 0.0)
+    name = f"synthetic-n{data['n']}-seed{data['seed']}-signal{signal}"
+    out = cache_dir / "cohorts" / (name + (f"-interaction{interaction:g}" if interaction else ""))
     manifest = out / "manifest.csv"
     if manifest.exists():
         return manifest
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    kwargs = {} if signal is None else {"image_signal": float(signal)}
+    kwargs: dict[str, float] = {} if signal is None else {"image_signal": float(signal)}
+    if interaction:
+        kwargs["interaction"] = interaction
     generate_cohort(tmp, n=int(data["n"]), seed=int(data["seed"]), **kwargs)
     try:
         os.replace(tmp, out)  # atomic: a parallel run or a killed one never sees half a cohort

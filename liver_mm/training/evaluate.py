@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from liver_mm.stats import auc_ci, binary_metrics, youden_threshold
+from liver_mm.stats import auc_ci, binary_metrics, calibration_metrics, youden_threshold
 from liver_mm.stats._inputs import encode_labels
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,8 @@ def check_threshold(threshold: float, p_dev: np.ndarray, dev_auc: float) -> None
 def run_metrics(pred: pd.DataFrame, allow_degenerate: bool = False) -> dict[str, float]:
     """The run's logged metrics from a predictions table (columns case_id, split, label, prob).
 
-    Names: ``test_`` + each :func:`split_metrics` key, except ``threshold`` and ``selection_dev_auc``
+    Names: ``test_`` + each :func:`split_metrics` key and the test split's calibration (``test_brier``,
+    ``test_cal_intercept``, ``test_cal_slope``: :func:`liver_mm.stats.calibration_metrics`), except ``threshold`` and ``selection_dev_auc``
     (as they are). Raises :class:`DegenerateThresholdError` for a threshold that separates nothing,
     unless ``allow_degenerate`` (a cross-validation fold, whose test cases must still be predicted and
     which delivers no model): then it is logged as a warning and the metric ``threshold_degenerate`` is 1.
@@ -75,6 +76,7 @@ def run_metrics(pred: pd.DataFrame, allow_degenerate: bool = False) -> dict[str,
     y_dev, p_dev = split_arrays(pred, "dev")
     y_test, p_test = split_arrays(pred, "test")
     m = split_metrics(y_dev, p_dev, y_test, p_test)
+    m.update(calibration_metrics(y_test, p_test))  # brier, cal_intercept, cal_slope (test split)
     try:
         check_threshold(m["threshold"], p_dev, m["selection_dev_auc"])
         m["threshold_degenerate"] = 0.0

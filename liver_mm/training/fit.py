@@ -21,12 +21,15 @@ from omegaconf import DictConfig, OmegaConf
 from liver_mm.models.spec import build_net, net_config
 from liver_mm.training.cohort import PreparedCohort
 from liver_mm.training.datamodule import CohortDataModule
+from liver_mm.training.device_data import DeviceCohortDataModule, EpochTimes
+from liver_mm.training.devices import resolve_devices
 from liver_mm.training.features import Features
 from liver_mm.training.module import NoduleClassifier
 
 log = logging.getLogger(__name__)
 EVAL_SPLITS = ("dev", "test")
-NOT_TRAINER_ARGS = ("channels_last", "num_threads")
+NOT_TRAINER_ARGS = ("channels_last", "num_threads", "compile")
+GPU_ACCELERATORS = ("gpu", "cuda")
 
 
 def trainer_kwargs(cfg: DictConfig) -> tuple[dict, bool]:
@@ -36,7 +39,23 @@ def trainer_kwargs(cfg: DictConfig) -> tuple[dict, bool]:
     channels_last = bool(kwargs.get("channels_last", False))
     for key in NOT_TRAINER_ARGS:
         kwargs.pop(key, None)
+    if "devices" in kwargs:
+        kwargs["devices"] = resolve_devices(kwargs["devices"])  # auto-per-job: this sweep job's GPU
     return kwargs, channels_last
+
+
+def on_gpu(cfg: DictConfig) -> bool:
+    """Whether the run trains on a CUDA GPU (``trainer.accelerator`` gpu/cuda, or auto with one present)."""
+    acc = str(cfg.trainer.accelerator)
+    return acc in GPU_ACCELERATORS or (acc == "auto" and torch.cuda.is_available())
+
+
+def device_resident(cfg: DictConfig) -> bool:
+    """``loader.device_resident``: true/false, or auto (default) = true when training on a GPU."""
+    value = cfg.loader.get("device_resident", False)
+    if str(value) == "auto":
+        return on_gpu(cfg)
+    return bool(value)
 
 
 def pin_memory(cfg: DictConfig) -> bool:
@@ -46,12 +65,19 @@ def pin_memory(cfg: DictConfig) -> bool:
     return str(cfg.trainer.accelerator) in ("gpu", "cuda", "auto") and torch.cuda.is_available()
 
 
-def datamodule(cfg: DictConfig, cohort: PreparedCohort, feats: Features) -> CohortDataModule:
+def datamodule(cfg: DictConfig, cohort: PreparedCohort,
+               feats: Features) -> CohortDataModule | DeviceCohortDataModule:
+    """The run's batches: a DataLoader over host arrays, or (``loader.device_resident``) the device-resident one."""
+    augment = OmegaConf.to_container(cfg.augment, resolve=True)
+    case_ids, split = cohort.df["case_id"].astype(str).tolist(), cohort.df["split"].to_numpy()
+    if device_resident(cfg):
+        return DeviceCohortDataModule(feats.images, feats.tabular, feats.labels, case_ids, split,
+                                      batch_size=int(cfg.loader.batch_size), augment=augment,  # type: ignore[arg-type]
+                                      seed=int(cfg.seed))
     return CohortDataModule(
-        feats.images, feats.tabular, feats.labels, cohort.df["case_id"].astype(str).tolist(),
-        cohort.df["split"].to_numpy(), batch_size=int(cfg.loader.batch_size),
+        feats.images, feats.tabular, feats.labels, case_ids, split, batch_size=int(cfg.loader.batch_size),
         num_workers=int(cfg.loader.num_workers), pin_memory=pin_memory(cfg),
-        augment=OmegaConf.to_container(cfg.augment, resolve=True),  # type: ignore[arg-type]
+        augment=augment,  # type: ignore[arg-type]
     )
 
 
@@ -71,14 +97,19 @@ def build_module(cfg: DictConfig, feats: Features) -> NoduleClassifier:
     )
 
 
-def predict(module: NoduleClassifier, dm: CohortDataModule, splits: Sequence[str] = EVAL_SPLITS) -> np.ndarray:
-    """Probabilities (n,) for the rows of ``splits`` in cohort order, by a one-device Trainer (eval mode)."""
+def predict(module: NoduleClassifier, dm: CohortDataModule | DeviceCohortDataModule,
+            splits: Sequence[str] = EVAL_SPLITS) -> np.ndarray:
+    """Probabilities (n,) for the rows of ``splits`` in cohort order, by a one-device Trainer (eval mode):
+    on the CPU, or on the GPU that holds a device-resident cohort; the module is left on the CPU."""
     import pytorch_lightning as pl
 
-    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+    device = dm.data.device if isinstance(dm, DeviceCohortDataModule) and dm.data is not None else None
+    accel, devices = ("gpu", [device.index or 0]) if device is not None and device.type == "cuda" else ("cpu", 1)
+    trainer = pl.Trainer(accelerator=accel, devices=devices, logger=False, enable_progress_bar=False,
                          enable_model_summary=False, enable_checkpointing=False)
     out = trainer.predict(module, dataloaders=dm.predict_loader(list(splits)))
-    return torch.cat(out).numpy().astype(np.float64) if out else np.zeros(0)
+    module.cpu()
+    return torch.cat(out).float().cpu().numpy().astype(np.float64) if out else np.zeros(0)
 
 
 @dataclass(frozen=True)
@@ -88,6 +119,7 @@ class Fitted:
     probs: np.ndarray
     model: Any
     world_size: int = 1
+    epoch_seconds: tuple[float, ...] = ()  # wall time of each training epoch incl. its dev pass (Lightning only)
 
 
 class _Interrupted(KeyboardInterrupt):
@@ -113,10 +145,12 @@ def fit_lightning(cfg: DictConfig, cohort: PreparedCohort, feats: Features,
         stopping = []
         if cfg.early_stopping.get("enabled", True):
             stopping.append(EarlyStopping(monitor="dev_auc", mode="max", patience=int(cfg.early_stopping.patience)))
-        trainer = instantiate(kwargs, logger=False, callbacks=[ckpt, *stopping, *callbacks],
+        timer = EpochTimes()
+        trainer = instantiate(kwargs, logger=False, callbacks=[ckpt, *stopping, timer, *callbacks],
                               default_root_dir=ckpt_dir)
+        compiled = torch.compile(module) if bool(cfg.trainer.get("compile", False)) else module
         try:
-            trainer.fit(module, datamodule=dm)
+            trainer.fit(compiled, datamodule=dm)  # Lightning unwraps a compiled module (forward is compiled)
         except SystemExit:
             if trainer.interrupted:
                 raise _Interrupted() from None
@@ -131,8 +165,12 @@ def fit_lightning(cfg: DictConfig, cohort: PreparedCohort, feats: Features,
             log.info("best checkpoint: dev AUC %.4f", float(ckpt.best_model_score or float("nan")))
     finally:
         shutil.rmtree(ckpt_dir, ignore_errors=True)  # the weights live on in the run's model bundle
+    if timer.seconds:
+        log.info("epoch 1: %.2f s (incl. warm-up%s); later epochs: %.2f s each", timer.seconds[0],
+                 ", torch.compile" if compiled is not module else "",
+                 float(np.mean(timer.seconds[1:])) if len(timer.seconds) > 1 else float("nan"))
     module = module.cpu()
-    return Fitted(predict(module, dm), module, int(trainer.world_size))
+    return Fitted(predict(module, dm), module, int(trainer.world_size), tuple(timer.seconds))
 
 
 def fit_sklearn(cfg: DictConfig, cohort: PreparedCohort, feats: Features) -> Fitted:

@@ -9,11 +9,19 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from liver_mm.figures import calibration_figure, confusion_figure, roc_figure, roc_label
+from liver_mm.figures import (
+    confusion_figure,
+    decision_curve_figure,
+    reliability_figure,
+    roc_figure,
+    roc_label,
+)
 from liver_mm.models.spec import net_config
+from liver_mm.stats import net_benefit, reliability_curve
 from liver_mm.training.cohort import PreparedCohort
 from liver_mm.training.evaluate import split_arrays
 from liver_mm.training.features import Features
@@ -26,19 +34,29 @@ def run_name(cfg: DictConfig, synthetic: bool) -> str:
 
 
 def save_run_figures(pred: pd.DataFrame, metrics: dict[str, float], name: str, out: Path) -> list[Path]:
-    """roc.png (test, AUC and DeLong CI in the legend), confusion_matrix.png, calibration.png."""
+    """roc.png (test, AUC and DeLong CI in the legend), confusion_matrix.png, calibration.png (LOESS
+    reliability curve with its bootstrap band over a histogram of the predictions), decision_curve.png
+    and decision_curve.csv (net benefit of the model, treat-all and treat-none, thresholds 0.01-0.99)."""
     import matplotlib.pyplot as plt
 
     y, p = split_arrays(pred, "test")
     thr = metrics["threshold"]
     label = roc_label(name, metrics["test_auc"], metrics["test_auc_ci_low"], metrics["test_auc_ci_high"])
+    dca = net_benefit(y, p)
+    dca.insert(0, "arm", name.removesuffix(" [synthetic]"))
+    dca.to_csv(out / "decision_curve.csv", index=False)
     figs = {
         "roc.png": roc_figure(y, p, label, title=f"{name}: ROC on the test split (n={len(y)})"),
         "confusion_matrix.png": confusion_figure(y, (p >= thr).astype(int),
                                                  f"{name}: test, threshold {thr:.3f} (dev Youden)"),
-        "calibration.png": calibration_figure({name: (y, p)}, n_bins=min(10, max(2, len(y) // 10))),
+        "decision_curve.png": decision_curve_figure({name: dca}, title=f"{name}: decision curve (test, n={len(y)})"),
     }
-    paths = []
+    if np.ptp(p) > 0:  # a constant prediction (a degenerate CV fold) has no reliability curve
+        figs["calibration.png"] = reliability_figure(
+            {name: (p, reliability_curve(y, p))},
+            title=f"{name}: calibration on the test split (Brier {metrics['test_brier']:.3f}, intercept "
+                  f"{metrics['test_cal_intercept']:.2f}, slope {metrics['test_cal_slope']:.2f})")
+    paths = [out / "decision_curve.csv"]
     for fname, fig in figs.items():
         fig.savefig(out / fname)
         plt.close(fig)

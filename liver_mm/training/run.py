@@ -8,7 +8,6 @@ kept in the run's output folder.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import tempfile
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from liver_mm.training import fit
 from liver_mm.training.checks import check_settings
 from liver_mm.training.cohort import PreparedCohort, prepare_cohort
 from liver_mm.training.evaluate import run_metrics
+from liver_mm.training.explanations import explain_fitted
 from liver_mm.training.features import Features, build_features
 from liver_mm.training.outputs import write_bundle, write_run_files
 
@@ -54,11 +54,19 @@ def process_rank() -> int:
     return int(getattr(rank_zero_only, "rank", 0) or 0)
 
 
-def configure_threads(n: int | None) -> None:
-    """Use ``n`` intra-op threads (default: all cores of this machine)."""
+def configure_threads(cfg: DictConfig) -> int:
+    """Set and return the intra-op threads: ``trainer.num_threads``, or (null) this process's share of the
+    cores it can use divided among the jobs running side by side (``free``: minus cores busy at start)."""
     import torch
 
-    torch.set_num_threads(int(n or os.cpu_count() or 1))
+    from liver_mm.runtime import threads_per_process
+    from liver_mm.training.devices import concurrent_jobs
+
+    n = cfg.trainer.get("num_threads")
+    if not n or str(n) == "free":  # free: also leave out the cores other work keeps busy at start
+        n = threads_per_process(concurrent_jobs(cfg), busy=None if n == "free" else 0.0)
+    torch.set_num_threads(int(n))
+    return int(n)
 
 
 @contextmanager
@@ -113,7 +121,7 @@ def train(cfg: DictConfig, cohort: PreparedCohort | None = None, out: Path | Non
 
     check_settings(cfg)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    configure_threads(cfg.trainer.get("num_threads"))
+    configure_threads(cfg)
     out = out or output_dir(cfg)
     for place in _writable_places(cfg, out):
         check_writable_dir(place)
@@ -142,6 +150,10 @@ def _tracked_fit(cfg: DictConfig, cohort: PreparedCohort, feats: Features, out: 
         with sigterm_as_interrupt():
             if cfg.model.kind == "sklearn":
                 result = fit.fit_sklearn(cfg, cohort, feats)
+            elif cfg.model.kind == "score":  # FIB-4 / APRI: a formula, calibrated monotonically on train
+                from liver_mm.training.scores import fit_score
+
+                result = fit_score(cfg, cohort, feats)
             else:
                 result = fit.fit_lightning(cfg, cohort, feats, callbacks=[EpochMetricsToMlflow(client, run_id)])
                 assert result is not None  # only rank 0 gets here
@@ -149,13 +161,26 @@ def _tracked_fit(cfg: DictConfig, cohort: PreparedCohort, feats: Features, out: 
         client.set_tag(run_id, "world_size", str(result.world_size))
         pred = cohort.df.loc[cohort.df["split"].isin(fit.EVAL_SPLITS), ["case_id", "split", "label"]].copy()
         pred["prob"] = probs
+        if cfg.model.kind == "score":
+            pred["score"] = fitted.raw  # the published formula's value (prob is its monotone calibration)
         pred = pred.reset_index(drop=True)
         metrics = run_metrics(pred, allow_degenerate=(cfg.get("study") or {}).get("level") == "fold")
+        if cfg.model.kind == "score":  # the published cut-offs beside the dev-Youden threshold
+            metrics.update(fitted.metrics)
+            metrics["threshold_score"] = fitted.raw_threshold(metrics["threshold"])
         files = write_run_files(cfg, cohort, feats, pred, metrics, out)
+        if cfg.model.kind == "score":
+            fitted.cutoffs.to_csv(out / "cutoffs.csv", index=False)
+            files.append(out / "cutoffs.csv")
+        explained = explain_fitted(cfg, cohort, feats, fitted, metrics["threshold"], out)
         log_metrics(client, run_id, metrics, step=last_step(client, run_id, "dev_auc"))
         artifacts.log_files(client, run_id, files)
+        # the per-case overlays (named by case_id) stay in the run folder; the montage and tables are logged
+        artifacts.log_files(client, run_id, [p for p in explained if p.parent == out / "explain"], "explain")
         log_model = bool(cfg.logger.get("log_model", True))
-        if cfg.model.kind == "sklearn":
+        if cfg.model.kind == "score":
+            pass  # a published formula: no trained model to log
+        elif cfg.model.kind == "sklearn":
             if log_model:
                 models.log_sklearn_model(client, run_id, fitted, feats.tabular.shape[1])
         else:

@@ -3,9 +3,10 @@
 A bundle of a randomly initialised m5 network (mobilenetv2_100 + the clinical MLP) is saved with
 ``save_bundle`` and loaded back as the CLI would; the cases are a synthetic cohort's full-frame
 PNGs. Timed: decode, crop, resize, lab preprocessing and the forward pass
-(:func:`liver_mm.serve.predict.predict_frame`), at batch 1 and batch 32; the manifest validation
-is not included. Prints ms/case (best of ``--repeat``) and the ratio to the 30 ms target; exits 1
-if batch 1 is slower than ``--limit`` ms/case (when given).
+(:func:`liver_mm.serve.predict.predict_frame`), at batch 1 and batch 32, as a labelled breakdown; the
+headline is what ``liver-mm predict`` does after loading the model: manifest validation, scoring and the
+CSV written (:func:`liver_mm.serve.predict.predict_manifest`). Prints ms/case (best of ``--repeat``) and
+the ratio to the 30 ms target; exits 1 if batch 1 is slower than ``--limit`` ms/case (when given).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from liver_mm.data.synth import generate_cohort
 from liver_mm.data.tabular import TabularPreprocessor
 from liver_mm.serve.bundle import save_bundle
 from liver_mm.serve.inference import Predictor
-from liver_mm.serve.predict import load_cases, predict_frame
+from liver_mm.serve.predict import load_cases, predict_frame, predict_manifest
 
 TARGET_MS = 30.0
 
@@ -77,6 +78,16 @@ def main(argv: list[str] | None = None) -> int:
         h, w = read_gray(df["image_path"].iloc[0]).shape
         print(f"{args.encoder} at {args.image_size} px, {len(df)} cases ({w}x{h} px PNG frames), "
               f"{torch.get_num_threads()} torch thread(s)")
+        predictor.batch_size = 32
+        best = float("inf")
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            predict_manifest(predictor, manifest, out=Path(tmp) / "predictions.csv")
+            best = min(best, time.perf_counter() - t0)
+        whole = 1000.0 * best / len(df)
+        print(f"manifest -> CSV (validation, decode, crop, labs, forward, write), batch 32: {whole:.2f} ms/case "
+              f"({whole / TARGET_MS:.2f} of the 30 ms target)")
+        print("breakdown, scoring an already validated table:")
         print(f"{'batch':>6} {'ms/case':>9} {'vs 30 ms target':>16}")
         results = {}
         for batch in (1, 32):

@@ -223,3 +223,54 @@ def test_cli_synth(tmp_path, capsys):
     assert "manifest.csv" in capsys.readouterr().out
     assert main(["synth", "--out", str(out), "--n", "5", "--image-signal", "2"]) == 1
     assert "image_signal" in capsys.readouterr().err
+
+
+# sha256 of manifest.csv + every images/<file> (name, bytes) and of cohort.json of generate_cohort(n=24, seed=3),
+# computed before the interaction option existed: with the option off the cohort must stay byte-identical
+DEFAULT_COHORT_SHA256 = "440a6dafb464bd3985851e79f48fb76cd0a483eb06ed978f873ac76f3cbda2a7"
+DEFAULT_SIDECAR_SHA256 = "96fcd6f54dec5be60d86cafdf6149e42480f77fe0bdf9b101435da2153703092"
+
+
+def _cohort_sha256(manifest) -> str:
+    import hashlib
+
+    h = hashlib.sha256(manifest.read_bytes())
+    for p in sorted((manifest.parent / "images").iterdir()):
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def test_interaction_off_is_byte_identical_to_before(tmp_path):
+    import hashlib
+
+    manifest = generate_cohort(tmp_path / "c", n=24, seed=3, progress=False)
+    assert _cohort_sha256(manifest) == DEFAULT_COHORT_SHA256
+    assert hashlib.sha256((manifest.parent / "cohort.json").read_bytes()).hexdigest() == DEFAULT_SIDECAR_SHA256
+    explicit = generate_cohort(tmp_path / "d", n=24, seed=3, progress=False, interaction=0.0)
+    assert _cohort_sha256(explicit) == DEFAULT_COHORT_SHA256
+
+
+def test_interaction_shifts_the_echo_by_label_and_platelets(tmp_path):
+    from liver_mm.data.synth_looks import interaction_echo_db
+
+    shift = interaction_echo_db(np.array(["malignant", "benign", "malignant", "benign"]),
+                                np.array([9.0, 21.0, 21.0, 15.0]), 1.0)
+    t = 10.0 * np.tanh(2.0)  # |platelets - 15| = 6 = 2 scales
+    np.testing.assert_allclose(shift, [t, t, -t, 0.0], atol=1e-12)
+    np.testing.assert_allclose(interaction_echo_db(np.array(["benign"]), np.array([9.0]), 0.5), [-0.5 * t])
+    assert not interaction_echo_db(np.array(["benign"]), np.array([np.nan]), 0.0).any()
+    with pytest.raises(ValueError, match="interaction must lie in"):
+        generate_cohort(tmp_path / "bad", n=24, interaction=1.5)
+    # a brighter core with a positive shift, same random draws otherwise
+    plain = render_frame("HCC", np.random.default_rng(5), 0.35, (128, 160))
+    bright = render_frame("HCC", np.random.default_rng(5), 0.35, (128, 160), echo_shift_db=10.0)
+    assert plain.bbox == bright.bbox
+    x0, y0, x1, y1 = plain.bbox
+    assert bright.pixels[y0:y1, x0:x1].mean() > plain.pixels[y0:y1, x0:x1].mean() + 10
+    # the cohort: same manifest (labs, boxes), other images, the option in the sidecar
+    on = generate_cohort(tmp_path / "on", n=24, seed=3, progress=False, interaction=1.0)
+    off = generate_cohort(tmp_path / "off", n=24, seed=3, progress=False, frame_size=(256, 320))
+    assert on.read_bytes() == off.read_bytes()
+    assert _cohort_sha256(on) != DEFAULT_COHORT_SHA256
+    assert read_cohort_meta(on)["interaction"] == 1.0 and "interaction" not in read_cohort_meta(off)

@@ -57,7 +57,10 @@ def test_no_patient_data_outside_predictions(tmp_path, tiny_cohort):
         if b"SNTL" in data:
             seen_ids.append(path.relative_to(local).as_posix())
         assert b"987.65" not in data, path
-    assert seen_ids == ["predictions.csv"]
+    # case ids only in prediction tables: the run's predictions and the list of the Grad-CAM montage's cases
+    # (case_id, prob, label); the per-case overlays, named by case, stay in the run's folder, never logged
+    assert sorted(seen_ids) == ["explain/gradcam_cases.csv", "predictions.csv"]
+    assert not any("overlays" in p.as_posix() for p in files)
 
     # the torch_model's input example is the fixed synthetic pattern, not two test cases
     example = next(p for p in files if p.parent.name == "torch_model" and p.name.startswith("input_example"))

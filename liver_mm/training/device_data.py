@@ -1,0 +1,204 @@
+"""Device-resident training data (``loader.device_resident``): the cohort lives on the training device.
+
+The crops (N, S, S) uint8, the labs and the labels are moved to the device once per process; batches are
+index gathers on the device, shuffled per epoch by a seeded generator; augmentation runs batched on the
+device with per-sample random parameters (kornia). No DataLoader, no worker processes, no host-to-device
+copy per batch. Used by ``trainer=gpu`` (``loader.device_resident: auto``); the same code runs on ``cpu``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator, Mapping, Sequence
+
+import kornia.augmentation as K
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+
+class RandomLogGamma(nn.Module):
+    """Per-sample gamma correction x ** g, g drawn log-uniformly from ``gamma_range`` (as the CPU path's
+    ``RandomGamma``; kornia's ``RandomGamma`` draws g uniformly). Input (B, C, H, W) in [0, 1]."""
+
+    def __init__(self, gamma_range: Sequence[float]) -> None:
+        super().__init__()
+        self.log_lo, self.log_hi = (math.log(float(g)) for g in gamma_range)
+        self.last_gamma: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = torch.empty(len(x), device=x.device).uniform_(self.log_lo, self.log_hi).exp()  # drawn on the device
+        self.last_gamma = g
+        return x.clamp(0.0, 1.0).pow(g.to(x.dtype).view(-1, 1, 1, 1)).clamp_(0.0, 1.0)
+
+
+class DeviceAugmentation(nn.Module):
+    """The CPU path's ultrasound augmentation (conf ``augment``) on a batch (B, 1, S, S) float in [0, 1].
+
+    Horizontal flip (p = ``hflip``), affine (rotation ±``degrees``, translation ±``translate`` of the side,
+    scale in ``scale``; nearest, zero fill: torchvision's defaults), brightness/contrast factors in
+    1 ± ``brightness``/``contrast`` (torchvision semantics), then gamma. Every sample draws its own
+    parameters (kornia; torchvision v2 draws one set per call, i.e. per batch). Never a vertical flip.
+    kornia draws its parameters on the CPU (torch's global generator, seeded by ``seed_everything``) and
+    copies them without blocking; the gamma is drawn on the images' device. Nothing here waits for the GPU.
+    """
+
+    def __init__(self, cfg: Mapping) -> None:
+        super().__init__()
+        steps: list[nn.Module] = []
+        if float(cfg["hflip"]) > 0:
+            steps.append(K.RandomHorizontalFlip(p=float(cfg["hflip"])))
+        deg, trans, scale = float(cfg["degrees"]), float(cfg["translate"]), tuple(float(s) for s in cfg["scale"])
+        if deg > 0 or trans > 0 or scale != (1.0, 1.0):
+            steps.append(K.RandomAffine(degrees=deg, translate=(trans, trans) if trans > 0 else None,
+                                        scale=scale if scale != (1.0, 1.0) else None, resample="nearest",
+                                        padding_mode="zeros", p=1.0))
+        if float(cfg["brightness"]) > 0 or float(cfg["contrast"]) > 0:
+            steps.append(K.ColorJitter(brightness=float(cfg["brightness"]), contrast=float(cfg["contrast"]), p=1.0))
+        if tuple(float(g) for g in cfg["gamma"]) != (1.0, 1.0):
+            steps.append(RandomLogGamma(cfg["gamma"]))
+        self.steps = nn.ModuleList(steps)
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for step in self.steps:
+            x = step(x)
+        return x.clamp_(0.0, 1.0)
+
+
+class DeviceCohort:
+    """The cohort's arrays as tensors on ``device``: images (N, S, S) uint8 or None, tabular (N, F) float32,
+    labels (N,) float32."""
+
+    def __init__(self, images: np.ndarray | None, tabular: np.ndarray, labels: np.ndarray,
+                 device: torch.device | str) -> None:
+        self.device = torch.device(device)
+        self.images = None if images is None else torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
+        self.tabular = torch.as_tensor(np.asarray(tabular, dtype=np.float32)).to(self.device)
+        self.labels = torch.as_tensor(np.asarray(labels, dtype=np.float32)).to(self.device)
+
+    def batch(self, rows: torch.Tensor, augment: DeviceAugmentation | None = None) -> dict[str, torch.Tensor]:
+        """Rows ``rows`` (B,) as the CPU loader's batch: image (B, 1, S, S) float in [0, 1] (absent without
+        images), tabular (B, F), label (B,)."""
+        out = {"tabular": self.tabular[rows], "label": self.labels[rows]}
+        if self.images is not None:
+            image = self.images[rows].unsqueeze(1).float().div_(255.0)
+            out["image"] = image if augment is None else augment(image)
+        return out
+
+
+class DeviceBatches:
+    """An epoch of batches over cohort rows ``index``: reshuffled on every ``iter`` by ``generator`` when
+    ``shuffle``; rank ``rank`` of ``world`` takes every ``world``-th row (equal shares when shuffling)."""
+
+    def __init__(self, data: DeviceCohort, index: np.ndarray, batch_size: int, shuffle: bool, drop_last: bool,
+                 augment: DeviceAugmentation | None = None, generator: torch.Generator | None = None,
+                 rank: int = 0, world: int = 1) -> None:
+        self.data, self.batch_size, self.shuffle, self.drop_last = data, int(batch_size), shuffle, drop_last
+        self.index = torch.as_tensor(np.asarray(index, dtype=np.int64))
+        self.augment, self.generator, self.rank, self.world = augment, generator, int(rank), int(world)
+
+    def _rows(self) -> int:
+        n = len(self.index)
+        return n // self.world if self.shuffle else len(range(self.rank, n, self.world))
+
+    def __len__(self) -> int:
+        n = self._rows()
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        order = self.index
+        if self.shuffle:
+            order = order[torch.randperm(len(order), generator=self.generator)]
+        order = order[self.rank::self.world][: self._rows()].to(self.data.device)
+        for b in range(len(self)):
+            yield self.data.batch(order[b * self.batch_size:(b + 1) * self.batch_size], self.augment)
+
+
+class DeviceCohortDataModule(pl.LightningDataModule):
+    """:class:`~liver_mm.training.datamodule.CohortDataModule`'s splits and batches, device-resident.
+
+    ``split`` (N,) 'train' | 'dev' | 'test'; augmentation on train only; ``device`` None = the Trainer's
+    root device (set in ``setup``); ``seed`` seeds the per-epoch shuffling. Same drop-last rule as the CPU
+    path: the last partial training batch is dropped when the split holds more than one batch.
+    """
+
+    def __init__(self, images: np.ndarray | None, tabular: np.ndarray, labels: np.ndarray, case_ids: Sequence[str],
+                 split: np.ndarray, batch_size: int = 32, augment: Mapping | None = None,
+                 device: torch.device | str | None = None, seed: int = 0) -> None:
+        super().__init__()
+        self.arrays = (images, tabular, np.asarray(labels))
+        self.case_ids, self.split, self.batch_size = list(case_ids), np.asarray(split), int(batch_size)
+        use_aug = images is not None and augment is not None and augment.get("enabled", True)
+        self.augment = DeviceAugmentation(augment) if use_aug else None  # type: ignore[arg-type]
+        self.device = None if device is None else torch.device(device)
+        self.generator = torch.Generator().manual_seed(int(seed))
+        self.data: DeviceCohort | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        device = self.device
+        if device is None:
+            device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        if self.data is None or self.data.device != device:
+            self.data = DeviceCohort(*self.arrays, device=device)
+
+    def _index(self, split: str | Sequence[str]) -> np.ndarray:
+        return np.flatnonzero(np.isin(self.split, [split] if isinstance(split, str) else list(split)))
+
+    def _batches(self, split: str | Sequence[str], train: bool) -> DeviceBatches:
+        if self.data is None:
+            self.setup()
+        index = self._index(split)
+        rank, world = (0, 1) if self.trainer is None else (self.trainer.global_rank, self.trainer.world_size)
+        assert self.data is not None
+        return DeviceBatches(self.data, index, self.batch_size, shuffle=train,
+                             drop_last=train and len(index) > self.batch_size,
+                             augment=self.augment if train else None, generator=self.generator,
+                             rank=rank, world=world if train or split == "dev" else 1)
+
+    def train_dataloader(self) -> DeviceBatches:
+        return self._batches("train", train=True)
+
+    def val_dataloader(self) -> DeviceBatches:
+        return self._batches("dev", train=False)
+
+    def test_dataloader(self) -> DeviceBatches:
+        return self._batches("test", train=False)
+
+    def predict_loader(self, split: str | Sequence[str]) -> DeviceBatches:
+        """All rows of ``split`` (one or several) in cohort order, unaugmented, on one process."""
+        if self.data is None:
+            self.setup()
+        assert self.data is not None
+        return DeviceBatches(self.data, self._index(split), self.batch_size, shuffle=False, drop_last=False)
+
+
+class EpochTimes(pl.Callback):
+    """Wall seconds of each training epoch (incl. its dev pass); the first one holds ``torch.compile``'s
+    and cuDNN's warm-up, so it is reported apart from the rest."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self._start = 0.0
+
+    def _sync(self, pl_module: pl.LightningModule) -> None:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._sync(pl_module)
+        self._start = time.perf_counter()
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking and self._start:
+            self._sync(pl_module)
+            self.seconds.append(time.perf_counter() - self._start)
+            self._start = 0.0
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._start:  # no dev pass ran this epoch
+            self._sync(pl_module)
+            self.seconds.append(time.perf_counter() - self._start)
+            self._start = 0.0

@@ -1,0 +1,83 @@
+"""What a finished run adds for a reader who asks "why": Grad-CAM and lab importance on its test split.
+
+Written into ``<run folder>/explain/`` (and logged there by the run): ``gradcam_montage.png``,
+``gradcam_cases.csv`` and ``overlays/`` for a network with an image branch; ``importance.csv`` and
+``importance.png`` (drop in test AUC when a lab is permuted) for any model that sees labs, the
+scikit-learn controls included. Cross-validation folds explain nothing (``explain.enabled`` off there).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+
+from liver_mm.training.cohort import PreparedCohort
+from liver_mm.training.features import Features
+
+log = logging.getLogger(__name__)
+
+
+def explain_settings(cfg: DictConfig) -> dict | None:
+    """``explain`` settings of this run, or None when the run explains nothing (disabled, a CV fold)."""
+    ex = cfg.get("explain") or {}
+    if not ex.get("enabled", False) or (cfg.get("study") or {}).get("level") == "fold":
+        return None
+    return {"cases": int(ex.get("cases", 16)), "repeats": int(ex.get("importance_repeats", 10))}
+
+
+def _title(cfg: DictConfig, synthetic: bool) -> str:
+    name = str((cfg.get("study") or {}).get("arm") or cfg.modalities.name)
+    return f"{name}{' [synthetic]' if synthetic else ''}: "
+
+
+def explain_fitted(cfg: DictConfig, cohort: PreparedCohort, feats: Features, model: object, threshold: float,
+                   out: Path) -> list[Path]:
+    """Explain a fitted model (``fit.Fitted.model``) on the test rows; returns the files written under
+    ``out/explain`` ([] when the run explains nothing), the per-case overlays in ``out/explain/overlays`` last."""
+    from liver_mm.explain import explain_run, feature_groups
+
+    settings = explain_settings(cfg)
+    if settings is None or cfg.model.kind == "score":
+        return []
+    test = cohort.df["split"].to_numpy() == "test"
+    case_ids = cohort.df.loc[test, "case_id"].astype(str).tolist()
+    y = feats.labels[test]
+    tab = feats.tabular[test]
+    groups = feature_groups(feats.preprocessor.feature_names_out)
+    folder = out / "explain"
+    title = _title(cfg, cohort.synthetic)
+    if cfg.model.kind == "sklearn":
+        written = _explain_estimator(model, tab, y, groups, folder, settings, title, int(cfg.seed))
+    else:
+        images = None if feats.images is None else feats.images[test]
+        net = model.inference_net.eval()  # type: ignore[attr-defined]
+        written = explain_run(net, images, tab if tab.shape[1] else None, groups, y, case_ids, folder,
+                              threshold=threshold, n_cases=settings["cases"], n_repeats=settings["repeats"],
+                              seed=int(cfg.seed), title=title)
+    return sorted(p for p in written.values() if Path(p).is_file()) + sorted(
+        f for p in written.values() if Path(p).is_dir() for f in Path(p).rglob("*.png"))
+
+
+def _explain_estimator(est, tab: np.ndarray, y: np.ndarray, groups: dict, folder: Path, settings: dict,
+                       title: str, seed: int) -> dict[str, Path]:
+    import matplotlib.pyplot as plt
+
+    from liver_mm.explain import permutation_importance
+    from liver_mm.figures import importance_figure
+    from liver_mm.fileio import atomic_to_csv
+
+    if len(np.unique(y)) < 2:
+        log.warning("permutation importance skipped: the test split has one class")
+        return {}
+    folder.mkdir(parents=True, exist_ok=True)
+    table = permutation_importance(lambda x: est.predict_proba(x)[:, 1], tab, y, groups,
+                                   n_repeats=settings["repeats"], seed=seed)
+    atomic_to_csv(table, folder / "importance.csv", index=False)
+    fig = importance_figure(table, f"{title}permutation importance\n(drop in AUC; n={len(y)}, "
+                                   f"{settings['repeats']} repeats)")
+    fig.savefig(folder / "importance.png")
+    plt.close(fig)
+    return {"importance.csv": folder / "importance.csv", "importance.png": folder / "importance.png"}

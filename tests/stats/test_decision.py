@@ -1,0 +1,80 @@
+"""Decision curves against the dcurves package (golden file, and live when dcurves is installed)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from liver_mm.stats.decision import THRESHOLDS, decision_curves, net_benefit
+
+TOL = 1e-9
+
+
+@pytest.fixture(scope="module")
+def golden(fixtures_dir) -> dict:
+    return json.loads((fixtures_dir / "dcurves_golden.json").read_text())
+
+
+def test_default_thresholds_are_0_01_to_0_99():
+    assert THRESHOLDS.size == 99 and THRESHOLDS[0] == 0.01 and THRESHOLDS[-1] == 0.99
+    assert THRESHOLDS[28] == 0.29  # rounded: np.arange alone gives 0.29000000000000004
+    assert list(net_benefit([0, 1], [0.2, 0.8]).columns) == ["threshold", "net_benefit", "treat_all", "treat_none"]
+
+
+@pytest.mark.parametrize("model", ["model_a", "model_b"])
+def test_net_benefit_matches_dcurves_golden(golden, model):
+    """model_b has predictions on the thresholds (0.5, 0.72, ...) and exact 0 and 1: p >= pt is positive."""
+    y = np.asarray(golden["y"])
+    res = net_benefit(y, np.asarray(golden["prob"][model]), golden["thresholds"])
+    assert res["threshold"].tolist() == golden["thresholds"] == THRESHOLDS.tolist()
+    np.testing.assert_allclose(res["net_benefit"], golden["net_benefit"][model], rtol=0, atol=TOL)
+    np.testing.assert_allclose(res["treat_all"], golden["net_benefit"]["all"], rtol=0, atol=TOL)
+    np.testing.assert_allclose(res["treat_none"], golden["net_benefit"]["none"], rtol=0, atol=TOL)
+
+
+def test_golden_exercises_ties_on_thresholds(golden):
+    """The >= convention matters for model_b: with > instead the curve differs from dcurves'."""
+    y, p = np.asarray(golden["y"]), np.asarray(golden["prob"]["model_b"])
+    t = np.asarray(golden["thresholds"])
+    strict = np.array([((p > pt) & (y == 1)).sum() / y.size - ((p > pt) & (y == 0)).sum() / y.size * pt / (1 - pt)
+                       for pt in t])
+    assert np.abs(strict - np.asarray(golden["net_benefit"]["model_b"])).max() > 1e-3
+
+
+def test_hand_computed_case():
+    """4 cases, y = 1, 1, 0, 0, p = 0.9, 0.4, 0.6, 0.1 at pt = 0.5: TP 1, FP 1 -> 1/4 - 1/4 * 1 = 0."""
+    res = net_benefit([1, 1, 0, 0], [0.9, 0.4, 0.6, 0.1], [0.25, 0.5])
+    # pt 0.25: TP 2, FP 1 -> 2/4 - 1/4 * (1/3) = 0.41666...; treat all 0.5 - 0.5/3
+    assert res["net_benefit"].tolist() == pytest.approx([0.5 - 0.25 / 3, 0.0], abs=1e-15)
+    assert res["treat_all"].tolist() == pytest.approx([0.5 - 0.5 / 3, 0.0], abs=1e-15)
+
+
+def test_decision_curves_long_table(golden):
+    y = golden["y"]
+    long = decision_curves(y, {"b": golden["prob"]["model_b"], "a": golden["prob"]["model_a"]})
+    assert list(long.columns) == ["arm", "threshold", "net_benefit", "treat_all", "treat_none"]
+    assert long["arm"].unique().tolist() == ["b", "a"] and len(long) == 2 * 99
+    np.testing.assert_allclose(long.loc[long["arm"] == "a", "net_benefit"], golden["net_benefit"]["model_a"],
+                               rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize("bad", [[0.0, 0.5], [0.5, 1.0], [], [np.nan]])
+def test_thresholds_outside_open_interval_are_refused(bad):
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        net_benefit([0, 1], [0.2, 0.8], bad)
+
+
+def test_matches_dcurves_live():
+    """Only where dcurves is installed (not in the project venv: lifelines needs pandas < 3)."""
+    dcurves = pytest.importorskip("dcurves")
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 80)
+    p = np.round(rng.uniform(0, 1, 80), 2)
+    ref = dcurves.dca(data=pd.DataFrame({"y": y, "m": p}), outcome="y", modelnames=["m"],
+                      thresholds=THRESHOLDS.tolist())
+    ours = net_benefit(y, p)
+    np.testing.assert_allclose(ours["net_benefit"], ref.loc[ref["model"] == "m", "net_benefit"], rtol=0, atol=TOL)
+    np.testing.assert_allclose(ours["treat_all"], ref.loc[ref["model"] == "all", "net_benefit"], rtol=0, atol=TOL)

@@ -1,0 +1,93 @@
+"""Cores a process can use (affinity, cgroup quota), cores others keep busy, threads per process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from liver_mm import runtime
+
+
+def test_cgroup_v2_quota_and_unlimited(tmp_path: Path):
+    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    assert runtime.cgroup_cpu_limit(tmp_path) == 1.5
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert runtime.cgroup_cpu_limit(tmp_path) is None
+
+
+def test_cgroup_v1_quota_and_unlimited(tmp_path: Path):
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("300000\n")
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert runtime.cgroup_cpu_limit(tmp_path) == 3.0
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    assert runtime.cgroup_cpu_limit(tmp_path) is None
+    assert runtime.cgroup_cpu_limit(tmp_path / "missing") is None
+
+
+def test_available_cores_is_the_affinity_capped_by_the_quota():
+    assert runtime.available_cores(cpus={0, 1, 2, 3, 4, 5, 6, 7}, quota=2.5) == 3  # a partial core counts
+    assert runtime.available_cores(cpus={2, 5}, quota=16.0) == 2  # taskset narrower than the quota
+    assert runtime.available_cores(cpus={0, 1, 2, 3}, quota=0.5) == 1
+
+
+def _stat(per_cpu: dict[int, tuple[int, int]]) -> str:
+    """/proc/stat text; per CPU (busy user jiffies, idle jiffies)."""
+    lines = ["cpu  1 2 3 4 5 6 7 8 0 0"]
+    lines += [f"cpu{c} {busy} 0 0 {idle} 0 0 0 0 0 0" for c, (busy, idle) in per_cpu.items()]
+    return "\n".join([*lines, "intr 1 2 3", "ctxt 5"]) + "\n"
+
+
+def test_busy_cores_counts_only_this_process_cpus(tmp_path: Path):
+    stat = tmp_path / "stat"
+    stat.write_text(_stat({0: (100, 100), 1: (100, 100), 2: (0, 0)}))
+    # over the window: cpu0 fully busy (+100 busy), cpu1 idle (+100 idle), cpu2 (not ours) fully busy
+    after = _stat({0: (200, 100), 1: (100, 200), 2: (100, 0)})
+    busy = runtime.busy_cores({0, 1}, window_s=0.0, stat=stat, sleep=lambda s: stat.write_text(after))
+    assert busy == pytest.approx(1.0)
+
+
+def test_busy_cores_without_proc_stat_is_zero(tmp_path: Path):
+    assert runtime.busy_cores({0}, window_s=0.0, stat=tmp_path / "absent", sleep=lambda s: None) == 0.0
+
+
+@pytest.mark.parametrize(("jobs", "cores", "busy", "expected"), [
+    (1, 8, 0.0, 8),    # alone: every available core
+    (2, 8, 0.0, 4),    # two side by side: half each
+    (3, 8, 0.0, 2),
+    (4, 2, 0.0, 1),    # more jobs than cores: one thread, never zero
+    (1, 2, 1.0, 1),    # a neighbour keeps one of two cores busy: do not wait on a descheduled thread
+    (1, 2, 0.3, 2),    # a light neighbour does not cost a thread
+    (1, 8, 3.0, 5),
+    (2, 8, 6.0, 2),
+])
+def test_threads_per_process(jobs, cores, busy, expected):
+    assert runtime.threads_per_process(jobs, cores=cores, busy=busy) == expected
+
+
+def test_threads_per_process_reads_the_env_job_count(monkeypatch):
+    monkeypatch.setenv(runtime.JOBS_ENV, "4")
+    assert runtime.threads_per_process(cores=8, busy=0.0) == 2
+    monkeypatch.setenv(runtime.JOBS_ENV, "two")
+    with pytest.raises(ValueError, match="LIVER_MM_CONCURRENT_JOBS='two'"):
+        runtime.threads_per_process(cores=8, busy=0.0)
+
+
+def test_default_threads_do_not_depend_on_the_load(monkeypatch):
+    def sampled():
+        raise AssertionError("busy_cores sampled without being asked")
+
+    monkeypatch.setattr(runtime, "busy_cores", sampled)
+    assert runtime.threads_per_process(1, cores=4) == 4
+    monkeypatch.setattr(runtime, "busy_cores", lambda: 3.0)
+    assert runtime.threads_per_process(1, cores=4, busy=None) == 1
+
+
+def test_passive_openmp_keeps_a_user_setting(monkeypatch):
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    runtime.passive_openmp()
+    assert runtime.os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    assert runtime.passive_openmp() is False  # torch is already loaded in this test process
+    assert runtime.os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
