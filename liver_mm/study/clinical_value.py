@@ -107,16 +107,11 @@ def gather_child_outputs(client, runs: Mapping[str, object], out: Path, tmp: Pat
         if src is not None:
             cutoffs.append(pd.read_csv(src).assign(arm=arm))
     found: dict[str, object] = {"montages": montages, "importance_figures": figures}
-    if importance:
-        imp = pd.concat(importance, ignore_index=True)
-        imp = imp[["arm", *[c for c in imp.columns if c != "arm"]]]
-        imp.to_csv(out / "importance.csv", index=False)
-        found["importance"] = imp
-    if cutoffs:
-        cut = pd.concat(cutoffs, ignore_index=True)
-        cut = cut[["arm", *[c for c in cut.columns if c != "arm"]]]
-        cut.to_csv(out / "score_cutoffs.csv", index=False)
-        found["cutoffs"] = cut
+    for key, frames, name in (("importance", importance, "importance.csv"), ("cutoffs", cutoffs, "score_cutoffs.csv")):
+        if frames:
+            table = pd.concat(frames, ignore_index=True)
+            found[key] = table[["arm", *[c for c in table.columns if c != "arm"]]]
+            found[key].to_csv(out / name, index=False)  # type: ignore[union-attr]
     return found
 
 

@@ -4,7 +4,7 @@ channels_last, side by side; then the paper preset's 5 image arms (m1..m5, 30 ep
     PYTHONPATH=. python tests/benchmarks/bench_gpu.py            # on a CUDA machine (about 3-4 minutes)
     PYTHONPATH=. python tests/benchmarks/bench_gpu.py --smoke    # tiny sizes on the CPU: checks the script runs
 
-Needs torch, timm, pytorch_lightning, torchmetrics, kornia, numpy, pandas, scikit-learn; the study part also
+Needs torch, timm, pytorch_lightning, torchmetrics, numpy, pandas, scikit-learn; the study part also
 hydra-core + omegaconf (it calls ``liver_mm.training.fit.fit_lightning`` with ``experiment=paper`` composed;
 no MLflow). Data are random crops (speed does not depend on pixels): 1,080 crops split 0.8/0.1/0.1.
 """

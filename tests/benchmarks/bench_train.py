@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  ratio run / plain loop                           : {pipe / plain:.3f}   (target >= 0.9)")
     print("  breakdown:")
     print(f"    pipeline without augmentation and dev pass     : {reduced:8.1f} img/s (ratio {reduced / plain:.3f})")
-    print(f"    device-resident path on the CPU (kornia batch) : {device_path:8.1f} img/s (ratio "
+    print(f"    device-resident path on the CPU (fused batch)  : {device_path:8.1f} img/s (ratio "
           f"{device_path / plain:.3f})")
     print(f"    torchvision augmentation alone                 : {aug:8.1f} img/s per core (train split only)")
     return 0

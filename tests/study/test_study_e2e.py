@@ -100,6 +100,14 @@ def test_report_tables_and_delong_match_the_cli(study, tmp_path, capsys):
         assert (out / name).is_file(), name
     report = (out / "report.md").read_text()
     assert "SYNTHETIC" in report and "not clinical evidence" in report
+    # calibration, decision curves, each image arm's Grad-CAM montage and each lab arm's importance (issue 13)
+    for name in ["calibration.csv", "calibration.png", "decision_curve.csv", "decision_curve.png", "importance.csv",
+                 *(f"gradcam_{a}.png" for a in ARMS if a.startswith("m")),
+                 *(f"importance_{a}.png" for a in ARMS if a != "m1")]:
+        assert (out / name).is_file(), name
+        assert f"]({name})" in report or name.endswith(".csv"), name
+    assert "## Calibration and clinical usefulness" in report
+    assert sorted(set(pd.read_csv(out / "importance.csv")["arm"])) == sorted(a for a in ARMS if a != "m1")
     table3 = pd.read_csv(out / "table3.csv")
     assert list(table3["arm"]) == ARMS
     # the DeLong JSON equals `liver-mm delong` on the children's test predictions

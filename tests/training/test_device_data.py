@@ -40,8 +40,23 @@ def test_hflip_only_flips_left_right_per_sample():
     mirrored = (y == x.flip(-1)).flatten(1).all(1)
     assert bool((same ^ mirrored).all())  # each sample: untouched or mirrored left-right, nothing else
     assert not bool((y == x.flip(-2)).flatten(1).all(1).any())  # never upside down
-    flipped = aug.steps[0]._params["batch_prob"].bool()  # kornia's per-sample draw
+    flipped = aug.last_params["flip"]  # the per-sample draw
     assert torch.equal(mirrored, flipped) and 0 < int(flipped.sum()) < 64
+
+
+def test_the_fused_affine_mirrors_exactly_and_keeps_an_identity_exact():
+    x = _asymmetric(2)
+    aug = DeviceAugmentation(AUG)
+    one = torch.ones(2)
+    theta = aug._theta(torch.tensor([False, True]), 0 * one, torch.zeros(2, 2), one)
+    grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    y = torch.nn.functional.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    assert torch.equal(y[0], x[0]) and torch.equal(y[1], x[1].flip(-1))
+    # a quarter turn moves the top-left corner pixel to a neighbouring corner, never off the image
+    theta = aug._theta(torch.tensor([False, False]), 90 * one, torch.zeros(2, 2), one)
+    grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    y = torch.nn.functional.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    assert torch.equal(y[0, 0], torch.rot90(x[0, 0], k=1)) or torch.equal(y[0, 0], torch.rot90(x[0, 0], k=-1))
 
 
 def test_every_sample_draws_its_own_parameters():
@@ -50,11 +65,12 @@ def test_every_sample_draws_its_own_parameters():
     y = aug(_asymmetric(8))
     flat = y.flatten(1)
     assert len({tuple(r.tolist()) for r in flat}) == 8  # identical inputs, 8 different outputs
-    affine = aug.steps[1]._params
+    affine = aug.last_params
     assert affine["angle"].shape == (8,) and len(set(affine["angle"].tolist())) == 8
     assert float(affine["angle"].abs().max()) <= 10.0
     assert float(affine["translations"].abs().max()) <= 0.05 * 16 + 1e-6
-    gamma = aug.steps[3].last_gamma
+    assert float(affine["scale"].min()) >= 0.9 and float(affine["scale"].max()) <= 1.1
+    gamma = aug.last_params["gamma"]
     assert gamma.shape == (8,) and len(set(gamma.tolist())) == 8
     assert float(gamma.min()) >= 0.8 and float(gamma.max()) <= 1.25
     assert float(y.min()) >= 0.0 and float(y.max()) <= 1.0
@@ -62,7 +78,7 @@ def test_every_sample_draws_its_own_parameters():
 
 def test_disabled_settings_leave_images_unchanged():
     x = _asymmetric(4)
-    assert len(DeviceAugmentation(NONE).steps) == 0
+    assert not DeviceAugmentation(NONE).active
     assert torch.equal(DeviceAugmentation(NONE)(x.clone()), x)
 
 
