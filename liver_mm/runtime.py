@@ -127,7 +127,7 @@ def threads_per_process(n_jobs: int | None = None, cores: int | None = None, bus
     :func:`available_cores`; busy: default 0 (the count depends on the machine only, so results repeat
     bit for bit); None samples :func:`busy_cores` once (``trainer.num_threads=free``). A parallel region
     waits for its slowest thread, and a thread sharing its core with a busy process loses whole time slices;
-    :func:`passive_openmp` keeps the waiting threads from spinning meanwhile.
+    :func:`bounded_openmp_spin` keeps the waiting threads from spinning long meanwhile.
     """
     jobs = max(1, n_jobs or env_jobs() or 1)
     cores = available_cores() if cores is None else max(1, cores)
@@ -142,15 +142,24 @@ def threads_per_process(n_jobs: int | None = None, cores: int | None = None, bus
     return threads
 
 
-def passive_openmp() -> bool:
-    """Set ``OMP_WAIT_POLICY=PASSIVE`` (unless the user set it) for OpenMP threads that sleep instead of
-    spinning at barriers; True when it takes effect, i.e. torch (libgomp) is not loaded yet.
+#: libgomp's spin-wait before a waiting thread sleeps (its default is 300,000 spins; ACTIVE: 30 billion)
+OPENMP_SPIN = "1000"
 
-    Spinning waiters compete for the core a descheduled sibling needs: beside a busy neighbour two threads
-    on two cores ran ~4x slower than one thread on this project's 2-core machine (tests/benchmarks/bench_threads.py).
+
+def bounded_openmp_spin() -> bool:
+    """Set ``GOMP_SPINCOUNT`` to :data:`OPENMP_SPIN` (unless the user set it or ``OMP_WAIT_POLICY``): OpenMP
+    threads waiting at a barrier spin briefly, then sleep. True when it takes effect (torch not loaded yet).
+
+    A parallel region waits for its slowest thread; beside a busy neighbour the thread sharing its core
+    loses whole time slices while its sibling spins. Measured on this project's 2-core machine
+    (MobileNetV2 + MLP, 96 px, batch 32, 2 threads, one spinning process pinned to a core;
+    tests/benchmarks/bench_threads.py): libgomp's default 281/289 img/s idle, 75/77 beside the neighbour
+    (0.27 of idle); 1,000 spins 259/252 idle (-10%), 111/110 beside it (0.43, +45%); ``OMP_WAIT_POLICY=PASSIVE``
+    185 idle (-35%), 130 beside it. Waiting changes no arithmetic: results are bit-identical.
     Call before anything imports torch (the CLI entry point).
     """
     import sys
 
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if "OMP_WAIT_POLICY" not in os.environ:
+        os.environ.setdefault("GOMP_SPINCOUNT", OPENMP_SPIN)
     return "torch" not in sys.modules

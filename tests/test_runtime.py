@@ -84,10 +84,26 @@ def test_default_threads_do_not_depend_on_the_load(monkeypatch):
     assert runtime.threads_per_process(1, cores=4, busy=None) == 1
 
 
-def test_passive_openmp_keeps_a_user_setting(monkeypatch):
+def test_bounded_openmp_spin_keeps_a_user_setting(monkeypatch):
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
-    runtime.passive_openmp()
-    assert runtime.os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    runtime.bounded_openmp_spin()
+    assert "GOMP_SPINCOUNT" not in runtime.os.environ  # a declared wait policy is the user's choice
     monkeypatch.delenv("OMP_WAIT_POLICY")
-    assert runtime.passive_openmp() is False  # torch is already loaded in this test process
-    assert runtime.os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("GOMP_SPINCOUNT", "5")
+    runtime.bounded_openmp_spin()
+    assert runtime.os.environ["GOMP_SPINCOUNT"] == "5"
+    monkeypatch.delenv("GOMP_SPINCOUNT")
+    runtime.bounded_openmp_spin()
+    assert runtime.os.environ["GOMP_SPINCOUNT"] == "1000"
+
+
+def test_the_cli_bounds_the_spin_before_torch_loads(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import os, liver_mm.cli, liver_mm.runtime as r; "
+            "print(r.bounded_openmp_spin(), os.environ['GOMP_SPINCOUNT'])")
+    env = {k: v for k, v in runtime.os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "1000"]  # liver_mm.cli imports no torch before main() sets it

@@ -31,9 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``liver-mm``; returns the process exit code."""
-    from liver_mm.runtime import passive_openmp
+    from liver_mm.runtime import bounded_openmp_spin
 
-    passive_openmp()  # before anything imports torch: OpenMP threads sleep instead of spinning at barriers
+    bounded_openmp_spin()  # before anything imports torch: OpenMP waiters spin briefly, then sleep
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()

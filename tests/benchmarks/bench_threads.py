@@ -5,7 +5,7 @@
 Each setting runs in a fresh child process (OpenMP reads its environment at start-up): a few training
 steps of MobileNetV2 + MLP at batch 32, images/s of the timed steps. ``auto`` is what ``liver-mm train``
 does by default (:func:`liver_mm.runtime.threads_per_process`: available cores / concurrent jobs, and
-``OMP_WAIT_POLICY=PASSIVE``); ``free`` is ``trainer.num_threads=free`` (also minus the cores busy at start); ``N`` is N threads with torch's default OpenMP waiting; ``N+passive`` adds
+``GOMP_SPINCOUNT=1000``, :func:`liver_mm.runtime.bounded_openmp_spin`); ``free`` is ``trainer.num_threads=free`` (also minus the cores busy at start); ``N`` is N threads with torch's default OpenMP waiting; ``N+passive`` adds
 ``OMP_WAIT_POLICY=PASSIVE``. The neighbour is ``python -c 'while True: pass'`` pinned to
 core 0. On a shared machine every figure is noisy: read ratios, not absolute rates.
 """
@@ -20,6 +20,9 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from liver_mm.runtime import OPENMP_SPIN  # noqa: E402  (no torch import)
 
 SPIN = "while True: pass"
 
@@ -71,8 +74,11 @@ def measure(threads: str, image_size: int, steps: int) -> tuple[int, float]:
     """(threads used, img/s) of one setting in a fresh process."""
     env = dict(os.environ)
     env.pop("OMP_NUM_THREADS", None)
-    env.pop("OMP_WAIT_POLICY", None)  # a plain count: torch's default (active) OpenMP waiting
-    if threads.endswith("+passive") or threads in ("auto", "free"):  # as liver-mm runs (runtime.passive_openmp)
+    env.pop("OMP_WAIT_POLICY", None)  # a plain count: libgomp's default waiting
+    env.pop("GOMP_SPINCOUNT", None)
+    if threads in ("auto", "free"):  # as liver-mm runs (runtime.bounded_openmp_spin)
+        env["GOMP_SPINCOUNT"] = OPENMP_SPIN
+    if threads.endswith("+passive"):
         env["OMP_WAIT_POLICY"] = "PASSIVE"
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")

@@ -5,7 +5,7 @@ on the same random crops, model and batch size; then a labelled breakdown.
     python tests/benchmarks/bench_train.py [--image-size 128] [--n 512] [--epochs 3] [--batch-size 32]
 
 Threads as ``liver-mm train`` picks them (liver_mm.runtime: available cores, minus busy ones), OpenMP
-waiters passive. Plain loop and pipeline are interleaved, best of ``--rounds``: robust to a busy machine.
+waiters spinning briefly (as the CLI sets them). Plain loop and pipeline are interleaved, best of ``--rounds``: robust to a busy machine.
 Target: pipeline / plain >= 0.9 (augmentation is the pipeline's extra work: its cost is in the breakdown).
 """
 
@@ -19,9 +19,9 @@ import time
 from functools import partial
 from pathlib import Path
 
-from liver_mm.runtime import passive_openmp, threads_per_process, tune_malloc
+from liver_mm.runtime import bounded_openmp_spin, threads_per_process, tune_malloc
 
-passive_openmp()  # before torch loads libgomp, as the CLI does
+bounded_openmp_spin()  # before torch loads libgomp, as the CLI does
 
 import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
