@@ -108,8 +108,12 @@ def explain_run(net: nn.Module, images: np.ndarray | None, tabular: np.ndarray |
         table = permutation_importance(tabular_predictor(net, images), np.asarray(tabular), labels,
                                        feature_groups, n_repeats=n_repeats, seed=seed)
         atomic_to_csv(table, out / "importance.csv", index=False)
-        importance_figure(table, f"{title}permutation importance\n(drop in AUC; n={len(prob)}, "
-                                 f"{n_repeats} repeats)").savefig(out / "importance.png")
+        fig = importance_figure(table, f"{title}permutation importance\n(drop in AUC; n={len(prob)}, "
+                                       f"{n_repeats} repeats)")
+        fig.savefig(out / "importance.png")
+        import matplotlib.pyplot as plt  # after liver_mm.figures chose the Agg backend
+
+        plt.close(fig)  # a pyplot figure (the overlays and the montage are plain Figures)
         written |= {"importance.csv": out / "importance.csv", "importance.png": out / "importance.png"}
     elif has_tabular(net):
         log.warning("permutation importance skipped: it needs labels of both classes")
