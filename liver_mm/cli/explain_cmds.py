@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from liver_mm.cli._args import add_unit_option
+from liver_mm.cli._args import add_table_options, add_unit_option, table_options
 
 
 def _cases(text: str) -> int:
@@ -35,7 +35,7 @@ def _explain(args: argparse.Namespace) -> int:
         check_writable_dir(out)
         predictor = load_predictor(args.model_uri, batch_size=args.batch_size)
         report, df = validate_cases(args.manifest, dict(args.unit), predictor.features, predictor.use_image,
-                                    allow_missing=args.allow_missing)
+                                    allow_missing=args.allow_missing, options=table_options(args))
         if not report.ok or df is None:
             print(report.format_text(), file=sys.stderr)
             return 1
@@ -83,6 +83,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-missing", action="store_true",
                    help="impute empty model inputs with the training median instead of refusing them")
     add_unit_option(p)
+    add_table_options(p)
     p.add_argument("--tracking-uri", default=None,
                    help="MLflow tracking URI for runs:/ and models:/ URIs (default: $MLFLOW_TRACKING_URI, "
                    "else sqlite:///mlflow.db)")

@@ -102,3 +102,28 @@ class BranchNetwork(nn.Module):
 
     def _logits(self, image: torch.Tensor | None, tabular: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
+
+
+class TwoBranchNetwork(BranchNetwork):
+    """Base of the fusions that need both branches (late, FiLM, gated); subclasses build their layers in
+    ``_build(head_hidden, dropout)`` and combine the branches in ``_logits``. (The factory builds ``concat``
+    for a one-branch model.)"""
+
+    def __init__(
+        self,
+        image_encoder: nn.Module,
+        tabular_encoder: nn.Module,
+        head_hidden: int | None = 64,
+        dropout: float = 0.2,
+        image_mean: float | Sequence[float] = IMAGENET_GRAY_MEAN,
+        image_std: float | Sequence[float] = IMAGENET_GRAY_STD,
+        tta_hflip: bool = False,
+    ) -> None:
+        super().__init__(image_encoder, tabular_encoder, image_mean, image_std, tta_hflip)
+        if image_encoder is None or tabular_encoder is None:
+            raise ValueError(f"{type(self).__name__} needs both an image and a tabular encoder")
+        self._build(head_hidden, dropout)
+
+    def _build(self, head_hidden: int | None, dropout: float) -> None:
+        raise NotImplementedError
+

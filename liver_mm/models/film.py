@@ -7,16 +7,14 @@ flatten and dropout), after the modulation.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import nn
 
-from liver_mm.models.branches import IMAGENET_GRAY_MEAN, IMAGENET_GRAY_STD, BranchNetwork, mlp_head
+from liver_mm.models.branches import TwoBranchNetwork, mlp_head
 from liver_mm.models.encoders import encoder_out_dim
 
 
-class FiLMFusionClassifier(BranchNetwork):
+class FiLMFusionClassifier(TwoBranchNetwork):
     """Feature-wise linear modulation of the image's last feature maps by the clinical embedding.
 
     ``forward(image (N, C, S, S), tabular (N, F)) -> (N,)``: maps M = forward_features(image) (N, D_img, h, w)
@@ -28,19 +26,8 @@ class FiLMFusionClassifier(BranchNetwork):
     and ``forward_head``).
     """
 
-    def __init__(
-        self,
-        image_encoder: nn.Module,
-        tabular_encoder: nn.Module,
-        head_hidden: int | None = 64,
-        dropout: float = 0.2,
-        image_mean: float | Sequence[float] = IMAGENET_GRAY_MEAN,
-        image_std: float | Sequence[float] = IMAGENET_GRAY_STD,
-        tta_hflip: bool = False,
-    ) -> None:
-        super().__init__(image_encoder, tabular_encoder, image_mean, image_std, tta_hflip)
-        if image_encoder is None or tabular_encoder is None:
-            raise ValueError("FiLMFusionClassifier needs both an image and a tabular encoder")
+    def _build(self, head_hidden: int | None, dropout: float) -> None:
+        image_encoder, tabular_encoder = self.image_encoder, self.tabular_encoder
         for method in ("forward_features", "forward_head"):
             if not callable(getattr(image_encoder, method, None)):
                 raise ValueError(f"fusion=film needs a timm image encoder with {method}(); "

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import nn
 
-from liver_mm.models.branches import IMAGENET_GRAY_MEAN, IMAGENET_GRAY_STD, BranchNetwork, mlp_head
+from liver_mm.models.branches import TwoBranchNetwork, mlp_head
 from liver_mm.models.encoders import encoder_out_dim
 
 
-class LateFusionClassifier(BranchNetwork):
+class LateFusionClassifier(TwoBranchNetwork):
     """Each branch decides alone; a learned weight mixes the two decisions.
 
     ``forward(image (N, C, S, S), tabular (N, F)) -> (N,)``: ``image_head`` maps img (N, D_img) to a logit
@@ -20,19 +18,8 @@ class LateFusionClassifier(BranchNetwork):
     Needs both branches (the factory builds ``concat`` for a one-branch model).
     """
 
-    def __init__(
-        self,
-        image_encoder: nn.Module,
-        tabular_encoder: nn.Module,
-        head_hidden: int | None = 64,
-        dropout: float = 0.2,
-        image_mean: float | Sequence[float] = IMAGENET_GRAY_MEAN,
-        image_std: float | Sequence[float] = IMAGENET_GRAY_STD,
-        tta_hflip: bool = False,
-    ) -> None:
-        super().__init__(image_encoder, tabular_encoder, image_mean, image_std, tta_hflip)
-        if image_encoder is None or tabular_encoder is None:
-            raise ValueError("LateFusionClassifier needs both an image and a tabular encoder")
+    def _build(self, head_hidden: int | None, dropout: float) -> None:
+        image_encoder, tabular_encoder = self.image_encoder, self.tabular_encoder
         self.image_head = mlp_head(encoder_out_dim(image_encoder), head_hidden, dropout)
         self.tabular_head = mlp_head(encoder_out_dim(tabular_encoder), head_hidden, dropout)
         self.mix_logit = nn.Parameter(torch.zeros(()))

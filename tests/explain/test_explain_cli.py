@@ -91,3 +91,13 @@ def test_explain_the_run_of_the_issue(tmp_path):
     assert (out / "gradcam_montage.png").stat().st_size > 10_000
     assert pd.read_csv(out / "importance.csv")["feature"].tolist() == M5
     assert f"{len(test_ids)} case(s); wrote {len(overlays)} overlay(s)" in proc.stdout
+
+
+def test_explain_reads_exports_like_predict():
+    from liver_mm.cli import build_parser
+    from liver_mm.cli._args import table_options
+
+    args = build_parser().parse_args(["explain", "--model-uri", "runs:/x/model", "--manifest", "m.csv", "--out", "o",
+                                      "--sep", ";", "--decimal", ",", "--censored", "limit", "--map", "sex=1:M,2:F"])
+    opts = table_options(args)
+    assert (opts.sep, opts.decimal, opts.censored, opts.maps) == (";", ",", "limit", {"sex": {"1": "M", "2": "F"}})
