@@ -21,15 +21,20 @@ from liver_mm.stats import encode_labels
 
 COLUMNS = ("feature", "auc_drop_mean", "auc_drop_sd", "n_repeats")
 MISSING_SUFFIX = "_missing"
+INDICATOR_SUFFIXES = (MISSING_SUFFIX, "_censored")  # a lab's missing-value and censored-cell indicators
 
 
 def feature_groups(names_out: Sequence[str]) -> dict[str, list[int]]:
     """Feature -> its columns of the preprocessed lab matrix, from the preprocessor's ``feature_names_out``:
-    a feature with its ``<feature>_missing`` indicator column (when there is one), in the features' order."""
+    a feature with its ``<feature>_missing`` and ``<feature>_censored`` indicator columns (when there are
+    any), in the features' order."""
     names = list(names_out)
-    base = [n for n in names if not (n.endswith(MISSING_SUFFIX) and n[: -len(MISSING_SUFFIX)] in names)]
-    return {f: [names.index(f)] + ([names.index(f + MISSING_SUFFIX)] if f + MISSING_SUFFIX in names else [])
-            for f in base}
+
+    def indicator(n: str) -> bool:
+        return any(n.endswith(sfx) and n[: -len(sfx)] in names for sfx in INDICATOR_SUFFIXES)
+
+    return {f: [names.index(f)] + [names.index(f + sfx) for sfx in INDICATOR_SUFFIXES if f + sfx in names]
+            for f in names if not indicator(f)}
 
 
 def _check_groups(groups: Mapping[str, Sequence[int]], n_cols: int) -> dict[str, np.ndarray]:

@@ -81,6 +81,9 @@ def test_a_group_is_permuted_with_one_permutation():
 def test_feature_groups_pair_a_lab_with_its_indicator():
     names = ["age", "sex", "ast", "alt", "albumin", "ast_missing", "albumin_missing"]
     assert feature_groups(names) == {"age": [0], "sex": [1], "ast": [2, 5], "alt": [3], "albumin": [4, 6]}
+    # a censored-cell indicator joins its lab too (after the missing one)
+    with_censored = [*names, "ast_censored"]
+    assert feature_groups(with_censored)["ast"] == [2, 5, 7] and len(feature_groups(with_censored)) == 5
 
 
 def test_bad_input_is_refused():
