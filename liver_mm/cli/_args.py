@@ -56,3 +56,13 @@ def table_options(args: argparse.Namespace):
     for col, table in args.maps:
         maps.setdefault(col, {}).update(table)
     return make_options(args.sep, args.decimal, args.censored, maps)
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """``--model-uri`` (required) and ``--tracking-uri``: which trained model, from which MLflow store."""
+    parser.add_argument("--model-uri", required=True,
+                        help="MLflow model URI (runs:/<run_id>/model, models:/name/1, a local model folder)")
+    parser.add_argument("--tracking-uri", default=None,
+                        help="MLflow tracking URI for runs:/ and models:/ URIs (default: $MLFLOW_TRACKING_URI, "
+                        "else sqlite:///mlflow.db)")
+

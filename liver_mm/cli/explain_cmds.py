@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from liver_mm.cli._args import add_table_options, add_unit_option, table_options
+from liver_mm.cli._args import add_model_options, add_table_options, add_unit_option, table_options
+
+MARKER = ".liver-mm-explain"  # an --out folder explain made: the only non-empty one it writes into
 
 
 def _cases(text: str) -> int:
@@ -32,7 +34,11 @@ def _explain(args: argparse.Namespace) -> int:
     try:
         if out.exists() and not out.is_dir():
             raise NotADirectoryError(f"--out {out}: is a file; it names the folder to write the pictures into")
+        if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
+            raise ValueError(f"--out {out} holds files that liver-mm explain did not write (no {MARKER} marker); "
+                             "choose a new or empty folder: explain writes over its own file names")
         check_writable_dir(out)
+        (out / MARKER).write_text("written by liver-mm explain; a later explain may write over this folder\n")
         predictor = load_predictor(args.model_uri, batch_size=args.batch_size)
         report, df = validate_cases(args.manifest, dict(args.unit), predictor.features, predictor.use_image,
                                     allow_missing=args.allow_missing, options=table_options(args))
@@ -69,10 +75,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "OUT: overlays/<case>.png (crop and Grad-CAM map of the called class, probability, label if known) for "
         "the N most confident correct and wrong cases (most confident calls without labels), "
         "gradcam_montage.png and gradcam_cases.csv (image models); importance.csv and importance.png, the "
-        "drop in AUC when each clinical feature (with its missing-indicator) is permuted (models with labs, "
+        "drop in AUC when each clinical feature (with its missing and censored indicators) is permuted (models with labs, "
         "manifest labelled with both classes). Exit 0 when done, 1 on invalid input.")
-    p.add_argument("--model-uri", required=True,
-                   help="MLflow model URI (runs:/<run_id>/model, models:/name/1, a local model folder)")
+    add_model_options(p)
     p.add_argument("--manifest", required=True, help="cohort manifest CSV of the cases (labels optional)")
     p.add_argument("--out", required=True, help="folder to write into (created)")
     p.add_argument("--cases", type=_cases, default=16,
@@ -84,8 +89,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="impute empty model inputs with the training median instead of refusing them")
     add_unit_option(p)
     add_table_options(p)
-    p.add_argument("--tracking-uri", default=None,
-                   help="MLflow tracking URI for runs:/ and models:/ URIs (default: $MLFLOW_TRACKING_URI, "
-                   "else sqlite:///mlflow.db)")
     p.add_argument("--batch-size", type=int, default=32, help="cases per forward pass (default 32)")
     p.set_defaults(func=_explain)

@@ -8,7 +8,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from liver_mm.cli._args import add_table_options, add_unit_option, table_options
+from liver_mm.cli._args import add_model_options, add_table_options, add_unit_option, table_options
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -95,8 +95,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(crop, labs) and write case_id, prob (probability of malignancy) and label (malignant when "
         "prob >= the model's frozen threshold). An empty model input (lab) is an error naming file, line, "
         "case and column unless --allow-missing. Exit 0 when done, 1 on invalid input.")
-    p.add_argument("--model-uri", required=True,
-                   help="MLflow model URI (runs:/<run_id>/model, models:/name/1, a local model folder)")
+    add_model_options(p)
     p.add_argument("--manifest", required=True, help="cohort manifest CSV of the cases to score")
     p.add_argument("--out", required=True,
                    help="predictions CSV to write (atomically; must not be the manifest)")
@@ -105,9 +104,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "adds an 'imputed' column naming the filled features per case (';'-separated)")
     add_unit_option(p)
     add_table_options(p)
-    p.add_argument("--tracking-uri", default=None,
-                   help="MLflow tracking URI for runs:/ and models:/ URIs (default: $MLFLOW_TRACKING_URI, "
-                   "else sqlite:///mlflow.db)")
     p.add_argument("--batch-size", type=int, default=32, help="cases per forward pass (default 32)")
     p.set_defaults(func=_predict)
 

@@ -69,6 +69,19 @@ def map_remedy(column: str, codes: Iterable[object]) -> str:
             f"config data.map: {{{column}: {{...}}}})")
 
 
+def unmapped_codes(df: pd.DataFrame, column: str, allowed: Iterable[object]) -> tuple[pd.Series, str]:
+    """(the cells of ``column`` that are not ``allowed``, the remedy to print): extend the declared ``--map``
+    when there is one (``df.attrs["maps"]``), else declare one."""
+    wrong = df[column].dropna()
+    wrong = wrong[~wrong.isin(list(allowed))]
+    if wrong.empty:
+        return wrong, ""
+    declared = df.attrs.get("maps", {}).get(column)
+    if declared:
+        return wrong, f"the declared --map {column} lists {', '.join(declared)} only: add this code"
+    return wrong, map_remedy(column, wrong)
+
+
 def apply_maps(df: pd.DataFrame, maps: Mapping[str, Mapping[str, str]]) -> pd.DataFrame:
     """Copy of ``df`` (text cells) with the declared codes replaced; unlisted codes kept for the validator."""
     df = df.copy()

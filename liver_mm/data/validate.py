@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from liver_mm.data.codes import map_remedy
+from liver_mm.data.codes import unmapped_codes
 from liver_mm.data.dialect import TableOptions
 from liver_mm.data.images import ImageCache
 from liver_mm.data.schema import (
@@ -85,11 +85,7 @@ def _check_rows(df: pd.DataFrame, out: Collector) -> None:
         for idx in rows.index[1:]:
             out.add("error", "duplicate_case_id", f"case_id {cid} already used on {out.case(rows.index[0])}: "
                     "give every nodule its own case_id", idx, "case_id")
-    wrong = df["label"].dropna()
-    wrong = wrong[~wrong.isin(LABELS)]
-    declared = df.attrs.get("maps", {}).get("label")
-    fix = (f"the declared --map label lists {', '.join(declared)} only: add this code" if declared
-           else map_remedy("label", wrong)) if len(wrong) else ""
+    wrong, fix = unmapped_codes(df, "label", LABELS)
     for idx, v in wrong.items():
         out.add("error", "label_invalid", f"label {v!r} is not benign/malignant (malignant = the "
                 f"positive class): recode it, or {fix}", idx, "label")

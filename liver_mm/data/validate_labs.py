@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from liver_mm.data.codes import CENSORED, censored_message, map_remedy
+from liver_mm.data.codes import CENSORED, censored_message, unmapped_codes
 from liver_mm.data.schema import (
     CLINICAL,
     NON_LAB_COLUMNS,
@@ -135,11 +135,7 @@ def _check_missing(df: pd.DataFrame, out: Collector) -> None:
 
 
 def _check_sex(df: pd.DataFrame, out: Collector) -> None:
-    wrong = df["sex"].dropna()
-    wrong = wrong[~wrong.isin(SEX_CODES)]
-    declared = df.attrs.get("maps", {}).get("sex")
-    fix = (f"the declared --map sex lists {', '.join(declared)} only: add this code" if declared
-           else map_remedy("sex", wrong)) if len(wrong) else ""
+    wrong, fix = unmapped_codes(df, "sex", SEX_CODES)
     for idx, v in wrong.items():
         hint = " (numeric codes are ambiguous)" if str(v).isdigit() else ""
         out.add("error", "sex_unknown",

@@ -101,3 +101,15 @@ def test_explain_reads_exports_like_predict():
                                       "--sep", ";", "--decimal", ",", "--censored", "limit", "--map", "sex=1:M,2:F"])
     opts = table_options(args)
     assert (opts.sep, opts.decimal, opts.censored, opts.maps) == (";", ",", "limit", {"sex": {"1": "M", "2": "F"}})
+
+
+def test_out_never_writes_over_a_users_folder(tabular_m5_bundle, tiny_cohort, tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "importance.csv").write_text("my own table\n")
+    args = ["explain", "--model-uri", str(tabular_m5_bundle), "--manifest", str(tiny_cohort), "--repeats", "1"]
+    assert main([*args, "--out", str(mine)]) == 1
+    assert "did not write" in capsys.readouterr().err
+    assert (mine / "importance.csv").read_text() == "my own table\n"
+    own = tmp_path / "own"
+    assert main([*args, "--out", str(own)]) == 0 and main([*args, "--out", str(own)]) == 0  # its own folder: rerun
