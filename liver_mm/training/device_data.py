@@ -2,14 +2,15 @@
 
 The crops (N, S, S) uint8, the labs and the labels are moved to the device once per process; batches are
 index gathers on the device, shuffled per epoch by a seeded generator; augmentation runs batched on the
-device with per-sample random parameters (one fused affine resampling and element-wise colour steps). No DataLoader, no worker processes, no host-to-device
-copy per batch. Used by ``trainer=gpu`` (``loader.device_resident: auto``); the same code runs on ``cpu``.
+device with per-sample random parameters (one fused affine resampling and element-wise colour steps). No
+DataLoader, no worker processes, and nothing in a batch's path makes the host wait for the device (no tensor
+built from host values, no ``.item()``; the epoch's order goes over once, pinned and asynchronous). Used by
+``trainer=gpu`` (``loader.device_resident: auto``); the same code runs on ``cpu``.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
@@ -73,7 +74,8 @@ class DeviceAugmentation(nn.Module):
             scale = self._uniform(u[:, 4], *self.scale)
             grid = F.affine_grid(self._theta(flip, angle, shift, scale), list(x.shape), align_corners=False)
             x = F.grid_sample(x, grid.to(x.dtype), mode="nearest", padding_mode="zeros", align_corners=False)
-            p.update(angle=angle, translations=shift / 2.0 * torch.tensor([w, h], device=x.device), scale=scale)
+            p.update(angle=angle, translations=torch.stack([shift[:, 0] * (w / 2), shift[:, 1] * (h / 2)], -1),
+                     scale=scale)
         elif self.hflip > 0:
             x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
         if self.brightness > 0:
@@ -134,7 +136,10 @@ class DeviceBatches:
         order = self.index
         if self.shuffle:
             order = order[torch.randperm(len(order), generator=self.generator)]
-        order = order[self.rank::self.world][: self._rows()].to(self.data.device)
+        order = order[self.rank::self.world][: self._rows()]
+        if self.data.device.type == "cuda":  # one pinned, asynchronous copy per epoch: the host never waits
+            order = order.pin_memory()
+        order = order.to(self.data.device, non_blocking=True)
         for b in range(len(self)):
             yield self.data.batch(order[b * self.batch_size:(b + 1) * self.batch_size], self.augment)
 
@@ -195,32 +200,3 @@ class DeviceCohortDataModule(pl.LightningDataModule):
             self.setup()
         assert self.data is not None
         return DeviceBatches(self.data, self._index(split), self.batch_size, shuffle=False, drop_last=False)
-
-
-class EpochTimes(pl.Callback):
-    """Wall seconds of each training epoch (incl. its dev pass); the first one holds ``torch.compile``'s
-    and cuDNN's warm-up, so it is reported apart from the rest."""
-
-    def __init__(self) -> None:
-        self.seconds: list[float] = []
-        self._start = 0.0
-
-    def _sync(self, pl_module: pl.LightningModule) -> None:
-        if pl_module.device.type == "cuda":
-            torch.cuda.synchronize(pl_module.device)
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._sync(pl_module)
-        self._start = time.perf_counter()
-
-    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.sanity_checking and self._start:
-            self._sync(pl_module)
-            self.seconds.append(time.perf_counter() - self._start)
-            self._start = 0.0
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._start:  # no dev pass ran this epoch
-            self._sync(pl_module)
-            self.seconds.append(time.perf_counter() - self._start)
-            self._start = 0.0

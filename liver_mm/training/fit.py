@@ -19,9 +19,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from liver_mm.models.spec import build_net, net_config
+from liver_mm.training.callbacks import BestWeights, EpochTimes
 from liver_mm.training.cohort import PreparedCohort
 from liver_mm.training.datamodule import CohortDataModule
-from liver_mm.training.device_data import DeviceCohortDataModule, EpochTimes
+from liver_mm.training.device_data import DeviceCohortDataModule
 from liver_mm.training.devices import resolve_devices
 from liver_mm.training.features import Features
 from liver_mm.training.module import NoduleClassifier
@@ -128,26 +129,26 @@ class _Interrupted(KeyboardInterrupt):
 
 def fit_lightning(cfg: DictConfig, cohort: PreparedCohort, feats: Features,
                   callbacks: Sequence[object] = ()) -> Fitted | None:
-    """Train the fusion network, keep the best checkpoint on dev AUC; the fitted module on rank 0 (None elsewhere).
+    """Train the fusion network, keep the weights of the best dev-AUC epoch; the fitted module on rank 0 (None elsewhere).
 
     Raises ``KeyboardInterrupt`` when the run was interrupted (Ctrl-C / SIGINT / SIGTERM).
     """
-    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+    from pytorch_lightning.callbacks import EarlyStopping
 
     kwargs, _ = trainer_kwargs(cfg)
+    kwargs["enable_checkpointing"] = False  # no checkpoint files: the best weights are kept in memory
     module = build_module(cfg, feats)
     dm = datamodule(cfg, cohort, feats)
-    ckpt_dir = tempfile.mkdtemp(prefix="liver-mm-ckpt-")
+    root = tempfile.mkdtemp(prefix="liver-mm-fit-")  # the Trainer's default_root_dir; nothing is kept there
     try:
         select_best = str((cfg.get("checkpoint") or {}).get("select", "best")) == "best"
-        ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="dev_auc", mode="max",
-                               save_top_k=1 if select_best else 0, save_weights_only=True)
+        best = [BestWeights("dev_auc")] if select_best else []
         stopping = []
         if cfg.early_stopping.get("enabled", True):
             stopping.append(EarlyStopping(monitor="dev_auc", mode="max", patience=int(cfg.early_stopping.patience)))
         timer = EpochTimes()
-        trainer = instantiate(kwargs, logger=False, callbacks=[ckpt, *stopping, timer, *callbacks],
-                              default_root_dir=ckpt_dir)
+        trainer = instantiate(kwargs, logger=False, callbacks=[*best, *stopping, timer, *callbacks],
+                              default_root_dir=root)
         compiled = torch.compile(module) if bool(cfg.trainer.get("compile", False)) else module
         try:
             trainer.fit(compiled, datamodule=dm)  # Lightning unwraps a compiled module (forward is compiled)
@@ -159,12 +160,10 @@ def fit_lightning(cfg: DictConfig, cohort: PreparedCohort, feats: Features,
             raise _Interrupted()
         if trainer.global_rank != 0:
             return None
-        if select_best and ckpt.best_model_path:
-            state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
-            module.load_state_dict(state)
-            log.info("best checkpoint: dev AUC %.4f", float(ckpt.best_model_score or float("nan")))
+        if best and best[0].restore(module):
+            log.info("best epoch %d: dev AUC %.4f", best[0].best_epoch + 1, best[0].best_score)
     finally:
-        shutil.rmtree(ckpt_dir, ignore_errors=True)  # the weights live on in the run's model bundle
+        shutil.rmtree(root, ignore_errors=True)
     if timer.seconds:
         log.info("epoch 1: %.2f s (incl. warm-up%s); later epochs: %.2f s each", timer.seconds[0],
                  ", torch.compile" if compiled is not module else "",
