@@ -13,6 +13,7 @@ from pathlib import Path
 
 from mlflow.entities import Metric, Param, RunStatus
 from mlflow.tracking import MlflowClient
+from mlflow.utils.async_logging.run_operations import RunOperations
 
 import liver_mm
 
@@ -64,10 +65,13 @@ def log_params(client: MlflowClient, run_id: str, params: Mapping[str, object]) 
     client.log_batch(run_id, params=items, synchronous=True)
 
 
-def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
-    """Log metrics at ``step`` (MLflow stores NaN as is; its log_batch splits the request)."""
+def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, float], step: int = 0,
+                synchronous: bool = True) -> RunOperations | None:
+    """Log metrics at ``step`` (MLflow stores NaN as is; its log_batch splits the request). With
+    ``synchronous=False`` MLflow's logging thread writes them; wait on the returned operations."""
     now = int(time.time() * 1000)
-    client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()], synchronous=True)
+    return client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()],
+                            synchronous=synchronous)
 
 
 def create_run(client: MlflowClient, exp_id: str, name: str, tags: Mapping[str, str],
