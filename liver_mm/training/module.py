@@ -15,7 +15,6 @@ import pytorch_lightning as pl
 import torch
 from timm.utils import ModelEmaV3
 from torch import nn
-from torchmetrics import MeanMetric
 from torchmetrics.classification import BinaryAUROC
 
 
@@ -67,9 +66,11 @@ class NoduleClassifier(pl.LightningModule):
         pw = None if pos_weight is None else torch.tensor(float(pos_weight))
         self.loss_fn = nn.BCEWithLogitsLoss(pos_weight=pw)
         self.dev_auroc = BinaryAUROC()
-        # the epoch's mean training loss, accumulated on the device and logged once per epoch (a ``self.log``
-        # per step costs ~1 ms of host time in Lightning's result collection)
-        self.train_loss = MeanMetric()
+        # the epoch's mean training loss (weighted by batch size, as Lightning's on-epoch mean), summed on the
+        # device and logged once per epoch: a ``self.log`` per step costs ~1 ms of host time in Lightning's
+        # result collection, and torchmetrics' MeanMetric makes the host wait (NaN check, host-built weight)
+        self.register_buffer("_train_loss_sum", torch.zeros(()), persistent=False)
+        self._train_loss_n = 0
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         # timm's weight EMA: evaluated (dev selection, predictions, the saved model) instead of the raw weights
@@ -97,16 +98,20 @@ class NoduleClassifier(pl.LightningModule):
         if self.hparams.label_smoothing:
             target = target * (1.0 - self.hparams.label_smoothing) + 0.5 * self.hparams.label_smoothing
         loss = self.loss_fn(logits.float(), target)
-        self.train_loss.update(loss.detach(), weight=len(batch["label"]))
+        n = len(batch["label"])
+        self._train_loss_sum += loss.detach() * n
+        self._train_loss_n += n
         return loss
 
-    def on_train_epoch_end(self) -> None:
-        self.log("train_loss", self.train_loss.compute())
-        self.train_loss.reset()
+    def on_train_epoch_start(self) -> None:
+        self._train_loss_sum.zero_()
+        self._train_loss_n = 0
 
     def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
         if self.ema is not None:
             self.ema.update(self.net, step=self.global_step)
+        if batch_idx + 1 == self.trainer.num_training_batches:  # logged before the dev pass and the epoch-end hooks
+            self.log("train_loss", self._train_loss_sum / self._train_loss_n, on_step=False, on_epoch=True)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         logits = self.inference_net(*self._inputs(batch)).float()

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 from sklearn.metrics import roc_auc_score
-from torch.overrides import TorchFunctionMode
 
 from liver_mm.training import fit
 from liver_mm.training.datamodule import CohortDataModule
@@ -18,7 +17,7 @@ from liver_mm.training.device_data import (
     DeviceCohort,
     DeviceCohortDataModule,
 )
-from tests.training.conftest import compose_train
+from tests.training.conftest import HostWaits, compose_train
 
 AUG = {"enabled": True, "hflip": 0.5, "degrees": 10.0, "translate": 0.05, "scale": [0.9, 1.1],
        "brightness": 0.2, "contrast": 0.2, "gamma": [0.8, 1.25]}
@@ -106,36 +105,16 @@ def test_batches_reshuffle_each_epoch_reproducibly_and_drop_like_the_cpu_loader(
     assert batch["label"].tolist() == [0.0, 0.0, 1.0, 1.0]
 
 
-class _HostWaits(TorchFunctionMode):
-    """Records every call that makes the host wait for (or copy to) a device: a tensor built from host
-    values, a read back to the host, a device move."""
-
-    READS = {"tensor", "as_tensor", "from_numpy", "item", "tolist", "numpy", "cpu", "cuda", "__bool__",
-             "__int__", "__float__", "nonzero", "pin_memory"}
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls: list[str] = []
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        name = getattr(func, "__name__", str(func))
-        moves = name in ("to", "copy_") and any(isinstance(a, (str, torch.device)) for a in (*args, *kwargs.values()))
-        if name in self.READS or moves:
-            self.calls.append(name)
-        return func(*args, **kwargs)
-
-
 def test_a_batch_never_makes_the_host_wait_for_the_device():
     images, tab, labels = _cohort(40)
     data = DeviceCohort(images, tab, labels, "cpu")
     batches = iter(DeviceBatches(data, np.arange(40), 8, shuffle=True, drop_last=True,
                                  augment=DeviceAugmentation(AUG), generator=torch.Generator().manual_seed(0)))
     next(batches)  # the epoch's start sends its order over once
-    with _HostWaits() as mode:
+    with HostWaits() as mode:
         rest = list(batches)
     assert len(rest) == 4 and mode.calls == []
-    with _HostWaits() as mode:  # the recorder does see a host round trip
+    with HostWaits() as mode:  # the recorder does see a host round trip
         torch.tensor([1.0, 2.0]).sum().item()
     assert mode.calls == ["tensor", "item"]
 
