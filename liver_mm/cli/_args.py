@@ -1,4 +1,4 @@
-"""Argument types shared by the command modules."""
+"""Argument types, and the steps after them, shared by the command modules."""
 
 from __future__ import annotations
 
@@ -66,3 +66,20 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                         help="MLflow tracking URI for runs:/ and models:/ URIs (default: $MLFLOW_TRACKING_URI, "
                         "else sqlite:///mlflow.db)")
 
+
+def load_validated_cases(args: argparse.Namespace):
+    """(predictor, validated case table) of ``--model-uri`` and ``--manifest``; None after printing the report
+    when the table is refused. Warnings go to stderr. Shared by ``predict`` and ``explain``."""
+    import sys
+
+    from liver_mm.serve.predict import load_predictor, validate_cases
+
+    predictor = load_predictor(args.model_uri, batch_size=args.batch_size)
+    report, df = validate_cases(args.manifest, dict(args.unit), predictor.features, predictor.use_image,
+                                allow_missing=args.allow_missing, options=table_options(args))
+    if not report.ok or df is None:
+        print(report.format_text(), file=sys.stderr)
+        return None
+    for finding in report.warnings:
+        print(finding, file=sys.stderr)
+    return predictor, df

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from liver_mm.cli._args import add_model_options, add_table_options, add_unit_option, table_options
+from liver_mm.cli._args import add_model_options, add_table_options, add_unit_option, load_validated_cases
 
 MARKER = ".liver-mm-explain"  # an --out folder explain made: the only non-empty one it writes into
 
@@ -26,7 +26,7 @@ def _explain(args: argparse.Namespace) -> int:
     from liver_mm.explain import explain_run, feature_groups
     from liver_mm.explain.cases import prepare_cases
     from liver_mm.fileio import check_writable_dir
-    from liver_mm.serve.predict import ModelLoadError, load_predictor, validate_cases
+    from liver_mm.serve.predict import ModelLoadError
     from liver_mm.tracking.store import tracking_uri
 
     mlflow.set_tracking_uri(tracking_uri(args.tracking_uri))
@@ -39,14 +39,10 @@ def _explain(args: argparse.Namespace) -> int:
                              "choose a new or empty folder: explain writes over its own file names")
         check_writable_dir(out)
         (out / MARKER).write_text("written by liver-mm explain; a later explain may write over this folder\n")
-        predictor = load_predictor(args.model_uri, batch_size=args.batch_size)
-        report, df = validate_cases(args.manifest, dict(args.unit), predictor.features, predictor.use_image,
-                                    allow_missing=args.allow_missing, options=table_options(args))
-        if not report.ok or df is None:
-            print(report.format_text(), file=sys.stderr)
+        loaded = load_validated_cases(args)
+        if loaded is None:
             return 1
-        for finding in report.warnings:
-            print(finding, file=sys.stderr)
+        predictor, df = loaded
         cases = prepare_cases(predictor, df, str(args.manifest))
         spec = predictor.spec
         name = str((spec.get("modalities") or {}).get("name") or "model")

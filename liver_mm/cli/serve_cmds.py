@@ -8,7 +8,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from liver_mm.cli._args import add_model_options, add_table_options, add_unit_option, table_options
+from liver_mm.cli._args import add_model_options, add_table_options, add_unit_option, load_validated_cases
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -18,9 +18,7 @@ def _predict(args: argparse.Namespace) -> int:
     from liver_mm.serve.predict import (
         ModelLoadError,
         check_output,
-        load_predictor,
         predict_frame,
-        validate_cases,
         write_predictions,
     )
     from liver_mm.tracking.store import tracking_uri
@@ -28,14 +26,10 @@ def _predict(args: argparse.Namespace) -> int:
     mlflow.set_tracking_uri(tracking_uri(args.tracking_uri))
     try:
         check_output(args.manifest, args.out)  # before any work: never overwrite the manifest
-        predictor = load_predictor(args.model_uri, batch_size=args.batch_size)
-        report, df = validate_cases(args.manifest, dict(args.unit), predictor.features, predictor.use_image,
-                                    allow_missing=args.allow_missing, options=table_options(args))
-        if not report.ok or df is None:
-            print(report.format_text(), file=sys.stderr)
+        loaded = load_validated_cases(args)
+        if loaded is None:
             return 1
-        for finding in report.warnings:
-            print(finding, file=sys.stderr)
+        predictor, df = loaded
         pred = predict_frame(predictor, df, mark_imputed=args.allow_missing)
         write_predictions(pred, args.out)
     except (ModelLoadError, ImageReadError, ValueError, OSError) as exc:

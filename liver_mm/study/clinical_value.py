@@ -83,6 +83,15 @@ def _download(client, run_id: str, path: str, dst: Path) -> Path | None:
     return Path(client.download_artifacts(run_id, path, str(dst)))
 
 
+def _copy_figure(client, run_id: str, path: str, tmp: Path, dest: Path) -> bool:
+    """Copy a child's artifact ``path`` to ``dest`` (through ``tmp``); False when the run has none."""
+    src = _download(client, run_id, path, tmp)
+    if src is None:
+        return False
+    shutil.copyfile(src, dest)
+    return True
+
+
 def gather_child_outputs(client, runs: Mapping[str, object], out: Path, tmp: Path) -> dict[str, object]:
     """From each arm's child run: ``gradcam_<arm>.png`` (image arms), ``importance.csv`` (long: arm, feature,
     auc_drop_mean, auc_drop_sd, n_repeats) with ``importance_<arm>.png``, and ``score_cutoffs.csv`` (clinical
@@ -92,16 +101,12 @@ def gather_child_outputs(client, runs: Mapping[str, object], out: Path, tmp: Pat
     for arm, run in runs.items():
         rid = run.info.run_id  # type: ignore[attr-defined]
         where = tmp / f"child-{arm}"
-        src = _download(client, rid, "explain/gradcam_montage.png", where)
-        if src is not None:
-            shutil.copyfile(src, out / f"gradcam_{arm}.png")
+        if _copy_figure(client, rid, "explain/gradcam_montage.png", where, out / f"gradcam_{arm}.png"):
             montages[arm] = f"gradcam_{arm}.png"
         src = _download(client, rid, "explain/importance.csv", where)
         if src is not None:
             importance.append(pd.read_csv(src).assign(arm=arm))
-            png = _download(client, rid, "explain/importance.png", where)
-            if png is not None:
-                shutil.copyfile(png, out / f"importance_{arm}.png")
+            if _copy_figure(client, rid, "explain/importance.png", where, out / f"importance_{arm}.png"):
                 figures[arm] = f"importance_{arm}.png"
         src = _download(client, rid, "cutoffs.csv", where)
         if src is not None:
