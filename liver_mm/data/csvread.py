@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import re
 from collections.abc import Collection
 from pathlib import Path
 
@@ -110,15 +111,16 @@ def read_csv_table(path: str | Path, known_columns: Collection[str] = (), log_re
     ``manifest_separator`` when the separator or decimal mark cannot be told).
     """
     path, options = Path(path), options or TableOptions()
-    seen = ","
+    seen, sheet = ",", None
     try:
         if path.suffix.lower() in SPREADSHEET_SUFFIXES:
-            header, records, lines = read_spreadsheet(path, ManifestError)
+            sheet, header, records, lines = read_spreadsheet(path, ManifestError)
         else:
             text = _read_text(path)
             sep = options.sep or detect_sep(text, path, _SeparatorError)
             header, records, lines = _csv_rows(path, text, sep)
             seen = sep
+        _find_header_row(path, sheet, header, records, lines, known_columns)
         if not header or not any(h.strip() for h in header):
             raise ManifestError(f"{path}: empty manifest (no header line)")
         names = [h.strip() for h in header]
@@ -134,21 +136,96 @@ def read_csv_table(path: str | Path, known_columns: Collection[str] = (), log_re
         for rec, start in zip(records, lines, strict=True):
             if not any(c.strip() for c in rec):
                 continue
-            if len(rec) > width and any(c.strip() for c in rec[width:]):
-                hint = (f" (the header has no {seen!r}: is the separator {seen!r}? pass --sep)"
-                        if width == 1 else "")
-                raise ManifestError(f"{path}, line {start}: {len(rec)} fields but the header names {width}{hint}")
+            if len(rec) > width and (sheet is None or any(c.strip() for c in rec[width:])):
+                raise ManifestError(_surplus_message(path, sheet, start, rec, names, known_columns, seen))
             rows.append((rec + [""] * width)[:width])
             kept.append(start)
         decimal = options.decimal or (detect_decimal(rows, names, kept, seen, TEXT_COLUMNS, path, _SeparatorError)
                                       if seen != "," else ".")
         if decimal == ",":
             apply_decimal_comma(rows, names, kept, TEXT_COLUMNS, path, _SeparatorError)
+        elif sheet is None and seen == ",":
+            _refuse_split_numbers(path, rows, names, kept, options)
     except _SeparatorError as exc:
         raise ManifestError(str(exc), code="manifest_separator") from None
     df = pd.DataFrame(rows, columns=names, index=pd.Index(kept, dtype="int64"), dtype=object)
     df = df.apply(lambda s: s.str.strip()).replace(list(_NA_TOKENS), np.nan)
     return df.astype("str") if len(df) else df
+
+
+def _known(cells: list[str], known_columns: Collection[str]) -> list[str]:
+    known = {c.lower() for c in known_columns}
+    return [c.strip() for c in cells if c.strip().lower() in known]
+
+
+def _find_header_row(path: Path, sheet: str | None, header: list[str], records: list[list[str]],
+                     lines: list[int], known_columns: Collection[str]) -> None:
+    """Raise :class:`ManifestError` when line / row 1 names none of ``known_columns`` (or, without them,
+    is empty) but a later one of the first 20 does (a title or blank rows above the header)."""
+    if _known(header, known_columns) or (not known_columns and any(h.strip() for h in header)):
+        return
+    where, unit = (f"{path} (sheet {sheet})", "row") if sheet is not None else (str(path), "line")
+    for rec, line in list(zip(records, lines, strict=True))[:20]:
+        found = _known(rec, known_columns) or ([] if known_columns else [c for c in rec if c.strip()])
+        if found:
+            raise ManifestError(f"header row not found in {unit} 1 of {where}: found the columns "
+                                f"{', '.join(found[:6])} on {unit} {line}; delete the {unit}s above the header")
+
+
+def _surplus_message(path: Path, sheet: str | None, line: int, rec: list[str], names: list[str],
+                     known_columns: Collection[str], sep: str) -> str:
+    """Why a record with more fields than the header is refused, and the remedy."""
+    width = len(names)
+    if sheet is not None:
+        from openpyxl.utils import get_column_letter
+
+        j = next(k for k in range(width, len(rec)) if rec[k].strip())
+        if known_columns and not _known(names, known_columns):
+            expected = ", ".join(list(known_columns)[:4])
+            return (f"header row not found in row 1 of {path} (sheet {sheet}): row 1 names none of the expected "
+                    f"columns ({expected}, ...); the header must be on row 1")
+        return (f"{path} (sheet {sheet}), row {line}: cell {sheet}!{get_column_letter(j + 1)}{line} holds "
+                f"{rec[j].strip()!r} but its column has no header (row 1 names {width} columns)")
+    msg = f"{path}, line {line}: {len(rec)} fields but the header names {width}"
+    if width == 1:
+        return f"{msg} (the header has no {sep!r}: is the separator {sep!r}? pass --sep)"
+    pair = next((f"{a.strip()},{b.strip()}" for a, b in reversed(list(zip(rec, rec[1:], strict=False)))
+                 if _INT.fullmatch(a.strip()) and b.strip().isdigit()), None)
+    if sep == "," and pair:
+        return (f"{msg}: a number with a decimal comma such as {pair!r} splits into two fields in a comma CSV; "
+                f"quote it (\"{pair}\"), write it with a point, or save with ';' separators and pass "
+                "--sep ';' --decimal ','; otherwise delete the surplus separators")
+    return f"{msg}: quote values holding {sep!r}, or delete the surplus separators"
+
+
+def _refuse_split_numbers(path: Path, rows: list[list[str]], names: list[str], lines: list[int],
+                          options: TableOptions) -> None:
+    """Raise :class:`ManifestError` for a whole number in a text column right after a number in a numeric
+    column (``...,12,5`` read as platelets 12 and sex 5: a decimal comma splitting a number) whose other
+    cells are mostly text; a number that is a code of a declared ``--map`` is not refused, nor are columns
+    holding mostly numbers (codes: the validator names those without a ``--map``)."""
+    for j in range(1, len(names)):
+        col, prev = names[j], names[j - 1]
+        if col not in TEXT_COLUMNS or prev in TEXT_COLUMNS:
+            continue
+        hits = [i for i, rec in enumerate(rows) if _NUMBER.fullmatch(rec[j].strip())]
+        texts = sum(1 for rec in rows if rec[j].strip() and not _NUMBER.fullmatch(rec[j].strip()))
+        if not hits or texts <= len(hits):
+            continue
+        codes = {c.lower() for c in options.maps.get(col, {})}
+        for i in hits:
+            cell, before = rows[i][j].strip(), rows[i][j - 1].strip()
+            if not (cell.isdigit() and _INT.fullmatch(before)) or cell.lower() in codes:
+                continue
+            raise ManifestError(
+                f"{path}, line {lines[i]}, column {col}: {cell!r} is a number in a text column, right after "
+                f"{prev} = {before!r}: is {before},{cell} one number with a decimal comma? Quote it "
+                f"(\"{before},{cell}\"), write it with a point, or save with ';' separators and pass --sep ';' "
+                "--decimal ','", column=col)
+
+
+_INT = re.compile(r"[+-]?\d+")
+_NUMBER = re.compile(r"[+-]?\d+(\.\d+)?")
 
 
 class _SeparatorError(ValueError):

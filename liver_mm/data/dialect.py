@@ -10,7 +10,8 @@
   with a point (``4,5`` -> ``4.5``, ``< 0,5`` -> ``< 0.5``); a number with a point is then an
   error (a thousands separator?), never read silently.
 - **Spreadsheets**: ``.xlsx`` / ``.xlsm`` (openpyxl): the first worksheet, row 1 = header, row
-  numbers as in the spreadsheet; numbers are written back as text the way Python prints them.
+  numbers as in the spreadsheet; numbers are written back as text the way Python prints them. A
+  formula cell without a computed (cached) value is an error naming the cell, never an empty cell.
 """
 
 from __future__ import annotations
@@ -149,12 +150,16 @@ def _cell_text(v: object) -> str:
     return str(v)
 
 
-def read_spreadsheet(path: Path, error: type[ValueError]) -> tuple[list[str], list[list[str]], list[int]]:
-    """(header, rows as text, spreadsheet row numbers) of the first worksheet of an .xlsx file."""
+def read_spreadsheet(path: Path, error: type[ValueError]
+                     ) -> tuple[str, list[str], list[list[str]], list[int]]:
+    """(sheet title, row 1 as the header, rows 2.. as text, their spreadsheet row numbers) of the first
+    worksheet of an .xlsx file. A formula cell holding no computed value (a file written by a program,
+    never opened in Excel) raises ``error`` naming the cell: it is never read as empty."""
     from openpyxl import load_workbook
 
     try:
         wb = load_workbook(path, read_only=True, data_only=True)
+        formulas = load_workbook(path, read_only=True, data_only=False)
     except FileNotFoundError:
         raise error(f"{path}: manifest not found") from None
     except Exception as exc:  # openpyxl raises zipfile / KeyError / InvalidFileException
@@ -163,28 +168,33 @@ def read_spreadsheet(path: Path, error: type[ValueError]) -> tuple[list[str], li
         ws = wb.worksheets[0]
         if len(wb.worksheets) > 1:
             log.info("%s: reading the first worksheet %r of %d", path, ws.title, len(wb.worksheets))
-        header: list[str] | None = None
+        header: list[str] = []
         rows: list[list[str]] = []
         numbers: list[int] = []
-        for n, values in enumerate(ws.iter_rows(values_only=True), start=1):
-            cells = [_cell_text(v) for v in values]
-            if header is None:
-                if any(c.strip() for c in cells):
-                    header = cells
-                    if n != 1:
-                        raise error(f"{path}: the header must be on row 1 (found it on row {n})")
+        pairs = zip(ws.iter_rows(), formulas.worksheets[0].iter_rows(), strict=False)
+        for n, (cells, raw) in enumerate(pairs, start=1):
+            for cell, rcell in zip(cells, raw, strict=False):
+                if cell.value is None and rcell.data_type == "f":
+                    where = f"{ws.title}!{rcell.coordinate}"
+                    raise error(f"{path}: cell {where} holds the formula {rcell.value!r} but no computed value "
+                                "(the file was not saved by a spreadsheet program): open and save in Excel, or "
+                                "export values")
+            text = [_cell_text(c.value) for c in cells]
+            if n == 1:
+                header = text
                 continue
-            rows.append(cells)
+            rows.append(text)
             numbers.append(n)
     finally:
         wb.close()
+        formulas.close()
     while header and not header[-1].strip():  # trailing empty columns of the used range
         header.pop()
-    return header or [], rows, numbers
+    return ws.title, header, rows, numbers
 
 
 def make_options(sep: str | None = None, decimal: str | None = None, censored: str | None = None,
-                 maps: Mapping[str, Mapping[object, object]] | None = None) -> TableOptions:
+                 maps: Mapping[str, Mapping[object, object] | str] | None = None) -> TableOptions:
     """Checked :class:`TableOptions`; raises ``ValueError`` naming a bad separator, decimal mark,
     censored mode or mapping."""
     from liver_mm.data.codes import CENSORED_MODES, check_maps
@@ -199,7 +209,8 @@ def make_options(sep: str | None = None, decimal: str | None = None, censored: s
 
 def options_from_config(data: Mapping[str, Any]) -> TableOptions:
     """:class:`TableOptions` of a ``data`` config group (keys ``sep``, ``decimal``, ``censored``, ``map``;
-    absent keys: detect / refuse / no mapping)."""
+    absent keys: detect / refuse / no mapping). A ``map`` entry may be a mapping (``{sex: {1: M}}``) or the
+    ``--map`` text (``{sex: "1:M,2:F"}``, where a code mapped twice is an error)."""
     maps = data.get("map") or {}
     return make_options(data.get("sep"), data.get("decimal"), data.get("censored"),
-                        {str(k): dict(v) for k, v in dict(maps).items()})
+                        {str(k): v if isinstance(v, str) else dict(v) for k, v in dict(maps).items()})

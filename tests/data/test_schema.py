@@ -92,9 +92,12 @@ def test_unreadable_manifests(tmp_path, text, where):
         read_manifest(tmp_path / "absent.csv")
 
 
-def test_trailing_empty_fields_are_tolerated(tmp_path):
+def test_surplus_empty_fields_are_an_error(tmp_path):
+    # an empty surplus field is how '12,5,' (a decimal comma, last column empty) looks: never dropped
     (tmp_path / "m.csv").write_text("case_id,label\nc1,benign,,\n")
-    assert read_manifest(tmp_path / "m.csv")["label"].tolist() == ["benign"]
+    with pytest.raises(ManifestError, match=r"m.csv, line 2: 4 fields but the header names 2: quote values "
+                                            "holding ',', or delete the surplus separators"):
+        read_manifest(tmp_path / "m.csv")
 
 
 def test_label_to_int_is_the_stats_encoding():
