@@ -49,13 +49,11 @@ def add_table_options(parser: argparse.ArgumentParser) -> None:
 
 def table_options(args: argparse.Namespace):
     """The :class:`~liver_mm.data.dialect.TableOptions` of parsed :func:`add_table_options` arguments
-    (raises ``ValueError`` for a bad separator or mapping)."""
+    (raises ``ValueError`` for a bad separator or mapping, e.g. one code mapped to two values)."""
+    from liver_mm.data.codes import merge_maps
     from liver_mm.data.dialect import make_options
 
-    maps: dict[str, dict[str, str]] = {}
-    for col, table in args.maps:
-        maps.setdefault(col, {}).update(table)
-    return make_options(args.sep, args.decimal, args.censored, maps)
+    return make_options(args.sep, args.decimal, args.censored, merge_maps(args.maps))
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:

@@ -3,7 +3,8 @@
 - **Code mappings** (``--map sex=1:M,2:F``, ``--map label=0:benign,1:malignant``; config
   ``data.map: {sex: {1: M, 2: F}}``): each listed cell code (compared stripped, case-insensitively)
   is replaced by its value; a code the mapping does not list is left as it is, so the validator
-  names it (file, line, column) with the ``--map`` remedy.
+  names it (file, line, column) with the ``--map`` remedy. A code mapped to two values (``sex=1:M,1:F``,
+  or over two ``--map sex`` options) is an error naming the option and the code.
 - **Censored labs** (``<5``, ``> 1000``, ``<=0,5``): refused by default (``value_censored``).
   With ``censored=limit`` (``--censored limit`` / ``data.censored: limit``) the cell becomes the
   limit and a 0/1 column ``<lab>_censored`` (1 = the cell was censored) is added for each lab with
@@ -29,34 +30,63 @@ CENSORED_MODES = ("error", "limit")
 MAP_TARGETS = {"sex": ("F", "M"), "label": ("benign", "malignant")}
 
 
+def _add_code(table: dict[str, str], code: str, value: str, where: str) -> None:
+    """Add ``code`` -> ``value`` to ``table``; a code already mapped (stripped, any case) to another value
+    raises ``ValueError`` naming ``where`` and the code. The same code mapped to the same value twice is
+    accepted (it says nothing new)."""
+    code, value = code.strip(), value.strip()
+    old = next((k for k in table if k.lower() == code.lower()), None)
+    if old is not None and table[old] != value:
+        raise ValueError(f"{where}: code {code!r} is mapped twice (to {table[old]} and to {value}): "
+                         "map each code once")
+    table.setdefault(old if old is not None else code, value)
+
+
 def parse_map(text: str) -> tuple[str, dict[str, str]]:
-    """``'sex=1:M,2:F'`` -> ``('sex', {'1': 'M', '2': 'F'})``; raises ``ValueError`` naming the form."""
+    """``'sex=1:M,2:F'`` -> ``('sex', {'1': 'M', '2': 'F'})``; raises ``ValueError`` naming the form, or the
+    option and the code when one code is mapped to two values (``sex=1:M,1:F``; ``1:M,1:M`` is accepted)."""
     col, sep, pairs = text.partition("=")
     out: dict[str, str] = {}
     for pair in pairs.split(","):
         code, colon, value = pair.partition(":")
         if not colon or not code.strip() or not value.strip():
             raise ValueError(f"expected COLUMN=CODE:VALUE[,CODE:VALUE...] (e.g. sex=1:M,2:F), got {text!r}")
-        out[code.strip()] = value.strip()
+        _add_code(out, code, value, f"--map {text}")
     if not sep or not col.strip():
         raise ValueError(f"expected COLUMN=CODE:VALUE[,CODE:VALUE...] (e.g. sex=1:M,2:F), got {text!r}")
     return col.strip(), out
 
 
-def check_maps(maps: Mapping[str, Mapping[object, object]]) -> dict[str, dict[str, str]]:
-    """Declared mappings as {column: {code: value}} (text); raises ``ValueError`` for a value that the
-    column cannot hold (sex: F/M, label: benign/malignant) or a code listed twice."""
+def merge_maps(parsed: Iterable[tuple[str, Mapping[str, str]]]) -> dict[str, dict[str, str]]:
+    """{column: {code: value}} of several ``--map`` options (:func:`parse_map` pairs); a code that two options
+    of one column map to different values raises ``ValueError`` naming ``--map <column>`` and the code."""
+    out: dict[str, dict[str, str]] = {}
+    for col, table in parsed:
+        merged = out.setdefault(col, {})
+        for code, value in table.items():
+            _add_code(merged, code, value, f"--map {col}")
+    return out
+
+
+def check_maps(maps: Mapping[str, Mapping[object, object] | str]) -> dict[str, dict[str, str]]:
+    """Declared mappings as {column: {code: value}} (text); a column's mapping may be written as the
+    ``--map`` text (``{sex: "1:M,2:F"}``). Raises ``ValueError`` for a value that the column cannot hold
+    (sex: F/M, label: benign/malignant) or a code mapped to two values (``{1: M, "1": F}``). A YAML
+    mapping ``{1: M, 1: F}`` loses its first entry in OmegaConf before it gets here: the text form
+    catches that too."""
     out: dict[str, dict[str, str]] = {}
     for col, table in maps.items():
         col = str(col)
-        codes = [str(k).strip().lower() for k in table]
-        if len(set(codes)) != len(codes):
-            raise ValueError(f"map {col}: a code is listed twice ({', '.join(map(str, table))})")
-        allowed = MAP_TARGETS.get(col)
+        if isinstance(table, str):
+            table = parse_map(f"{col}={table}")[1]
+        merged: dict[str, str] = {}
         for code, value in table.items():
-            if allowed is not None and str(value) not in allowed:
+            _add_code(merged, str(code), str(value), f"map {col}")
+        allowed = MAP_TARGETS.get(col)
+        for code, value in merged.items():
+            if allowed is not None and value not in allowed:
                 raise ValueError(f"map {col}={code}:{value}: {col} must map to one of {', '.join(allowed)}")
-        out[col] = {str(k).strip(): str(v).strip() for k, v in table.items()}
+        out[col] = merged
     return out
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from liver_mm.cli import main
 from liver_mm.data.codes import check_maps, parse_map
-from liver_mm.data.dialect import make_options
+from liver_mm.data.dialect import make_options, options_from_config
 from liver_mm.data.importers import import_folder
 from liver_mm.data.schema import read_manifest
 from liver_mm.data.split import prepare_split
@@ -142,3 +142,22 @@ def test_import_folder_clinical_with_map_and_censored(busi, tmp_path):  # noqa: 
     out2 = tmp_path / "m2.csv"
     import_folder(busi, out2, clinical=labs)  # censored kept as text: the validator refuses it
     assert ("ast", "value_censored") in {(f.column, f.code) for f in validate_manifest(out2).errors}
+
+
+def test_a_code_mapped_twice_is_an_error(tmp_path, capsys):
+    path = write_manifest(tmp_path, base_rows(tmp_path))
+    with pytest.raises(ValueError, match=r"^--map sex=1:M,1:F: code '1' is mapped twice \(to M and to F\)"):
+        parse_map("sex=1:M,1:F")
+    with pytest.raises(SystemExit):
+        main(["validate", str(path), "--map", "sex=1:M,1:F"])
+    assert "--map sex=1:M,1:F: code '1' is mapped twice (to M and to F): map each code once" in capsys.readouterr().err
+    assert main(["validate", str(path), "--map", "sex=1:M,2:F", "--map", "sex=1:F"]) == 2
+    assert capsys.readouterr().err == "error: --map sex: code '1' is mapped twice (to M and to F): map each code once\n"
+    assert parse_map("sex=1:M, 1:M,2:F") == ("sex", {"1": "M", "2": "F"})  # the same mapping twice: accepted
+    assert main(["validate", str(path), "--map", "sex=1:M", "--map", "sex=1:M"]) == 0
+    with pytest.raises(ValueError, match=r"^map sex: code '1' is mapped twice \(to M and to F\)"):
+        options_from_config({"map": {"sex": {1: "M", "1": "F"}}})
+    with pytest.raises(ValueError, match=r"^--map sex=1:M,1:F: code '1' is mapped twice"):
+        options_from_config({"map": {"sex": "1:M,1:F"}})  # the text form, as in --map
+    assert options_from_config({"map": {"sex": "1:M,2:F"}}).maps == {"sex": {"1": "M", "2": "F"}}
+    capsys.readouterr()
