@@ -201,12 +201,12 @@ def _surplus_message(path: Path, sheet: str | None, line: int, rec: list[str], n
 def _refuse_split_numbers(path: Path, rows: list[list[str]], names: list[str], lines: list[int],
                           options: TableOptions) -> None:
     """Raise :class:`ManifestError` for a whole number in a text column right after a number in a numeric
-    column (``...,12,5`` read as platelets 12 and sex 5: a decimal comma splitting a number) whose other
-    cells are mostly text; a number that is a code of a declared ``--map`` is not refused, nor are columns
-    holding mostly numbers (codes: the validator names those without a ``--map``)."""
+    column (``...,3,7`` read as albumin 3 and diagnostic_basis 7: a decimal comma splitting a number) whose
+    other cells are mostly text. Only free-text columns are looked at (label, sex, split, paths: the
+    validator names a wrong value); columns holding mostly numbers, and codes of a declared ``--map``, pass."""
     for j in range(1, len(names)):
         col, prev = names[j], names[j - 1]
-        if col not in TEXT_COLUMNS or prev in TEXT_COLUMNS:
+        if col not in _FREE_TEXT or prev in TEXT_COLUMNS:
             continue
         hits = [i for i, rec in enumerate(rows) if _NUMBER.fullmatch(rec[j].strip())]
         texts = sum(1 for rec in rows if rec[j].strip() and not _NUMBER.fullmatch(rec[j].strip()))
@@ -224,6 +224,8 @@ def _refuse_split_numbers(path: Path, rows: list[list[str]], names: list[str], l
                 "--decimal ','", column=col)
 
 
+#: text columns whose values nothing checks later (a stray number would be kept silently)
+_FREE_TEXT = frozenset({"case_id", "patient_id", "subtype", "diagnostic_basis"})
 _INT = re.compile(r"[+-]?\d+")
 _NUMBER = re.compile(r"[+-]?\d+(\.\d+)?")
 

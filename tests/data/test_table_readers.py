@@ -60,18 +60,15 @@ def test_split_number_filling_a_text_column_is_an_error(tmp_path):
         "separators and pass --sep ';' --decimal ','")
 
 
-def test_numeric_codes_of_a_text_column_are_not_split_numbers(tmp_path):
-    rows = base_rows(tmp_path)  # age, sex: a sex code right after a whole number
+def test_numbers_in_checked_or_coded_text_columns_are_left_to_the_validator(tmp_path):
+    rows = base_rows(tmp_path)  # age, sex: a stray sex code right after a whole number
     rows[1]["sex"] = "1"
-    path = write_manifest(tmp_path, rows)
-    with pytest.raises(ManifestError, match="line 3, column sex: '1' is a number in a text column, right after "
-                                            "age = '53'"):
-        read_manifest(path)  # mostly text: a stray number after age is refused ...
-    df = read_manifest(path, options=make_options(maps={"sex": {"1": "M"}}))
-    assert df["sex"].tolist() == list("FMFMFM")  # ... unless it is a declared code
     for r in rows:
-        r["sex"] = {"F": "2", "M": "1"}[r["sex"]] if r["sex"] in "FM" else r["sex"]
-    assert validate_manifest(write_manifest(tmp_path, rows)).codes("error") == {"sex_unknown"}  # all codes
+        r["diagnostic_basis"] = str(7 + len(r["case_id"]))  # a numeric free-text column: codes, not splits
+    path = write_manifest(tmp_path, rows)
+    assert [(f.row, f.column, f.code) for f in validate_manifest(path).errors] == [(3, "sex", "sex_unknown")]
+    df = read_manifest(path, options=make_options(maps={"sex": {"1": "M"}}))
+    assert df["sex"].tolist() == list("FMFMFM") and df["diagnostic_basis"].tolist() == ["9"] * 6
 
 
 def _formula_workbook(tmp_path: Path) -> Path:
