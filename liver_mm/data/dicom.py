@@ -12,13 +12,15 @@ pylibjpeg decoders for JPEG-LS / JPEG 2000 / lossless JPEG). Photometric interpr
 A clip (NumberOfFrames > 1) is read one frame at a time (``frame``, 0-based).
 
 Only the image-pixel module, ``SequenceOfUltrasoundRegions`` (PhysicalDeltaX/Y where
-PhysicalUnitsX/YDirection = 3, centimetres) and ``BurnedInAnnotation`` are looked at: no patient,
-study or device tag is ever read into a return value, a message or a log line.
+PhysicalUnitsX/YDirection = 3, centimetres; a lesion box outside every such region gets no pixel size)
+and ``BurnedInAnnotation`` are looked at: no patient, study or device tag is ever read into a return
+value, a message or a log line.
 """
 
 from __future__ import annotations
 
 import io
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,8 @@ import numpy as np
 
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
 _CM = 3  # PhysicalUnitsX/YDirection code for centimetres
+
+log = logging.getLogger(__name__)
 
 
 class DicomReadError(ValueError):
@@ -66,8 +70,9 @@ def _dataset(source: str | Path | bytes, name: str, pixels: bool):
         raise DicomReadError(f"{name}: not a readable DICOM file ({type(exc).__name__})") from None
 
 
-def _regions_mm(ds, near: tuple[float, float] | None) -> tuple[float, float] | None:
-    """(x, y) mm per pixel of the cm-calibrated ultrasound region holding ``near`` (x, y px), else the first."""
+def _regions_mm(ds, near: tuple[float, ...] | None, name: str) -> tuple[float, float] | None:
+    """(x, y) mm per pixel of the cm-calibrated ultrasound region holding ``near`` (a point (x, y) or a box
+    (x0, y0, x1, y1), x1/y1 exclusive, in pixels), else None (logged); without ``near``, the first one."""
     found: list[tuple[tuple[float, float], tuple[int, int, int, int]]] = []
     for reg in ds.get("SequenceOfUltrasoundRegions", None) or []:
         if reg.get("PhysicalUnitsXDirection") != _CM or reg.get("PhysicalUnitsYDirection") != _CM:
@@ -78,25 +83,31 @@ def _regions_mm(ds, near: tuple[float, float] | None) -> tuple[float, float] | N
         box = tuple(int(reg.get(k, d)) for k, d in (("RegionLocationMinX0", 0), ("RegionLocationMinY0", 0),
                                                    ("RegionLocationMaxX1", 1 << 30), ("RegionLocationMaxY1", 1 << 30)))
         found.append(((round(float(dx) * 10, 6), round(abs(float(dy)) * 10, 6)), box))  # cm -> mm
-    if not found:
-        return None
-    if near is not None:
-        for mm, (x0, y0, x1, y1) in found:
-            if x0 <= near[0] <= x1 and y0 <= near[1] <= y1:
-                return mm
-    return found[0][0]
+    if not found or near is None:
+        return found[0][0] if found else None
+    # region corners are inclusive pixel coordinates; a box's x1 / y1 are exclusive
+    x0, y0, x1, y1 = (*near, *near) if len(near) == 2 else (*near[:2], near[2] - 1, near[3] - 1)
+    for mm, (rx0, ry0, rx1, ry1) in found:
+        if rx0 <= x0 and ry0 <= y0 and x1 <= rx1 and y1 <= ry1:
+            return mm
+    what = "point" if len(near) == 2 else "lesion box"
+    regions = "; ".join(f"({b[0]}, {b[1]})-({b[2]}, {b[3]})" for _, b in found)
+    log.warning("%s: the %s %s lies outside every calibrated ultrasound region (%s): no mm per pixel, "
+                "no size in mm", name, what, tuple(round(float(v), 1) for v in near), regions)
+    return None
 
 
-def _info(ds, near: tuple[float, float] | None = None) -> DicomInfo:
+def _info(ds, near: tuple[float, ...] | None = None, name: str = "<bytes>") -> DicomInfo:
     burned = str(ds.get("BurnedInAnnotation", "") or "").strip().upper() == "YES"
-    return DicomInfo(int(ds.get("NumberOfFrames", 1) or 1), _regions_mm(ds, near), burned)
+    return DicomInfo(int(ds.get("NumberOfFrames", 1) or 1), _regions_mm(ds, near, name), burned)
 
 
-def dicom_info(source: str | Path | bytes, near: tuple[float, float] | None = None) -> DicomInfo:
-    """Read only the header of ``source``: :class:`DicomInfo` (``near``: a point (x, y) in pixels,
-    e.g. the lesion's centre, choosing among several calibrated regions)."""
+def dicom_info(source: str | Path | bytes, near: tuple[float, ...] | None = None) -> DicomInfo:
+    """Read only the header of ``source``: :class:`DicomInfo`. ``near``: the lesion's box (x0, y0, x1, y1;
+    x1/y1 exclusive) or a point (x, y) in pixels: the pixel size is that of the calibrated region holding
+    it, and None (a logged warning naming the file) when no calibrated region holds it whole."""
     name = "<bytes>" if isinstance(source, bytes) else str(source)
-    return _info(_dataset(source, name, pixels=False), near)
+    return _info(_dataset(source, name, pixels=False), near, name)
 
 
 def _to_uint8(arr: np.ndarray, bits: int, name: str) -> np.ndarray:
@@ -119,7 +130,7 @@ def read_dicom(source: str | Path | bytes, frame: int = 0) -> tuple[np.ndarray, 
 
     name = "<bytes>" if isinstance(source, bytes) else str(source)
     ds = _dataset(source, name, pixels=True)
-    info = _info(ds)
+    info = _info(ds, name=name)
     if not 0 <= frame < info.n_frames:
         raise DicomReadError(f"{name}: frame {frame} does not exist: the clip has {info.n_frames} frame(s) "
                              f"(0-{info.n_frames - 1}, 0-based)", reason="frame")

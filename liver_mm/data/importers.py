@@ -111,9 +111,9 @@ def _case_id(root: Path, image: Path) -> str:
 
 
 def _dicom_fields(image: Path, box: tuple[int, int, int, int]) -> dict[str, object]:
-    """mm_per_px_x/y (of the region holding the box's centre) and frame count of a DICOM image."""
+    """mm_per_px_x/y (of the region holding the box; empty outside every one) and frame count of a DICOM image."""
     try:
-        info = dicom_info(image, ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2))
+        info = dicom_info(image, box)
     except DicomReadError:
         return {}
     mm = info.mm_per_px or (None, None)

@@ -253,8 +253,7 @@ def _physical_size(df: pd.DataFrame) -> None:
             df[col] = np.nan
     for i in df.index[dcm & df[list(MM_COLUMNS)].isna().any(axis=1)]:
         box = df.loc[i, list(BBOX_COLUMNS)].astype("float64") if BBOX_COLUMNS[0] in df.columns else None
-        near = None if box is None or box.isna().any() else ((box.iloc[0] + box.iloc[2]) / 2,
-                                                              (box.iloc[1] + box.iloc[3]) / 2)
+        near = None if box is None or box.isna().any() else tuple(box.tolist())  # the box must lie in a region
         try:
             mm = dicom_info(df.at[i, "image_path"], near).mm_per_px
         except (OSError, DicomReadError):

@@ -31,7 +31,21 @@ def ramp(h: int = 40, w: int = 48, seed: int = 0) -> np.ndarray:
     return ((x[None, :] + y[:, None]) % 256).astype(np.uint8)
 
 
-def _base(sop_class: str, transfer: str, region_cm: float | None, burned_in: bool) -> Dataset:
+Region = tuple[int, int, int, int, float]  # RegionLocationMinX0, MinY0, MaxX1, MaxY1 (inclusive), cm per px
+
+
+def _region(x0: int, y0: int, x1: int, y1: int, cm: float) -> Dataset:
+    reg = Dataset()
+    reg.RegionLocationMinX0, reg.RegionLocationMinY0 = x0, y0
+    reg.RegionLocationMaxX1, reg.RegionLocationMaxY1 = x1, y1
+    reg.PhysicalUnitsXDirection, reg.PhysicalUnitsYDirection = 3, 3
+    reg.PhysicalDeltaX, reg.PhysicalDeltaY = cm, cm
+    reg.RegionSpatialFormat, reg.RegionDataType = 1, 1
+    return reg
+
+
+def _base(sop_class: str, transfer: str, region_cm: float | None, burned_in: bool,
+          regions: list[Region] | None = None) -> Dataset:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -44,27 +58,26 @@ def _base(sop_class: str, transfer: str, region_cm: float | None, burned_in: boo
     for tag, value in SENTINELS.items():
         setattr(ds, tag, value)
     ds.BurnedInAnnotation = "YES" if burned_in else "NO"
-    if region_cm is not None:
-        reg = Dataset()
-        reg.RegionLocationMinX0, reg.RegionLocationMinY0 = 0, 0
-        reg.RegionLocationMaxX1, reg.RegionLocationMaxY1 = 1000, 1000
-        reg.PhysicalUnitsXDirection, reg.PhysicalUnitsYDirection = 3, 3
-        reg.PhysicalDeltaX, reg.PhysicalDeltaY = region_cm, region_cm
-        reg.RegionSpatialFormat, reg.RegionDataType = 1, 1
-        ds.SequenceOfUltrasoundRegions = [reg]
+    if regions is not None:
+        ds.SequenceOfUltrasoundRegions = [_region(*r) for r in regions]
+    elif region_cm is not None:
+        ds.SequenceOfUltrasoundRegions = [_region(0, 0, 1000, 1000, region_cm)]
     return ds
 
 
 def write_dicom(path: Path, gray: np.ndarray | list[np.ndarray], photometric: str = "MONOCHROME2",
-                jpeg: bool = False, region_cm: float | None = 0.01, burned_in: bool = False) -> Path:
+                jpeg: bool = False, region_cm: float | None = 0.01, burned_in: bool = False,
+                regions: list[Region] | None = None) -> Path:
     """Write (H, W) uint8 ``gray`` (a list: a multi-frame clip) as a DICOM file.
+
+    ``region_cm``: one calibrated region covering the image; ``regions``: these calibrated regions instead.
 
     ``photometric``: MONOCHROME2, RGB (gray repeated in R, G, B) or YBR_FULL (Y = gray, Cb = Cr = 128);
     ``jpeg``: Pillow-encoded JPEG baseline (YBR_FULL_422 for colour, quality 100)."""
     frames = gray if isinstance(gray, list) else [gray]
     clip = len(frames) > 1
     ds = _base(UltrasoundMultiFrameImageStorage if clip else UltrasoundImageStorage,
-               JPEGBaseline8Bit if jpeg else ExplicitVRLittleEndian, region_cm, burned_in)
+               JPEGBaseline8Bit if jpeg else ExplicitVRLittleEndian, region_cm, burned_in, regions)
     h, w = frames[0].shape
     ds.Rows, ds.Columns = h, w
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0

@@ -159,3 +159,24 @@ def test_import_validate_train_on_dicoms_leaks_no_patient_tag(tmp_path):
     assert any((tmp_path / "art").rglob("*")) and (tmp_path / "mlflow.db").is_file()
     assert _sentinel_hits(tmp_path, skip=root) == []
     assert any(SENTINELS["PatientID"].encode() in p.read_bytes() for p in root.rglob("*.dcm"))  # the probe works
+
+
+def test_lesion_outside_every_calibrated_region_gets_no_size(tmp_path, caplog):
+    # two calibrated regions side by side (inclusive corners): 0.1 mm on the left, 0.2 mm on the right
+    regions = [(0, 0, 19, 39, 0.01), (24, 0, 47, 19, 0.02)]
+    path = write_dicom(tmp_path / "img" / "a.dcm", ramp(), regions=regions)
+    assert dicom_info(path, (2, 3, 20, 40)).mm_per_px == (0.1, 0.1)  # the whole box in the left region
+    assert dicom_info(path, (24, 0, 48, 20)).mm_per_px == (0.2, 0.2)  # ... in the right one
+    with caplog.at_level("WARNING"):
+        assert dicom_info(path, (30, 25, 40, 35)).mm_per_px is None  # below the right region: in none
+        assert dicom_info(path, (14, 5, 40, 15)).mm_per_px is None  # across both (its centre in the right one)
+    assert (f"{path}: the lesion box (30.0, 25.0, 40.0, 35.0) lies outside every calibrated ultrasound region "
+            "((0, 0)-(19, 39); (24, 0)-(47, 19)): no mm per pixel, no size in mm") in caplog.text
+    rows = [("c0", 2, 3, 20, 40), ("c1", 30, 25, 40, 35), ("c2", 14, 5, 40, 15)]
+    manifest = tmp_path / "m.csv"
+    pd.DataFrame([{"case_id": c, "patient_id": c, "image_path": "img/a.dcm", "bbox_x0": x0, "bbox_y0": y0,
+                   "bbox_x1": x1, "bbox_y1": y1, "label": "benign"} for c, x0, y0, x1, y1 in rows]
+                 ).to_csv(manifest, index=False)
+    df = read_manifest(manifest).set_index("case_id")
+    assert df.loc["c0", ["mm_per_px_x", "bbox_w_mm", "bbox_h_mm"]].tolist() == [0.1, 1.8, 3.7]
+    assert df.loc[["c1", "c2"], ["mm_per_px_x", "mm_per_px_y", "bbox_w_mm"]].isna().all().all()
