@@ -221,8 +221,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--alpha", type=float, default=0.05, help="1 - confidence level (default 0.05)")
     p.add_argument("--family", action="append", metavar="NAME=a,b,...",
                    help="a Holm family: the comparisons among these models are adjusted together (repeatable; "
-                        "a comparison joins the first family holding both models, else 'other'; default: one "
-                        "family 'all')")
+                        "a comparison joins the first family holding both models, else it is its own family a_vs_b; "
+                        "default: one family 'all')")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_delong)
 

@@ -16,8 +16,6 @@ log = logging.getLogger(__name__)
 
 #: the family of every comparison when no families are given
 ALL_FAMILY = "all"
-#: the family of a comparison whose two models share no given family
-OTHER_FAMILY = "other"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,20 +61,24 @@ def holm_by_family(p_values: object, family_labels: Sequence[str]) -> np.ndarray
     return out
 
 
+def own_family(a: str, b: str) -> str:
+    """The family name of a comparison ``a`` vs ``b`` that no given family holds: its own, ``a_vs_b``."""
+    return f"{a}_vs_{b}"
+
+
 def comparison_families(
     pairs: Sequence[tuple[str, str]], families: Mapping[str, Sequence[str]] | None
 ) -> list[str]:
     """The Holm family of each compared pair.
 
     families: family name -> models whose pairwise comparisons form that family. A pair belongs to
-    the first family (in mapping order) that lists both its models, else to ``"other"``; ``None``
-    puts every pair in one family ``"all"``. The name ``"other"`` is reserved. Models named in a
-    family but not compared are logged (a warning), not an error.
+    the first family (in mapping order) that lists both its models, else it is its own family
+    (named ``a_vs_b``: :func:`own_family`, Holm-adjusted alone, so its adjusted p is its p);
+    ``None`` puts every pair in one family ``"all"``. A given family named like such a pair's own
+    family is an error. Models named in a family but not compared are logged (a warning), not an error.
     """
     if families is None:
         return [ALL_FAMILY] * len(pairs)
-    if OTHER_FAMILY in families:
-        raise ValueError(f"family name {OTHER_FAMILY!r} is reserved for comparisons in no family; rename it")
     members = {str(name): {str(m) for m in models} for name, models in families.items()}
     compared = {m for pair in pairs for m in pair}
     for name, models in members.items():
@@ -85,7 +87,13 @@ def comparison_families(
             log.warning("Holm family %r names model(s) %s that are not compared", name, unknown)
     out = []
     for a, b in pairs:
-        out.append(next((name for name, models in members.items() if a in models and b in models), OTHER_FAMILY))
+        fam = next((name for name, models in members.items() if a in models and b in models), None)
+        if fam is None:
+            fam = own_family(a, b)
+            if fam in members:
+                raise ValueError(f"Holm family {fam!r} does not hold {a} and {b}, whose comparison is its own "
+                                 f"family of that name; rename the family")
+        out.append(fam)
     return out
 
 

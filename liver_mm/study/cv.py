@@ -27,9 +27,11 @@ log = logging.getLogger(__name__)
 
 
 def uses_cv(cfg: DictConfig) -> bool:
-    """True when the study is cross-validated (``cv.folds`` >= 2)."""
-    cv = cfg.get("cv") or {}
-    return cv.get("folds") is not None and int(cv.get("folds")) >= 2
+    """True when the study is cross-validated (``cv.folds`` = K >= 2); a ``cv.folds`` or ``cv.repeats`` that is
+    neither null nor a valid whole number is a ValueError naming it (:func:`liver_mm.study.checks.check_cv`)."""
+    from liver_mm.study.checks import check_cv
+
+    return check_cv(cfg) is not None
 
 
 def prepare_study_folds(cfg: DictConfig, cohort: PreparedCohort) -> tuple[pd.DataFrame, str]:

@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 from liver_mm.stats import encode_labels, format_p, markdown_table, youden_threshold
 from liver_mm.study.cv_tables import (
     OOF_COLUMNS,
+    check_oof_coverage,
     cv_auc_table,
     cv_comparisons,
     cv_parent_metrics,
@@ -26,24 +27,36 @@ from liver_mm.study.report import (
 )
 from liver_mm.study.tables import fmt_auc, fmt_number, fmt_proportion
 from liver_mm.training.cohort import PreparedCohort
+from liver_mm.training.evaluate import DegenerateThresholdError, check_threshold
 
 log = logging.getLogger(__name__)
 
 
 def fold_predictions(pred: pd.DataFrame, arm: str, repeat: int, fold: int, patients: Mapping[str, str]) -> pd.DataFrame:
-    """One fold run's test rows as out-of-fold rows, each with the fold's frozen dev-Youden threshold."""
+    """One fold run's test rows as out-of-fold rows, each with the fold's frozen dev-Youden threshold and
+    ``degenerate_threshold`` (it separates no dev cases: :func:`liver_mm.training.evaluate.check_threshold`)."""
     dev, test = pred[pred["split"] == "dev"], pred[pred["split"] == "test"]
-    thr = youden_threshold(encode_labels(dev["label"].to_numpy(dtype=object)), dev["prob"].to_numpy(dtype=float))
+    p_dev = dev["prob"].to_numpy(dtype=float)
+    thr = youden_threshold(encode_labels(dev["label"].to_numpy(dtype=object)), p_dev)
+    try:
+        check_threshold(thr.threshold, p_dev, float("nan"))
+        bad = False
+    except DegenerateThresholdError:
+        bad = True
+        log.warning("arm %s, repeat %d, fold %d: degenerate dev-Youden threshold %s; its test cases are left out "
+                    "of the pooled accuracy, sensitivity and specificity", arm, repeat, fold, thr.threshold)
     ids = test["case_id"].astype(str)
     return pd.DataFrame({"case_id": ids.to_numpy(), "patient_id": ids.map(patients).to_numpy(), "arm": arm,
                          "repeat": repeat, "fold": fold, "label": test["label"].to_numpy(),
-                         "prob": test["prob"].to_numpy(dtype=float), "threshold": thr.threshold})
+                         "prob": test["prob"].to_numpy(dtype=float), "threshold": thr.threshold,
+                         "degenerate_threshold": bad})
 
 
 def format_summary(summary: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for r in summary.to_dict("records"):
         rows.append({"Model": r["arm"], "Folds": str(int(r["n_folds"])),
+                     "Degenerate thresholds": str(int(r["degenerate_folds"])),
                      "Fold AUC mean (SD)": f"{r['auc_mean']:.3f} ({fmt_number(r['auc_sd'])})",
                      "Pooled out-of-fold AUC, repeat 0 (95% CI)": fmt_auc(r["pooled_auc"], r["pooled_auc_ci_low"],
                                                                           r["pooled_auc_ci_high"]),
@@ -102,19 +115,41 @@ def write_cv_figures(oof: pd.DataFrame, cv_auc: pd.DataFrame, summary: pd.DataFr
     return ["cv_fold_aucs.png", "cv_roc.png"]
 
 
-def _cv_section(summary: pd.DataFrame, comp: pd.DataFrame, k: int, r: int, reference: str) -> list[str]:
+def degenerate_sentence(summary: pd.DataFrame) -> list[str]:
+    """The report's plain statement of the folds whose threshold was degenerate, or nothing when none was."""
+    bad = summary[summary["degenerate_folds"] > 0]
+    if bad.empty:
+        return []
+    each = "; ".join(f"{r['arm']} {int(r['degenerate_folds'])} of {int(r['n_folds'])} fold models (repeat 0: "
+                     f"{int(r['pooled_excluded_folds'])} fold(s), {int(r['pooled_excluded_cases'])} cases left out)"
+                     for r in bad.to_dict("records"))
+    return [f"**Degenerate thresholds**: {each}. A fold model whose dev-Youden threshold separates no dev cases "
+            "(±inf: every case called malignant, or every case benign) has no operating point: its test cases are "
+            "left out of the pooled accuracy, sensitivity and specificity (their n/N shows it); the AUCs use the "
+            "probabilities and keep them.", ""]
+
+
+def _comparison_lines(comp: pd.DataFrame, reference: str) -> list[str]:
+    if comp.empty:
+        return ["### Comparisons", "", "One arm: nothing to compare.", ""]
     return [
-        "## Cross-validation", "",
-        f"{k}-fold cross-validation repeated {r} time(s): folds grouped by patient and identical image, stratified "
-        "by label; every nodule is a test case once per repeat. Inside each training part a grouped, stratified "
-        "dev part chose the epoch and the Youden threshold, frozen for the fold's test cases.", "",
-        "### Performance", "", markdown_table(format_summary(summary)),
         "### Comparisons", "",
         f"Each model against {reference} and each adjacent pair. Corrected resampled t-test of the per-fold AUC "
         "differences (Nadeau & Bengio 2003; df = K·R − 1, variance inflated by the test/train size ratio) and the "
         "paired DeLong test on repeat 0's pooled out-of-fold predictions; p (Holm) within each family.", "",
         markdown_table(format_comparisons(comp)),
         "### Which differences hold up", "", *verdicts(comp), "",
+    ]
+
+
+def _cv_section(summary: pd.DataFrame, comp: pd.DataFrame, k: int, r: int, reference: str) -> list[str]:
+    return [
+        "## Cross-validation", "",
+        f"{k}-fold cross-validation repeated {r} time(s): folds grouped by patient and identical image, stratified "
+        "by label; every nodule is a test case once per repeat. Inside each training part a grouped, stratified "
+        "dev part chose the epoch and the Youden threshold, frozen for the fold's test cases.", "",
+        "### Performance", "", markdown_table(format_summary(summary)), *degenerate_sentence(summary),
+        *_comparison_lines(comp, reference),
     ]
 
 
@@ -127,20 +162,20 @@ def write_cv_study(config: DictConfig, cohort: PreparedCohort, fold_preds: Mappi
                     ignore_index=True)
     oof = oof.sort_values(["arm", "repeat", "case_id"], key=lambda c: c.map({a: i for i, a in enumerate(order)})
                           if c.name == "arm" else c, kind="stable").reset_index(drop=True)
+    k, r = int(config.cv.folds), int(config.cv.repeats)
+    check_oof_coverage(oof, list(patients), order, r)  # before any file is written
     cv_auc = cv_auc_table(oof)
     summary = cv_summary(oof, cv_auc, order)
     reference = str(config.study.reference)
     comp = cv_comparisons(oof, cv_auc, sizes, order, reference, families)
-    oof[[*OOF_COLUMNS, "threshold"]].to_csv(out / "oof_predictions.csv", index=False)
+    oof[[*OOF_COLUMNS, "threshold", "degenerate_threshold"]].to_csv(out / "oof_predictions.csv", index=False)
     cv_auc.to_csv(out / "cv_auc.csv", index=False)
     sizes.to_csv(out / "cv_fold_sizes.csv", index=False)
     summary.to_csv(out / "cv_summary.csv", index=False)
     comp.to_csv(out / "cv_comparisons.csv", index=False)
     (out / "cv_summary.md").write_text(markdown_table(format_summary(summary)), encoding="utf-8")
-    (out / "cv_comparisons.md").write_text(markdown_table(format_comparisons(comp)) + "\n" + "\n".join(verdicts(comp))
-                                           + "\n", encoding="utf-8")
+    (out / "cv_comparisons.md").write_text("\n".join(_comparison_lines(comp, reference)[2:]) + "\n", encoding="utf-8")
     figures = write_cv_figures(oof, cv_auc, summary, order, out, cohort.synthetic)
-    k, r = int(config.cv.folds), int(config.cv.repeats)
     lines = [f"# Study report: {title}", ""]
     if cohort.synthetic:
         lines += [f"**{SYNTHETIC_STATEMENT}**", ""]
@@ -152,7 +187,4 @@ def write_cv_study(config: DictConfig, cohort: PreparedCohort, fold_preds: Mappi
     listed = sorted(p.name for p in out.iterdir() if p.is_file() and p.name != "report.md" and not p.name.startswith("."))
     lines += ["## Files", "", *(f"- [{name}]({name})" for name in listed), ""]
     (out / "report.md").write_text("\n".join(lines), encoding="utf-8")
-    missing = oof.groupby(["arm", "repeat"])["case_id"].nunique()
-    if (missing != len(cohort.df)).any():
-        raise ValueError(f"out-of-fold predictions do not cover every case once per (arm, repeat): {missing.to_dict()}")
     return cv_parent_metrics(summary, comp)

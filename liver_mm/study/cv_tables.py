@@ -1,7 +1,9 @@
 """Cross-validated comparison of a study's arms from their out-of-fold predictions (pandas + liver_mm.stats).
 
 Inputs: ``oof``, one row per (arm, repeat, fold, test case) with columns case_id, patient_id, arm,
-repeat, fold, label (benign/malignant), prob, threshold (the fold's dev-Youden threshold, frozen);
+repeat, fold, label (benign/malignant), prob, threshold (the fold's dev-Youden threshold, frozen) and
+optionally degenerate_threshold (True when that threshold separates nothing: +-inf, every case called one
+class; without the column a non-finite threshold counts as degenerate);
 ``sizes``, one row per (repeat, fold) with n_test and n_outside_test (the cases outside the test fold:
 the fold model's training and dev parts).
 """
@@ -26,16 +28,53 @@ from liver_mm.stats import (
 )
 
 OOF_COLUMNS = ("case_id", "patient_id", "arm", "repeat", "fold", "label", "prob")
+COMPARISON_COLUMNS = ("a", "b", "family", "n_folds", "mean_auc_diff", "sd_auc_diff", "t", "df", "size_ratio", "p_t",
+                      "p_t_holm", "pooled_auc_a", "pooled_auc_b", "pooled_diff", "z_delong", "p_delong",
+                      "p_delong_holm")
+
+
+def degenerate(part: pd.DataFrame) -> np.ndarray:
+    """(n,) bool: the row's fold threshold is degenerate (column ``degenerate_threshold``, else non-finite)."""
+    if "degenerate_threshold" in part.columns:
+        return part["degenerate_threshold"].to_numpy(dtype=bool)
+    return ~np.isfinite(part["threshold"].to_numpy(dtype=float))
+
+
+def check_oof_coverage(oof: pd.DataFrame, case_ids: Sequence[str], arms: Sequence[str], repeats: int) -> None:
+    """Every case of the cohort exactly once per (arm, repeat): ValueError naming the arm, repeat and the first
+    duplicated, missing or foreign cases (a duplicated case would count twice in every pooled number)."""
+    cohort = pd.Index([str(c) for c in case_ids])
+    for arm in arms:
+        for rep in range(repeats):
+            part = oof[(oof["arm"] == arm) & (oof["repeat"] == rep)]
+            ids = part["case_id"].astype(str)
+            counts = ids.value_counts()
+            dup = sorted(counts.index[counts > 1])
+            missing, foreign = sorted(cohort.difference(ids)), sorted(pd.Index(ids).difference(cohort))
+            problems = []
+            if dup:
+                c = dup[0]
+                folds = sorted(int(f) for f in part.loc[ids == c, "fold"])
+                problems.append(f"{len(dup)} case(s) predicted more than once, e.g. {c} in folds {folds}")
+            if missing:
+                problems.append(f"{len(missing)} case(s) of the cohort never predicted, e.g. {', '.join(missing[:3])}")
+            if foreign:
+                problems.append(f"{len(foreign)} case(s) not in the cohort, e.g. {', '.join(foreign[:3])}")
+            if problems:
+                raise ValueError(f"out-of-fold predictions of arm {arm}, repeat {rep} do not hold each of the "
+                                 f"{len(cohort)} cases exactly once: {'; '.join(problems)}")
 
 
 def cv_auc_table(oof: pd.DataFrame) -> pd.DataFrame:
-    """arm, repeat, fold, n_test, auc: the test AUC of every fold model."""
+    """arm, repeat, fold, n_test, auc, degenerate_threshold: the test AUC of every fold model, and whether its
+    frozen dev-Youden threshold was degenerate."""
     rows = []
     for (arm, rep, fold), part in oof.groupby(["arm", "repeat", "fold"], sort=False):
         y = encode_labels(part["label"].to_numpy(dtype=object))
         rows.append({"arm": arm, "repeat": int(rep), "fold": int(fold), "n_test": len(part),
-                     "auc": auc_ci(y, part["prob"].to_numpy(dtype=float)).auc})
-    return pd.DataFrame(rows, columns=["arm", "repeat", "fold", "n_test", "auc"])
+                     "auc": auc_ci(y, part["prob"].to_numpy(dtype=float)).auc,
+                     "degenerate_threshold": bool(degenerate(part).any())})
+    return pd.DataFrame(rows, columns=["arm", "repeat", "fold", "n_test", "auc", "degenerate_threshold"])
 
 
 def _pooled(oof: pd.DataFrame, arm: str, repeat: int = 0) -> pd.DataFrame:
@@ -49,14 +88,20 @@ def _proportion(k: int, n: int) -> tuple[float, float, float]:
 
 
 def pooled_metrics(part: pd.DataFrame) -> dict[str, float]:
-    """AUC (DeLong CI) of pooled out-of-fold predictions, and accuracy / sensitivity / specificity with
-    each case called at its own fold's frozen threshold (k/n and Wilson CIs)."""
+    """AUC (DeLong CI) of pooled out-of-fold predictions (every case), and accuracy / sensitivity / specificity
+    with each case called at its own fold's frozen threshold (k/n and Wilson CIs), leaving out the cases of folds
+    whose threshold is degenerate (an infinite cut calls every case one class: no operating point to pool);
+    ``pooled_excluded_folds`` / ``pooled_excluded_cases`` count them."""
     y = encode_labels(part["label"].to_numpy(dtype=object))
     p = part["prob"].to_numpy(dtype=float)
     called = p >= part["threshold"].to_numpy(dtype=float)
+    bad = degenerate(part)
     auc = auc_ci(y, p)
     out: dict[str, float] = {"n": len(y), "pooled_auc": auc.auc, "pooled_auc_ci_low": auc.ci_low,
-                             "pooled_auc_ci_high": auc.ci_high}
+                             "pooled_auc_ci_high": auc.ci_high,
+                             "pooled_excluded_folds": int(part.loc[bad, "fold"].nunique()),
+                             "pooled_excluded_cases": int(bad.sum())}
+    y, called = y[~bad], called[~bad]
     counts = {"accuracy": (int((called == (y == 1)).sum()), len(y)),
               "sensitivity": (int((called & (y == 1)).sum()), int((y == 1).sum())),
               "specificity": (int((~called & (y == 0)).sum()), int((y == 0).sum()))}
@@ -67,11 +112,15 @@ def pooled_metrics(part: pd.DataFrame) -> dict[str, float]:
 
 
 def cv_summary(oof: pd.DataFrame, cv_auc: pd.DataFrame, order: Sequence[str]) -> pd.DataFrame:
-    """Per arm: folds, mean and SD (ddof=1) of the fold AUCs, and :func:`pooled_metrics` of repeat 0."""
+    """Per arm: folds, fold models with a degenerate threshold (all repeats), mean and SD (ddof=1) of the fold
+    AUCs, and :func:`pooled_metrics` of repeat 0."""
     rows = []
     for arm in order:
-        aucs = cv_auc.loc[cv_auc["arm"] == arm, "auc"].to_numpy(dtype=float)
-        rows.append({"arm": arm, "n_folds": aucs.size, "auc_mean": float(aucs.mean()),
+        mine = cv_auc[cv_auc["arm"] == arm]
+        aucs = mine["auc"].to_numpy(dtype=float)
+        rows.append({"arm": arm, "n_folds": aucs.size,
+                     "degenerate_folds": int(mine["degenerate_threshold"].to_numpy(dtype=bool).sum()),
+                     "auc_mean": float(aucs.mean()),
                      "auc_sd": float(aucs.std(ddof=1)) if aucs.size > 1 else math.nan,
                      **pooled_metrics(_pooled(oof, arm))})
     return pd.DataFrame(rows)
@@ -86,7 +135,8 @@ def cv_comparisons(oof: pd.DataFrame, cv_auc: pd.DataFrame, sizes: pd.DataFrame,
                    reference: str, families: Mapping[str, Sequence[str]] | None = None) -> pd.DataFrame:
     """Each arm vs the reference and each adjacent pair: mean AUC difference over folds with the
     Nadeau-Bengio corrected resampled t-test (df = K*R - 1), and the paired DeLong test on repeat 0's
-    pooled out-of-fold predictions; Holm-adjusted within each family, for each test separately."""
+    pooled out-of-fold predictions; Holm-adjusted within each family, for each test separately. One arm:
+    nothing to compare, an empty table with these columns."""
     pairs = comparison_pairs(list(order), reference)
     fams = comparison_families(pairs, families)
     rows = []
@@ -102,19 +152,18 @@ def cv_comparisons(oof: pd.DataFrame, cv_auc: pd.DataFrame, sizes: pd.DataFrame,
                      "sd_auc_diff": t.sd_diff, "t": t.t, "df": t.df, "size_ratio": t.ratio, "p_t": t.p_value,
                      "pooled_auc_a": d.auc_a, "pooled_auc_b": d.auc_b, "pooled_diff": d.diff, "z_delong": d.z,
                      "p_delong": d.p_value})
-    out = pd.DataFrame(rows)
-    out["p_t_holm"] = holm_by_family(out["p_t"].to_numpy(), fams)
-    out["p_delong_holm"] = holm_by_family(out["p_delong"].to_numpy(), fams)
-    cols = ["a", "b", "family", "n_folds", "mean_auc_diff", "sd_auc_diff", "t", "df", "size_ratio", "p_t",
-            "p_t_holm", "pooled_auc_a", "pooled_auc_b", "pooled_diff", "z_delong", "p_delong", "p_delong_holm"]
-    return out[cols]
+    out = pd.DataFrame(rows, columns=[c for c in COMPARISON_COLUMNS if not c.endswith("_holm")])
+    out["p_t_holm"] = holm_by_family(out["p_t"].to_numpy(dtype=float), fams)
+    out["p_delong_holm"] = holm_by_family(out["p_delong"].to_numpy(dtype=float), fams)
+    return out[list(COMPARISON_COLUMNS)]
 
 
 def cv_parent_metrics(summary: pd.DataFrame, comparisons: pd.DataFrame) -> dict[str, float]:
-    """``cv_auc_mean_<arm>``, ``cv_auc_sd_<arm>``, ``cv_pooled_auc_<arm>``, ``cv_p_<a>_vs_<b>`` (corrected
-    t-test) and ``cv_p_holm_<a>_vs_<b>``; finite values only."""
+    """``cv_auc_mean_<arm>``, ``cv_auc_sd_<arm>``, ``cv_pooled_auc_<arm>``, ``cv_degenerate_folds_<arm>``,
+    ``cv_p_<a>_vs_<b>`` (corrected t-test) and ``cv_p_holm_<a>_vs_<b>``; finite values only."""
     out: dict[str, float] = {}
     for r in summary.to_dict("records"):
+        out[f"cv_degenerate_folds_{r['arm']}"] = r["degenerate_folds"]
         out[f"cv_auc_mean_{r['arm']}"] = r["auc_mean"]
         out[f"cv_auc_sd_{r['arm']}"] = r["auc_sd"]
         out[f"cv_pooled_auc_{r['arm']}"] = r["pooled_auc"]

@@ -75,9 +75,11 @@ class StudyCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         # one preparation for all arms: children (possibly parallel) then only read the caches
         from liver_mm.data.crops import build_crop_cache
+        from liver_mm.study.checks import check_study_config
         from liver_mm.study.cv import prepare_study_folds, uses_cv
 
         with _exit_on_error("preparing the study"):
+            check_study_config(config)  # cv.folds, cv.repeats, study.arms, study.reference: before any training
             check_out_dir(Path(str(config.study.out_dir)))
             cohort = prepare_cohort(config.data, config.split, config.cache_dir)
             if uses_cv(config):
@@ -89,18 +91,38 @@ class StudyCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from liver_mm.study.finish import finish_study
 
-        with _exit_on_error("comparing the arms"):
+        with _exit_on_error("comparing the arms", failed_study=config):
             complete = finish_study(config)
         if not complete:
             raise SystemExit(1)
 
 
 @contextmanager
-def _exit_on_error(step: str):
+def _exit_on_error(step: str, failed_study: DictConfig | None = None):
+    """Log an exception and exit 1; with ``failed_study``, its parent run is marked FAILED (not left RUNNING)."""
     try:
         yield
     except SystemExit:
         raise
     except Exception as exc:
         log.error("study failed while %s: %s", step, exc)
+        if failed_study is not None:
+            _mark_parent_failed(failed_study)
         raise SystemExit(1) from None
+
+
+def _mark_parent_failed(config: DictConfig) -> None:
+    """Mark the study's existing parent run FAILED (none is created); a failure to do so is logged."""
+    from liver_mm.study.parent import study_key
+    from liver_mm.tracking.registry import find_parent
+    from liver_mm.tracking.runs import set_status
+    from liver_mm.tracking.store import connect
+
+    try:
+        client, exp_id = connect(config.logger)
+        cohort = prepare_cohort(config.data, config.split, config.cache_dir)
+        parent = find_parent(client, exp_id, study_key(config, cohort))
+        if parent is not None:
+            set_status(client, parent.info.run_id, "FAILED")
+    except Exception as exc:  # noqa: BLE001 - the study's own error is the one to report
+        log.error("could not mark the study's parent run FAILED: %s", exc)

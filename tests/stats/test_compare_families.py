@@ -45,14 +45,14 @@ def test_families_of_the_study_pairs():
     fams = comparison_families(pairs, {"stepwise": SEED, "controls": ["m5", "tab_mlp", "tab_logreg"]})
     assert dict(zip(pairs, fams, strict=True)) == {
         ("m1", "m2"): "stepwise", ("m1", "m3"): "stepwise", ("m1", "m4"): "stepwise", ("m1", "m5"): "stepwise",
-        ("m1", "tab_mlp"): "other", ("m1", "tab_logreg"): "other",
+        ("m1", "tab_mlp"): "m1_vs_tab_mlp", ("m1", "tab_logreg"): "m1_vs_tab_logreg",
         ("m2", "m3"): "stepwise", ("m3", "m4"): "stepwise", ("m4", "m5"): "stepwise",
         ("m5", "tab_mlp"): "controls", ("tab_mlp", "tab_logreg"): "controls",
     }
     assert comparison_families(pairs, None) == ["all"] * 11
     # the first family listing both models wins
     assert comparison_families([("m4", "m5")], {"late": ["m4", "m5"], "stepwise": SEED}) == ["late"]
-    assert comparison_families([("m4", "m5")], {}) == ["other"]
+    assert comparison_families([("m4", "m5")], {}) == ["m4_vs_m5"]
 
 
 def test_family_split_gives_the_smaller_adjusted_p():
@@ -70,7 +70,7 @@ def test_family_split_gives_the_smaller_adjusted_p():
     assert adjusted[("m2", "m3")] == pytest.approx(0.3342, abs=1e-12)
     expect = {("m1", "m2"): 0.004, ("m1", "m3"): 0.002, ("m1", "m4"): 0.0012, ("m1", "m5"): 0.0007,
               ("m2", "m3"): 0.3342, ("m3", "m4"): 0.6, ("m4", "m5"): 0.6,
-              ("m1", "tab_mlp"): 0.004, ("m1", "tab_logreg"): 0.004,
+              ("m1", "tab_mlp"): 0.002, ("m1", "tab_logreg"): 0.003,  # each its own family: p as it is
               ("m5", "tab_mlp"): 0.4, ("tab_mlp", "tab_logreg"): 0.5}
     assert adjusted == pytest.approx(expect, abs=1e-12)
     for fam in set(fams):
@@ -84,8 +84,11 @@ def test_holm_by_family_input_checks():
         holm_by_family([0.1, 0.2], ["a"])
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         holm_by_family([0.1, 1.2], ["a", "b"])
-    with pytest.raises(ValueError, match="reserved"):
-        comparison_families([("a", "b")], {"other": ["a", "b"]})
+    # a declared family named like a lone pair's own family would merge them: refused
+    with pytest.raises(ValueError, match="Holm family 'a_vs_c' does not hold a and c"):
+        comparison_families([("a", "b"), ("a", "c")], {"a_vs_c": ["a", "b"]})
+    # "other" is an ordinary family name now
+    assert comparison_families([("a", "b"), ("a", "c")], {"other": ["a", "b"]}) == ["other", "a_vs_c"]
 
 
 @pytest.mark.parametrize("name", ["delong_stepwise_108", "delong_stepwise_1200"])
@@ -114,10 +117,10 @@ def test_families_in_compare_models_and_report(fixtures_dir, caplog):
         rows = compare_models(y, scores, families=families)
     assert "'late' names model(s) ['tab_mlp']" in caplog.text
     fam = {f"{r.a}_vs_{r.b}": r.family for r in rows}
-    assert fam == {"m1_vs_m2": "early", "m1_vs_m3": "early", "m1_vs_m4": "other", "m1_vs_m5": "other",
+    assert fam == {"m1_vs_m2": "early", "m1_vs_m3": "early", "m1_vs_m4": "m1_vs_m4", "m1_vs_m5": "m1_vs_m5",
                    "m2_vs_m3": "early", "m3_vs_m4": "late", "m4_vs_m5": "late"}
     gold_p = {k: g["p_value"] for k, g in gold["paired_delong"].items()}
-    for family in ("early", "late", "other"):
+    for family in ("early", "late", "m1_vs_m4", "m1_vs_m5"):
         keys = [k for k, f in fam.items() if f == family]
         expect = r_holm([gold_p[k] for k in keys])
         got = [r.p_holm for r in rows if f"{r.a}_vs_{r.b}" in keys]
@@ -128,3 +131,13 @@ def test_families_in_compare_models_and_report(fixtures_dir, caplog):
     rep = delong_report(y, scores, families=families)
     assert [c["family"] for c in rep["comparisons"]] == [r.family for r in rows]
     assert [c["p_holm"] for c in rep["comparisons"]] == [r.p_holm for r in rows]
+
+
+def test_each_pair_in_no_family_is_its_own_family():
+    """Issue 21 item 6: pairs that no declared family lists are adjusted alone (README), not pooled as one
+    "other" family: with m1 vs tab_mlp p = 0.01 and m1 vs tab_logreg p = 0.02 both outside the family,
+    each keeps its p (pooled, m1 vs tab_mlp would become 2 * 0.01 = 0.02)."""
+    pairs = [("m1", "m2"), ("m1", "tab_mlp"), ("m1", "tab_logreg")]
+    fams = comparison_families(pairs, {"seed": ["m1", "m2"]})
+    assert fams == ["seed", "m1_vs_tab_mlp", "m1_vs_tab_logreg"]
+    assert holm_by_family([0.03, 0.01, 0.02], fams).tolist() == [0.03, 0.01, 0.02]

@@ -137,6 +137,7 @@ def test_report_files(cv_study):
 def test_too_small_cohort_for_k_folds_is_refused_before_training(tmp_path, tiny_cohort, capfd):
     with pytest.raises(SystemExit) as exc:
         main(["study", "data=manifest", f"data.manifest={tiny_cohort}", "cv.folds=40", "study.arms=[tab_logreg]",
+              "study.reference=tab_logreg",
               f"study.out_dir={tmp_path / 'r'}", f"logger.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
               f"cache_dir={tmp_path / 'cache'}", f"hydra.sweep.dir={tmp_path / 'multirun'}"])
     assert exc.value.code == 1
