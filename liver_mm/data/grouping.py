@@ -17,7 +17,8 @@ from scipy.sparse.csgraph import connected_components
 from sklearn.model_selection import StratifiedGroupKFold
 
 from liver_mm.data.images import ImageReadError, file_content_hash, image_key
-from liver_mm.data.schema import LABELS, line_numbers
+from liver_mm.data.labels import parse_labels
+from liver_mm.data.schema import line_numbers
 
 log = logging.getLogger(__name__)
 
@@ -71,16 +72,11 @@ def labels_and_groups(
     for col in ("label", "patient_id"):
         if col not in df.columns:
             raise ValueError(f"{where}: column {col} is required to split the cohort")
-    labels = df["label"].astype("string").str.strip().str.lower()
-    bad = ~labels.isin(LABELS)
-    if bad.any():
-        i = df.index[bad][0]
-        raise ValueError(f"{where}, line {line_numbers(df)[i]}, column label: {df.at[i, 'label']!r} is not "
-                         f"benign/malignant ({int(bad.sum())} such row(s))")
+    y = parse_labels(df["label"], where, lines=line_numbers(df), case_ids=df.get("case_id"))
     if image_keys is None and "image_path" in df.columns:
         image_keys = _image_hashes(df, where)
     patients = [None if pd.isna(p) or not str(p).strip() else str(p).strip() for p in df["patient_id"]]
-    return (labels == LABELS[1]).to_numpy().astype(int), leakage_groups(patients, image_keys)
+    return y, leakage_groups(patients, image_keys)
 
 
 def check_case_ids(df: pd.DataFrame, where: object) -> None:
