@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+import tempfile
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -84,13 +87,49 @@ def test_folder_under_a_regular_file_is_not_writable(tmp_path):
     assert isinstance(NotWritableError("x"), OSError)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
-def test_read_only_folder_is_not_writable(tmp_path):
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o555)
+NOBODY = 65534
+
+
+def _in_child_as_nobody(func, *args) -> str:
+    """Run ``func(*args)`` in a forked child (as uid/gid 65534 when we are root, who writes anywhere);
+    the child's exception text, or '' when it raised nothing."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report through the pipe and leave without running pytest's exit code
+        code = 0
+        try:
+            os.close(read_fd)
+            if os.geteuid() == 0:
+                os.setgroups([])
+                os.setgid(NOBODY)
+                os.setuid(NOBODY)
+            func(*args)
+            msg = ""
+        except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
+            msg = f"{type(exc).__name__}: {exc}"
+        try:
+            os.write(write_fd, msg.encode())
+        except BaseException:  # noqa: BLE001
+            code = 1
+        os._exit(code)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as fh:
+        out = fh.read().decode()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    return out
+
+
+def test_read_only_folder_is_not_writable():
+    """Also as root (CI): the check runs in a child process that drops to an unprivileged user."""
+    base = Path(tempfile.mkdtemp(prefix="liver-mm-ro-"))  # not under pytest's tmp_path, which only root may enter
     try:
-        with pytest.raises(NotWritableError, match=r"ro: cannot create or write this folder"):
-            check_writable_dir(ro)
+        base.chmod(0o755)
+        ro = base / "ro"
+        ro.mkdir()
+        ro.chmod(0o555)
+        assert _in_child_as_nobody(os.listdir, ro) == ""  # the child can reach and read the folder ...
+        err = _in_child_as_nobody(check_writable_dir, ro)  # ... but not write into it
+        assert err == f"NotWritableError: {ro}: cannot create or write this folder (Permission denied)"
     finally:
-        ro.chmod(0o755)
+        shutil.rmtree(base)

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from liver_mm.cli._args import add_unit_option
+from liver_mm.data.labels import LabelError, parse_labels
 from liver_mm.stats import delong_report, icc, markdown_table, table1, table2
-from liver_mm.stats._inputs import LABEL_CODES
 
 log = logging.getLogger(__name__)
 EXIT_BAD_INPUT = 2
@@ -59,13 +59,11 @@ def _require(df: pd.DataFrame, path: str, cols: list[str]) -> None:
 
 
 def _labels(df: pd.DataFrame, path: str, col: str) -> np.ndarray:
-    raw = df[col]
-    codes = raw.astype(str).str.strip().str.lower().map(LABEL_CODES)
-    bad = np.flatnonzero((codes.isna() | raw.isna()).to_numpy())
-    if bad.size:
-        raise InputError(f"{path}: column {col!r} has '{raw.iloc[bad[0]]}' at {_where(df, bad)}; "
-                         "expected 0/1 or benign/malignant")
-    y = codes.to_numpy(dtype=np.int8)
+    try:
+        y = parse_labels(df[col], path, case_ids=df.get("case_id"), codes=True)
+    except LabelError as exc:
+        raise InputError(str(exc)) from None
+    assert y is not None  # empty labels are errors here
     if y.min() == y.max():
         only = "malignant (1)" if y[0] else "benign (0)"
         raise InputError(f"{path}: column {col!r} has one class only (all {y.size} rows {only}); "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,8 @@ from scipy.sparse.csgraph import connected_components
 from sklearn.model_selection import StratifiedGroupKFold
 
 from liver_mm.data.images import ImageReadError, file_content_hash, image_key
-from liver_mm.data.schema import LABELS, line_numbers
+from liver_mm.data.labels import parse_labels
+from liver_mm.data.schema import line_numbers
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,7 @@ def leakage_groups(patient_ids: Sequence[object], image_keys: Sequence[object] |
     return pd.factorize(labels[:n])[0]
 
 
-def _image_hashes(df: pd.DataFrame, where: str) -> list[str | None]:
+def image_hashes(df: pd.DataFrame, where: str) -> list[str | None]:
     """Content hash of each row's image (memoised per path); errors name the line and column."""
     lines = line_numbers(df)
     cache: dict[str, str] = {}
@@ -71,16 +73,56 @@ def labels_and_groups(
     for col in ("label", "patient_id"):
         if col not in df.columns:
             raise ValueError(f"{where}: column {col} is required to split the cohort")
-    labels = df["label"].astype("string").str.strip().str.lower()
-    bad = ~labels.isin(LABELS)
-    if bad.any():
-        i = df.index[bad][0]
-        raise ValueError(f"{where}, line {line_numbers(df)[i]}, column label: {df.at[i, 'label']!r} is not "
-                         f"benign/malignant ({int(bad.sum())} such row(s))")
+    y = parse_labels(df["label"], where, lines=line_numbers(df), case_ids=df.get("case_id"))
     if image_keys is None and "image_path" in df.columns:
-        image_keys = _image_hashes(df, where)
+        image_keys = image_hashes(df, where)
     patients = [None if pd.isna(p) or not str(p).strip() else str(p).strip() for p in df["patient_id"]]
-    return (labels == LABELS[1]).to_numpy().astype(int), leakage_groups(patients, image_keys)
+    return y, leakage_groups(patients, image_keys)
+
+
+@dataclass(frozen=True)
+class SplitLeak:
+    """One patient (``kind`` "patient", ``key`` its id) or one pixel-identical image (``kind`` "image")
+    in more than one part: ``parts`` maps each part to its rows (index labels, in file order)."""
+
+    kind: str
+    key: str
+    parts: dict[str, list[object]]
+    last_row: object  # the row to report the leak on: the last of them in the file
+
+    def message(self, lines: pd.Series) -> str:
+        """'patient p0 is in several splits (train: line 2; test: line 7): ...' (``lines``: file line per row)."""
+        where = "; ".join(f"{part}: {_lines(lines, rows)}" for part, rows in self.parts.items())
+        if self.kind == "patient":
+            return (f"patient {self.key} is in several splits ({where}): split by patient so all of a patient's "
+                    "nodules share one split")
+        return f"the same image (pixel-identical) is in several splits ({where}): keep identical images in one split"
+
+
+def _lines(lines: pd.Series, rows: Sequence[object], limit: int = 8) -> str:
+    nums = [str(lines[i]) for i in rows]
+    more = f" and {len(nums) - limit} more" if len(nums) > limit else ""
+    return f"line{'s' if len(nums) != 1 else ''} {', '.join(nums[:limit])}{more}"
+
+
+def split_leaks(df: pd.DataFrame, split: pd.Series, image_keys: Sequence[object] | None = None) -> list[SplitLeak]:
+    """The leak rule of a given split (``split``: index-aligned part names; rows without one are ignored): a
+    patient (``patient_id``) or, with ``image_keys`` (one per row, e.g. a pixel hash), an image in two parts.
+    The validator reports each as an error, and ``liver-mm split`` / training refuse such a split."""
+    known = split.notna()
+    out: list[SplitLeak] = []
+    keyed = []
+    if "patient_id" in df.columns:
+        keyed.append(("patient", df["patient_id"]))
+    if image_keys is not None:
+        keyed.append(("image", pd.Series(list(image_keys), index=df.index, dtype=object)))
+    for kind, keys in keyed:
+        ok = known & keys.notna()
+        for key, rows in split[ok].groupby(keys[ok].astype(str), sort=False):
+            if rows.nunique() > 1:
+                parts = {str(p): list(r.index) for p, r in rows.groupby(rows, sort=False)}
+                out.append(SplitLeak(kind, str(key), parts, rows.index[-1]))
+    return out
 
 
 def check_case_ids(df: pd.DataFrame, where: object) -> None:

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from liver_mm.data.dialect import TableOptions
-from liver_mm.data.grouping import check_case_ids, group_folds, labels_and_groups
+from liver_mm.data.grouping import check_case_ids, group_folds, image_hashes, labels_and_groups, split_leaks
 from liver_mm.data.schema import (
     LABELS,
     SOURCE_ATTR,
@@ -118,12 +118,13 @@ def assign_split(
     Stratified by ``label`` (benign/malignant), grouped by ``patient_id`` and identical image
     content: ``image_keys`` (one per row) when given, else the content hash of each row's
     ``image_path`` (absolute, as :func:`liver_mm.data.schema.read_manifest` returns it). A
-    ``split`` column already filled in ``df`` is validated and returned as is.
+    ``split`` column already filled in ``df`` is validated and returned as is; one that puts a patient or
+    an identical image in two parts is refused (``ValueError`` naming them and their lines).
     """
     where = str(df.attrs.get(SOURCE_ATTR, "<manifest>"))
     existing = _existing_split(df, where)
     if existing is not None:
-        _warn_leaks(df, existing, where)
+        _refuse_leaks(df, existing, where, image_keys)
         return existing
     k, parts = fold_plan(fractions)
     y, groups = labels_and_groups(df, where, image_keys)
@@ -135,15 +136,18 @@ def assign_split(
     return pd.Series(np.asarray(SPLITS)[part_of_fold[folds]], index=df.index, name="split", dtype=object)
 
 
-def _warn_leaks(df: pd.DataFrame, split: pd.Series, where: str) -> None:
-    """Log (not fail) when a user-given split puts one patient in two parts."""
-    if "patient_id" not in df.columns:
-        return
-    parts = split.groupby(df["patient_id"].astype(object)).nunique()
-    leaked = parts.index[parts > 1].tolist()
-    if leaked:
-        log.warning("%s: the given split puts %d patient(s) in more than one part (e.g. %s); kept as given",
-                    where, len(leaked), ", ".join(map(str, leaked[:5])))
+def _refuse_leaks(df: pd.DataFrame, split: pd.Series, where: str, image_keys: Sequence[object] | None) -> None:
+    """Raise ``ValueError`` when a user-given split puts a patient or an identical image in two parts
+    (:func:`~liver_mm.data.grouping.split_leaks`, the validator's rule), naming them and their lines."""
+    if image_keys is None and "image_path" in df.columns:
+        image_keys = image_hashes(df, where)
+    leaks = split_leaks(df, split, image_keys)
+    if leaks:
+        lines = line_numbers(df)
+        shown = "; ".join(leak.message(lines) for leak in leaks[:3])
+        more = f" (and {len(leaks) - 3} more)" if len(leaks) > 3 else ""
+        raise ValueError(f"{where}, column split: the given split leaks: {shown}{more}. Fix the split column, "
+                         "or drop it to have a leakage-safe split made")
 
 
 def split_hash(case_ids: Sequence[object], split: Sequence[object]) -> str:

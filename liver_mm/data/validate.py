@@ -23,6 +23,7 @@ import pandas as pd
 
 from liver_mm.data.codes import unmapped_codes
 from liver_mm.data.dialect import TableOptions
+from liver_mm.data.grouping import split_leaks
 from liver_mm.data.images import ImageCache
 from liver_mm.data.schema import (
     BBOX_COLUMNS,
@@ -98,11 +99,8 @@ def _check_splits(df: pd.DataFrame, out: Collector) -> None:
             out.add("error", "split_invalid", f"split {'is empty' if pd.isna(v) else repr(v) + ' is unknown'}: "
                     f"use one of {', '.join(SPLITS)} (or drop the split column)", idx, "split")
     known = df[split.isin(SPLITS)]
-    for pid, rows in known.dropna(subset=["patient_id"]).groupby("patient_id", sort=False):
-        if rows["split"].nunique() > 1:
-            parts = "; ".join(f"{s}: {out.where(r.index)}" for s, r in rows.groupby("split", sort=False))
-            out.add("error", "split_leak_patient", f"patient {pid} is in several splits ({parts}): split by "
-                    "patient so all of a patient's nodules share one split", rows.index[-1], "split")
+    for leak in split_leaks(known, known["split"]):  # patients (identical images: check_identical)
+        out.add("error", "split_leak_patient", leak.message(out.lines), leak.last_row, "split")
     counts = pd.crosstab(known["split"], known["label"]).reindex(index=list(SPLITS), columns=list(LABELS),
                                                                  fill_value=0)
     for s in SPLITS:

@@ -16,12 +16,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from liver_mm.data.grouping import split_leaks
 from liver_mm.data.images import ImageCache, ImageInfo, ImageReadError, image_key, probe_image
 from liver_mm.data.schema import (
     BBOX2_COLUMNS,
     BBOX_COLUMNS,
     FRAME_COLUMN,
     NON_NUMERIC_ATTR,
+    SPLITS,
     split_paths,
 )
 from liver_mm.data.validate_report import Collector, Severity
@@ -190,7 +192,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 def check_identical(df: pd.DataFrame, cache: ImageCache, out: Collector) -> None:
     """Pixel-identical images across rows: one nodule entered twice (different patients, or
     overlapping boxes) is an error when the labels differ and a warning otherwise; the same
-    frame in two splits is a leak. Two nodules boxed in one frame of one patient are fine."""
+    frame in two splits is a leak (:func:`~liver_mm.data.grouping.split_leaks`). Two nodules boxed in one frame of one patient are fine."""
     keys = [image_key(p, int(f)) if isinstance(p, str) else None
             for p, f in zip(df["image_path"], frames(df), strict=True)]
     hashes = pd.Series([i.hash if k is not None and isinstance(i := cache.get(k), ImageInfo) else None
@@ -217,7 +219,7 @@ def check_identical(df: pd.DataFrame, cache: ImageCache, out: Collector) -> None
                         + (f" (patients {pb} / {pa})" if pa != pb and not pd.isna(pa) and not pd.isna(pb) else ""),
                         b, "image_path")
                 break
-        if "split" in df.columns and rows["split"].dropna().nunique() > 1:
-            out.add("error", "split_leak_image",
-                    f"the same image (pixel-identical) is in splits {', '.join(rows['split'].dropna().unique())} "
-                    f"({out.where(rows.index)}): keep identical images in one split", idxs[-1], "split")
+    if "split" in df.columns:
+        for leak in split_leaks(df, df["split"].where(df["split"].isin(SPLITS)), hashes):
+            if leak.kind == "image":
+                out.add("error", "split_leak_image", leak.message(out.lines), leak.last_row, "split")

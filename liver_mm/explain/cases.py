@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from liver_mm.data.schema import LABELS, line_numbers
+from liver_mm.data.labels import parse_labels
+from liver_mm.data.schema import line_numbers
 from liver_mm.serve.inference import Predictor
 from liver_mm.serve.predict import predict_frame
 
@@ -49,18 +50,8 @@ def manifest_labels(df: pd.DataFrame, source: str) -> np.ndarray | None:
     or a row has none (a warning names them). An unknown label is a ValueError naming file, line, case, column."""
     if "label" not in df.columns:
         return None
-    text = df["label"].astype("string").str.strip().str.lower()
-    empty = text.isna() | (text == "")
-    bad = ~empty & ~text.isin(LABELS)
-    if bad.any():
-        idx = df.index[bad][0]
-        raise ValueError(f"{source}, line {line_numbers(df)[idx]} (case {df.at[idx, 'case_id']}), column label: "
-                         f"{df.at[idx, 'label']!r} is not one of {', '.join(LABELS)} ({int(bad.sum())} such row(s))")
-    if empty.any():
-        log.warning("%s: %d of %d rows have no label: explaining without labels (no correct/wrong montage, no "
-                    "permutation importance)", source, int(empty.sum()), len(df))
-        return None
-    return text.map({name: i for i, name in enumerate(LABELS)}).to_numpy(dtype=int)
+    return parse_labels(df["label"], source, lines=line_numbers(df), case_ids=df.get("case_id"),
+                        if_missing="explaining without labels (no correct/wrong montage, no permutation importance)")
 
 
 def prepare_cases(predictor: Predictor, df: pd.DataFrame, source: str) -> Cases:

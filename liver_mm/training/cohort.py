@@ -179,10 +179,14 @@ def prepare_cohort(
 
 def check_both_classes(df: pd.DataFrame, where: str, part: str = "split") -> None:
     """Every part (train, dev, test) must hold benign and malignant cases: raise naming the part and its counts."""
-    labels = df["label"].astype(str).str.strip().str.lower()
+    from liver_mm.data.labels import parse_labels
+    from liver_mm.data.schema import line_numbers
+
+    y = parse_labels(df["label"], where, lines=line_numbers(df), case_ids=df.get("case_id"))
     for name in ("train", "dev", "test"):
-        counts = labels[df[part] == name].value_counts()
-        n_b, n_m = int(counts.get("benign", 0)), int(counts.get("malignant", 0))
+        in_part = (df[part] == name).to_numpy()
+        n_m = int(y[in_part].sum())
+        n_b = int(in_part.sum()) - n_m
         if n_b == 0 or n_m == 0:
             raise ValueError(
                 f"{where}: the {name} part has {n_b} benign and {n_m} malignant case(s); every part needs both "

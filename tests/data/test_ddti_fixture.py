@@ -19,6 +19,7 @@ from PIL import Image
 
 from liver_mm.cli import main
 from liver_mm.data.schema import BBOX_COLUMNS, read_manifest
+from tests.run_checks import assert_run_reproduced, the_split
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "fixtures" / "ddti"
@@ -54,6 +55,9 @@ def manifest(tmp_path, ddti) -> Path:
 def test_fixture_is_real_and_small():
     labels = pd.read_csv(FIXTURE / "labels.csv", dtype=str)
     assert labels["label"].value_counts().to_dict() == {"benign": 12, "suspicious": 12}
+    for sub in ("images", "masks"):  # exactly one image and one mask per nodule, nothing else
+        assert sorted(p.name for p in (FIXTURE / sub).iterdir()) == sorted(f"{n}.png" for n in labels["nodule_id"])
+    assert len(labels) == labels["nodule_id"].nunique() == 24
     files = [FIXTURE / sub / f"{n}.png" for n in labels["nodule_id"] for sub in ("images", "masks")]
     assert sum(f.stat().st_size for f in files) < 1.5e6
     for f in files:
@@ -95,7 +99,7 @@ def test_boxes_from_real_masks(manifest):
         assert 0 <= row.bbox_x0 < row.bbox_x1 <= w and 0 <= row.bbox_y0 < row.bbox_y1 <= h
         assert (row.bbox_x1 - row.bbox_x0) * (row.bbox_y1 - row.bbox_y0) < w * h
     box = df.set_index("case_id").loc["22_1", list(BBOX_COLUMNS)].tolist()
-    assert all(0 < v < 300 for v in box)
+    assert box == [81, 89, 221, 214]  # the mask's bounding box (x1, y1 exclusive), read off the fixture's PNG
 
 
 def test_builder_drops_empty_masks_and_names_bad_rows(tmp_path, ddti):
@@ -142,8 +146,9 @@ def test_train_image_only_model_on_real_ultrasound(tmp_path, manifest):
     assert proc.returncode == 0, proc.stderr[-3000:]
     client = MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("liver-mm").experiment_id])
-    assert run.info.status == "FINISHED" and 0 <= run.data.metrics["test_auc"] <= 1
-    (split_csv,) = (tmp_path / ".cache" / "liver_mm" / "splits").glob("*/manifest.csv")
+    assert run.info.status == "FINISHED"
+    split_csv = the_split(tmp_path / ".cache" / "liver_mm")
+    assert_run_reproduced(client, run.info.run_id, split_csv, tmp_path / "logged")
     split = pd.read_csv(split_csv, dtype=str).set_index("case_id")["split"]
     assert set(split) == {"train", "dev", "test"} and len(split) == 24
     for cases in GROUPED.values():

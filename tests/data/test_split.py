@@ -157,7 +157,8 @@ def test_prepare_split_reuses_and_recomputes(leaky_cohort, tmp_path):
 
 def test_existing_split_column_is_respected(tiny_cohort, tmp_path):
     df = pd.read_csv(tiny_cohort, dtype=str, keep_default_na=False)
-    given = np.array(["Train", "dev", "test", " train "])[np.arange(len(df)) % 4]
+    patient = pd.factorize(df["patient_id"])[0]  # a patient's nodules share a part: a leaking split is refused
+    given = np.array(["Train", "dev", "test", " train "])[patient % 4]
     df["image_path"] = [str(tiny_cohort.parent / p) for p in df["image_path"]]
     df["split"] = given
     src = tmp_path / "given.csv"

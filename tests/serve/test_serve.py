@@ -147,12 +147,18 @@ def test_request_without_box_uses_the_whole_image(server, tracked, cases):
 def test_logged_input_example_is_served(server, tracked):
     import mlflow
 
+    from liver_mm.serve.pyfunc import score_request
+
     path = Path(mlflow.artifacts.download_artifacts(tracked.model_uri)) / "serving_input_example.json"
     req = urllib.request.Request(server + "/invocations", data=path.read_bytes(),
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=60) as resp:
         assert resp.status == 200
-        assert 0 <= json.loads(resp.read())["predictions"][0]["prob"] <= 1
+        (got,) = json.loads(resp.read())["predictions"]
+    example = json.loads(path.read_text())["dataframe_split"]
+    (local,) = score_request(load_predictor(tracked.model_uri), pd.DataFrame(**example)).to_dict("records")
+    assert got["case_id"] == local["case_id"] == "example-1"
+    assert got["prob"] == pytest.approx(local["prob"], abs=1e-6) and got["label"] == local["label"]
 
 
 def _truncated_png(rec: dict) -> str:

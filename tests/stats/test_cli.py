@@ -60,7 +60,7 @@ def test_delong_text_labels_and_reference(capsys, tmp_path, fixtures_dir):
         (lambda d: d.assign(malignant=1), "m1,m2", "column 'malignant' has one class only"),
         (lambda d: d, "m1,m9", "column(s) 'm9' not found"),
         (lambda d: d.assign(malignant=d["malignant"].astype(object).where(d.index != 2, "maybe")), "m1",
-         "column 'malignant' has 'maybe' at line 4 (case_id c0003)"),
+         "line 4 (case c0003), column malignant: 'maybe' is not one of 0, 1, benign, malignant"),
     ],
 )
 def test_delong_bad_input_exit_2(capsys, tmp_path, fixtures_dir, edit, scores, message):

@@ -183,11 +183,19 @@ def test_notebook_runs_on_the_real_study(study):
     import nbformat
     from nbclient import NotebookClient
 
-    root, _client, _exp = study
+    root, client, exp_id = study
     notebook = Path(__file__).resolve().parents[2] / "notebooks" / "compare_runs.ipynb"
     nb = nbformat.read(notebook, as_version=4)
     params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     params.source = f"TRACKING_URI = 'sqlite:///{root / 'mlflow.db'}'\nSTUDY = 'tiny'\n"
     NotebookClient(nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(root)}}).execute()
     images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
-    assert len(images) >= 2
+    assert len(images) == 3  # the parent's figure2_roc.png, the ROC re-plotted from predictions.csv, AUC by step
+    text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []) if o.get("name") == "stdout")
+    parent = client.search_runs([exp_id], "tags.is_study_parent = 'true'")[0].info.run_id
+    assert f"parent run {parent} " in text and "1 parent run(s) in all" in text
+    assert "8 run(s) tagged study='tiny'" in text
+    assert "WARNING" not in text  # every arm's AUC from predictions.csv equals its logged test_auc
+    tables = [o["data"]["text/plain"] for c in nb.cells for o in c.get("outputs", [])
+              if "text/plain" in o.get("data", {})]
+    assert any(all(arm in t for arm in ARMS) and "auc" in t.lower() for t in tables)

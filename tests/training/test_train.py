@@ -12,6 +12,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from liver_mm.training.run import train
+from tests.run_checks import assert_run_reproduced, the_split
 from tests.training.conftest import compose_train
 
 REQUIRED_METRICS = [
@@ -34,8 +35,12 @@ def test_each_modality_set_trains(tmp_path, small_overrides, extra):
     assert res is not None
     assert set(res.predictions["split"]) == {"dev", "test"}
     assert res.predictions["prob"].between(0, 1).all()
-    assert 0.0 <= res.metrics["test_auc"] <= 1.0
-    run = MlflowClient(cfg.logger.tracking_uri).get_run(res.run_id)
+    client = MlflowClient(cfg.logger.tracking_uri)
+    logged = assert_run_reproduced(client, res.run_id, the_split(cfg.cache_dir), tmp_path / "logged")
+    pd.testing.assert_frame_equal(logged, res.predictions.astype({"case_id": str}).reset_index(drop=True),
+                                  check_dtype=False, rtol=0, atol=0)
+    assert res.metrics["test_auc"] == client.get_run(res.run_id).data.metrics["test_auc"]
+    run = client.get_run(res.run_id)
     assert run.info.status == "FINISHED"
     assert run.data.tags["modalities"] == cfg.modalities.name
 
@@ -111,7 +116,9 @@ def test_folder_of_images_with_masks_and_a_lab_table_trains(tmp_path, tiny_cohor
         tmp_path,
     )
     res = train(cfg)
-    assert len(res.predictions) > 0 and res.predictions["prob"].between(0, 1).all()
+    assert_run_reproduced(MlflowClient(cfg.logger.tracking_uri), res.run_id, the_split(cfg.cache_dir), tmp_path / "p")
+    split = pd.read_csv(the_split(cfg.cache_dir))
+    assert len(res.predictions) == split["split"].isin(["dev", "test"]).sum() and len(split) == len(df)
     assert res.predictions["case_id"].str.contains("/").all()  # case ids made by the importer
 
 
