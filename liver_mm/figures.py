@@ -15,7 +15,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from sklearn.calibration import calibration_curve  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix, roc_curve  # noqa: E402
 
 if TYPE_CHECKING:
@@ -79,19 +78,6 @@ def confusion_figure(y_true: np.ndarray, y_pred: np.ndarray, title: str) -> Figu
     fig, ax = plt.subplots(figsize=(4, 3.6), dpi=120)
     ConfusionMatrixDisplay(cm, display_labels=["benign", "malignant"]).plot(ax=ax, colorbar=False, cmap="Blues")
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
-def calibration_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], n_bins: int = 10) -> Figure:
-    """Reliability diagram: observed malignancy rate against mean predicted probability per bin."""
-    fig, ax = plt.subplots(figsize=(4.8, 4.8), dpi=120)
-    ax.plot([0, 1], [0, 1], ls="--", lw=0.8, color="grey")
-    for name, (y, p) in curves.items():
-        frac, mean = calibration_curve(y, p, n_bins=n_bins, strategy="quantile")
-        ax.plot(mean, frac, marker="o", ms=3, lw=1.2, label=name)
-    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="Mean predicted probability", ylabel="Observed fraction malignant")
-    ax.legend(loc="upper left", fontsize=7)
     fig.tight_layout()
     return fig
 

@@ -10,7 +10,6 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import norm
 
 from liver_mm.stats._inputs import check_binary, check_scores
 
@@ -30,20 +29,20 @@ class Threshold:
 def wilson_ci(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
     """Wilson score interval (no continuity correction) for k successes out of n; bounds in [0, 1].
 
-    Same as R's ``binom::binom.confint(k, n, methods='wilson')`` and
+    statsmodels' ``proportion_confint(k, n, alpha, method="wilson")``, the same as R's
+    ``binom::binom.confint(k, n, methods='wilson')`` and
     ``prop.test(k, n, correct=FALSE)$conf.int``. Raises ``ValueError`` when n < 1 or k not in [0, n].
     """
     if not (isinstance(n, int | np.integer) and isinstance(k, int | np.integer)):
         raise TypeError(f"k and n must be integers, got k={k!r}, n={n!r}")
     if n < 1 or k < 0 or k > n:
         raise ValueError(f"wilson_ci needs 0 <= k <= n and n >= 1, got k={k}, n={n}")
-    z = float(norm.ppf(1.0 - alpha / 2.0))
-    z2 = z * z
-    p = k / n
-    center = (p + z2 / (2 * n)) / (1 + z2 / n)
-    half = z / (1 + z2 / n) * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
-    low = 0.0 if k == 0 else max(0.0, center - half)
-    high = 1.0 if k == n else min(1.0, center + half)
+    from statsmodels.stats.proportion import proportion_confint  # lazily: statsmodels takes ~0.5 s to import
+
+    low, high = proportion_confint(int(k), int(n), alpha=alpha, method="wilson")
+    # the interval of k = 0 (k = n) ends at 0 (1) exactly; statsmodels' arithmetic can land an ulp inside
+    low = 0.0 if k == 0 else max(0.0, float(low))
+    high = 1.0 if k == n else min(1.0, float(high))
     return float(low), float(high)
 
 

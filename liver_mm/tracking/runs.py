@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 from mlflow.entities import Metric, Param, RunStatus
@@ -98,8 +98,3 @@ def set_status(client: MlflowClient, run_id: str, status: str) -> None:
 def existing_metrics(client: MlflowClient, run_id: str) -> dict[str, float]:
     """The latest value of each metric of a run."""
     return dict(client.get_run(run_id).data.metrics)
-
-
-def tag_values(tags: Iterable[tuple[str, object]]) -> dict[str, str]:
-    """Tags as text, dropping empty values."""
-    return {k: str(v) for k, v in tags if v not in (None, "")}

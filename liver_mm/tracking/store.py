@@ -8,12 +8,10 @@ never race on its schema migration.
 
 from __future__ import annotations
 
-import fcntl
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
+from filelock import FileLock
 from mlflow.tracking import MlflowClient
 
 
@@ -33,17 +31,12 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(uri[len(prefix):]) if uri.startswith(prefix) else None
 
 
-@contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock on ``path`` (created) for the duration of the block: processes of one machine
-    (or of a shared file system) take turns."""
+def file_lock(path: Path, timeout: float = -1) -> FileLock:
+    """An exclusive lock on ``path`` (created, folder too; left in place) for a ``with`` block: processes of one
+    machine (or of a shared file system) take turns. ``filelock.FileLock``: an ``flock`` on Unix; waits forever
+    unless ``timeout`` (seconds) is given, then raises ``filelock.Timeout``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return FileLock(path, timeout=timeout)
 
 
 def open_client(uri: str) -> MlflowClient:

@@ -26,12 +26,13 @@ class DeviceAugmentation(nn.Module):
     Per sample: horizontal flip (p = ``hflip``), rotation ±``degrees``, translation ±``translate`` of the side,
     scale in ``scale`` (one affine resampling: nearest, zero fill, as torchvision's defaults), brightness and
     contrast factors in 1 ± ``brightness``/``contrast`` (torchvision semantics: scale; blend with the image
-    mean), then gamma x**g with g log-uniform in ``gamma``. Never a vertical flip. All parameters are drawn at
-    once on the images' device (torch's generator of that device, seeded by ``seed_everything``) and applied
-    with one ``affine_grid``/``grid_sample`` and three element-wise steps: a handful of kernels per batch,
-    nothing copied from the host and nothing waiting for the GPU. (kornia, which draws its parameters on the
-    host and runs one module per transform, cost 11% of the H200's training throughput at 224 px, batch 256;
-    torchvision v2 draws one parameter set per call, i.e. per batch.) ``last_params`` keeps the last draw.
+    mean; the two in a random order per sample, as ColorJitter), then gamma x**g with g log-uniform in
+    ``gamma``. Never a vertical flip. All parameters are drawn at once on the images' device (torch's generator
+    of that device, seeded by ``seed_everything``) and applied with one ``affine_grid``/``grid_sample`` and
+    element-wise steps: a handful of kernels per batch, nothing copied from the host and nothing waiting for
+    the GPU. (kornia, which draws its parameters on the host and runs one module per transform, cost 11% of the
+    H200's training throughput at 224 px, batch 256; torchvision v2 draws one parameter set per call, i.e. per
+    batch.) ``last_params`` keeps the last draw.
     """
 
     def __init__(self, cfg: Mapping) -> None:
@@ -60,12 +61,34 @@ class DeviceAugmentation(nn.Module):
         t = -(inv @ shift.unsqueeze(-1))  # (B, 2, 1): -A^-1 T
         return torch.cat([inv, t], dim=-1)
 
+    def _brightness_contrast(self, x: torch.Tensor, ub: torch.Tensor, uc: torch.Tensor, brightness_first: torch.Tensor,
+                             p: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Brightness (x b) and contrast (blend with the image mean by c), each clipped to [0, 1]; in a random
+        order per sample when both are on, as torchvision's ColorJitter (its order is drawn per call). Each step
+        is ``clip(s x + t mean(x))``: brightness (s, t) = (b, 0), contrast (c, 1 - c)."""
+        steps = []
+        if self.brightness > 0:
+            b = p["brightness"] = self._uniform(ub, 1 - self.brightness, 1 + self.brightness)
+            steps.append((b, torch.zeros_like(b)))
+        if self.contrast > 0:
+            c = p["contrast"] = self._uniform(uc, 1 - self.contrast, 1 + self.contrast)
+            steps.append((c, 1 - c))
+        if len(steps) == 2:
+            p["brightness_first"] = brightness_first
+            (sb, tb), (sc, tc) = steps
+            steps = [(torch.where(brightness_first, sb, sc), torch.where(brightness_first, tb, tc)),
+                     (torch.where(brightness_first, sc, sb), torch.where(brightness_first, tc, tb))]
+        for s, t in steps:
+            s, t = s.view(-1, 1, 1, 1).to(x.dtype), t.view(-1, 1, 1, 1).to(x.dtype)
+            x = (s * x + t * x.mean(dim=(1, 2, 3), keepdim=True)).clamp_(0.0, 1.0)
+        return x
+
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.active:
             return x
         b, _, h, w = x.shape
-        u = torch.rand(b, 8, device=x.device)
+        u = torch.rand(b, 9, device=x.device)
         flip = u[:, 0] < self.hflip
         p = {"flip": flip}
         if self.affine:
@@ -78,13 +101,8 @@ class DeviceAugmentation(nn.Module):
                      scale=scale)
         elif self.hflip > 0:
             x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-        if self.brightness > 0:
-            p["brightness"] = self._uniform(u[:, 5], 1 - self.brightness, 1 + self.brightness)
-            x = (x * p["brightness"].view(-1, 1, 1, 1).to(x.dtype)).clamp_(0.0, 1.0)
-        if self.contrast > 0:
-            c = p["contrast"] = self._uniform(u[:, 6], 1 - self.contrast, 1 + self.contrast)
-            c = c.view(-1, 1, 1, 1).to(x.dtype)
-            x = (c * x + (1 - c) * x.mean(dim=(1, 2, 3), keepdim=True)).clamp_(0.0, 1.0)
+        if self.brightness > 0 or self.contrast > 0:
+            x = self._brightness_contrast(x, u[:, 5], u[:, 6], u[:, 8] < 0.5, p)
         if self.log_gamma != (0.0, 0.0):
             p["gamma"] = self._uniform(u[:, 7], *self.log_gamma).exp()
             x = x.clamp(0.0, 1.0).pow(p["gamma"].view(-1, 1, 1, 1).to(x.dtype))
