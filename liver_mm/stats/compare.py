@@ -32,17 +32,17 @@ class ModelComparison(DelongTest):
 def holm_adjust(p_values: object) -> np.ndarray:
     """Holm (1979) step-down adjusted p-values, same order as the input (R's ``p.adjust(p, 'holm')``).
 
-    p_values: (m,) in [0, 1]. ``p_adj[(i)] = max_{j <= i} min(1, (m - j + 1) p_(j))`` over the sorted p's.
+    p_values: (m,) in [0, 1]. statsmodels' ``multipletests(p, method="holm")``, after checking the input
+    (statsmodels passes NaN through and accepts values outside [0, 1]).
     """
+    from statsmodels.stats.multitest import multipletests
+
     p = np.asarray(p_values, dtype=np.float64)
     if p.ndim != 1 or np.isnan(p).any() or (p < 0).any() or (p > 1).any():
         raise ValueError("p_values must be a 1-D array of numbers in [0, 1]")
-    order = np.argsort(p, kind="stable")
-    m = p.size
-    adj_sorted = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
-    out = np.empty(m)
-    out[order] = adj_sorted
-    return out
+    if p.size == 0:
+        return np.empty(0)
+    return np.asarray(multipletests(p, method="holm")[1], dtype=np.float64)
 
 
 def holm_by_family(p_values: object, family_labels: Sequence[str]) -> np.ndarray:
