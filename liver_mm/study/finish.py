@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from liver_mm.study.clinical_value import gather_child_outputs
 from liver_mm.study.compare import compare_study, parent_metrics
-from liver_mm.study.parent import MARKER, check_out_dir, parent_run
+from liver_mm.study.parent import MARKER, arm_configs, arm_key, check_out_dir, parent_run
 from liver_mm.study.report import study_provenance, write_report
 from liver_mm.training.cohort import prepare_cohort
 
@@ -54,6 +54,32 @@ def replace_folder(tmp_out: Path, out: Path) -> None:
         os.replace(tmp_out, out)
 
 
+def current_children(client, exp_id: str, key: str, configs: dict[str, DictConfig],
+                     cv: bool) -> dict[str, object]:
+    """arm -> its latest finished child run trained with the arm's settings now (the arm key of ``configs[arm]``);
+    a cross-validated arm's run is found by the study key alone (its fold runs are made in liver_mm.study.cv)."""
+    from liver_mm.tracking.registry import finished_by, study_runs
+
+    runs = study_runs(client, exp_id, key)
+    if cv:
+        return {k[0]: r for k, r in finished_by(runs, "arm").items()}
+    keys = {arm: arm_key(cfg) for arm, cfg in configs.items()}
+    current = [r for r in runs if keys.get(r.data.tags.get("arm", "")) == r.data.tags.get("arm_key")]
+    return {k[0]: r for k, r in finished_by(current, "arm").items()}
+
+
+def model_settings(cfg: DictConfig) -> dict[str, object]:
+    """One arm's model settings for the report: its modality set, its resolved ``model`` node and, for a
+    network with both branches, the fusion (no patient data: configuration only)."""
+    out: dict[str, object] = {"modalities": str(cfg.modalities.name)}
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    assert isinstance(model, dict)
+    out["model"] = model
+    if cfg.model.kind == "lightning" and cfg.modalities.image and list(cfg.modalities.features):
+        out["fusion"] = str(cfg.fusion.name)
+    return out
+
+
 def child_commits(client, runs: dict) -> dict[str, str]:
     """arm -> the git commit its child run was trained at."""
     return {arm: client.get_run(run.info.run_id).data.params.get("git_commit", "unknown") for arm, run in runs.items()}
@@ -68,12 +94,12 @@ def finish_study(config: DictConfig) -> bool:
     """
     from liver_mm.study.cv import finish_cv, uses_cv
     from liver_mm.tracking.artifacts import log_folder
-    from liver_mm.tracking.registry import finished_by, study_runs
     from liver_mm.tracking.runs import existing_metrics, log_metrics, set_status
 
     cohort = prepare_cohort(config.data, config.split, config.cache_dir)
     client, exp_id, key, parent_id = parent_run(config, cohort)
-    done = {k[0]: r for k, r in finished_by(study_runs(client, exp_id, key), "arm").items()}
+    configs = arm_configs(config)
+    done = current_children(client, exp_id, key, configs, uses_cv(config))
     arms = [a for a in config.study.arms if a in done]
     missing = [a for a in config.study.arms if a not in done]
     if missing:
@@ -87,7 +113,8 @@ def finish_study(config: DictConfig) -> bool:
     out = Path(str(config.study.out_dir))
     prov = study_provenance(config_summary(config), cohort.manifest_hash, cohort.split_hash, int(config.seed))
     commits = child_commits(client, {a: done[a] for a in arms})
-    prov = {**prov, "parent_run_id": parent_id, "child_runs": {a: done[a].info.run_id for a in arms}}
+    prov = {**prov, "parent_run_id": parent_id, "child_runs": {a: done[a].info.run_id for a in arms},
+            "model_settings": {a: model_settings(configs[a]) for a in arms}}
     if set(commits.values()) != {prov.get("git_commit")}:
         prov["child_commits"] = commits  # trained at other commits than this report was written at
     if missing:

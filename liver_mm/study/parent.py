@@ -1,8 +1,12 @@
-"""A study's identity and its parent run: the study key, the parent MLflow run, the checks made before any arm.
+"""A study's identity and its parent run: the study key, each arm's key, the parent MLflow run, the checks made
+before any arm.
 
-A study is identified by its *study key*: its name, the cohort and split hashes and every setting the arms share
-(all but ``arm``, ``modalities`` and ``model``). Rerunning the same study with the same cohort finds the same key,
-hence the same parent and finished children.
+A study is identified by its *study key*: its name, the cohort and split hashes, every setting the arms share
+(all but ``arm``, ``modalities``, ``model`` and ``fusion``) and every command-line override of those arm-specific
+nodes (``++model.optimizer.lr=0.5``, ``fusion=film``). Rerunning the same study with the same cohort finds the
+same key, hence the same parent and finished children. Each child also carries its *arm key*, the hash of the
+arm's whole resolved config less what only changes how it runs: a finished child counts only while its arm key
+is the one the arm's settings give now (an edited config file retrains the arm instead of reusing it).
 """
 
 from __future__ import annotations
@@ -16,9 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 from liver_mm.training.cohort import PreparedCohort
 
 ARM_SPECIFIC = ("modalities", "model", "fusion", "hydra", "arm")
-#: arm-specific groups a study command may still set for all arms (then part of the key: a study run with
-#: ``fusion=film`` is another study than the same command without it)
-STUDY_WIDE_GROUPS = ("fusion",)
+#: the sweep's own overrides of each job (not the user's command)
+SWEEP_PARAMS = ("arm", "cv.job")
 # settings that change how a run executes or where it is tracked, never its results: a study resumed
 # with other threads, workers, logger, cache or report folder is the same study
 EXECUTION_ONLY = {"trainer": ("num_threads",), "loader": ("num_workers", "pin_memory"), "study": ("out_dir",),
@@ -27,30 +30,96 @@ NOT_IN_KEY = ("logger", "cache_dir")
 MARKER = ".liver-mm-study"
 
 
-def study_key(cfg: DictConfig, cohort: PreparedCohort) -> str:
-    """Hash of the study's name, cohort, split and shared settings (16 hex digits)."""
+def _hash(obj: object) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _without_execution(cfg: DictConfig, drop: tuple[str, ...]) -> dict:
+    """The resolved config less ``drop``, :data:`NOT_IN_KEY` and :data:`EXECUTION_ONLY`."""
     raw = OmegaConf.to_container(cfg, resolve=False)
     assert isinstance(raw, dict)
-    for key in (*ARM_SPECIFIC, *NOT_IN_KEY):  # (the hydra node only resolves inside a job)
+    for key in (*drop, *NOT_IN_KEY):  # (the hydra node only resolves inside a job)
         raw.pop(key, None)
     for group, keys in EXECUTION_ONLY.items():
         for key in keys:
             (raw.get(group) or {}).pop(key, None)
-    shared = OmegaConf.to_container(OmegaConf.create(raw), resolve=True)
-    assert isinstance(shared, dict)
+    out = OmegaConf.to_container(OmegaConf.create(raw), resolve=True)
+    assert isinstance(out, dict)
+    return out
+
+
+def study_key(cfg: DictConfig, cohort: PreparedCohort) -> str:
+    """Hash of the study's name, cohort, split, shared settings and command-line overrides of the arm-specific
+    nodes (16 hex digits); the same in the sweep's callbacks (``cfg`` with its ``hydra`` node) and in its jobs."""
+    shared = _without_execution(cfg, ARM_SPECIFIC)
     study = dict(shared.pop("study", {}) or {})
-    for key in ("arm", "parent_run_id", "key", "level", "repeat", "fold", "run_name"):
+    for key in ("arm", "parent_run_id", "key", "arm_key", "level", "repeat", "fold", "run_name"):
         study.pop(key, None)
     ident = {"name": study.get("name"), "settings": shared, "study": study, "manifest": cohort.manifest_hash,
              "split": cohort.split_hash}
-    wide = command_line_groups(STUDY_WIDE_GROUPS)
+    wide = arm_overrides(cfg)
     if wide:
-        ident["command_line_groups"] = wide
-    return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        ident["command_line_groups"] = wide  # (the name older keys of fusion=... studies were made with)
+    return _hash(ident)
+
+
+def arm_key(cfg: DictConfig) -> str:
+    """Hash of one arm's resolved config (its modalities, model, fusion and every shared setting) less the
+    execution-only settings and the study's bookkeeping: equal arm keys train the same model on the same data."""
+    settings = _without_execution(cfg, ("hydra",))
+    study = settings.pop("study", {}) or {}
+    return _hash({"arm": study.get("arm"), "settings": settings})
+
+
+def task_overrides(cfg: DictConfig) -> list[str]:
+    """The study command's overrides, less the sweep's per-job ones: from ``cfg.hydra`` in the sweep's callbacks
+    (where Hydra's global config is not set), from Hydra's global config in a job; [] outside Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if "hydra" in cfg:
+        overrides = list(cfg.hydra.overrides.task)
+    elif HydraConfig.initialized():
+        overrides = list(HydraConfig.get().overrides.task)
+    else:
+        return []
+    return [o for o in overrides if _override_key(o) not in SWEEP_PARAMS]
+
+
+def arm_overrides(cfg: DictConfig) -> list[str]:
+    """The study command's overrides of arm-specific nodes (``fusion=film``, ``++model.optimizer.lr=0.5``), sorted:
+    the shared settings leave those nodes out, so they enter the study key this way."""
+    roots = {k for k in ARM_SPECIFIC if k not in ("hydra", "arm")}
+    return sorted(o for o in task_overrides(cfg) if _override_key(o).split(".", 1)[0] in roots)
+
+
+def _override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def arm_configs(cfg: DictConfig) -> dict[str, DictConfig]:
+    """arm -> its job's config (without ``hydra``), composed from the study command's overrides as the sweep
+    composes it."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    overrides = task_overrides(cfg)
+    arms = [str(a) for a in cfg.study.arms]
+
+    def composed() -> dict[str, DictConfig]:
+        return {arm: compose("study", overrides=[*overrides, f"arm={arm}"]) for arm in arms}
+
+    if GlobalHydra.instance().is_initialized():
+        return composed()
+    with initialize_config_module("liver_mm.conf", version_base="1.3"):
+        return composed()
 
 
 def parent_run(cfg: DictConfig, cohort: PreparedCohort):
-    """(client, experiment id, study key, parent run id): the study's parent run, created if new."""
+    """(client, experiment id, study key, parent run id): the study's parent run, created if new.
+
+    In the sweep's callbacks (``cfg`` with its ``hydra`` node: the study's own process) the parent is claimed for
+    this process, and a parent another live process holds is refused (:func:`~liver_mm.tracking.registry.ensure_parent`): two studies of one
+    key never run side by side."""
     from liver_mm.tracking.registry import ensure_parent
     from liver_mm.tracking.store import connect
 
@@ -59,18 +128,8 @@ def parent_run(cfg: DictConfig, cohort: PreparedCohort):
     tags = {"synthetic": str(bool(cohort.synthetic)).lower(), "manifest_hash": cohort.manifest_hash,
             "split_hash": cohort.split_hash}
     params = {"seed": cfg.seed, "image_size": cfg.image_size, "arms": ",".join(cfg.study.arms)}
-    return client, exp_id, key, ensure_parent(client, exp_id, key, str(cfg.study.name), tags, params)
-
-
-def command_line_groups(groups: tuple[str, ...]) -> list[str]:
-    """The study command's overrides of ``groups`` (e.g. ``fusion=film``), sorted; [] outside Hydra.
-
-    Read from Hydra's task overrides, which the sweep callback and every job see alike."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return []
-    return sorted(o for o in HydraConfig.get().overrides.task if o.split("=", 1)[0].lstrip("+~") in groups)
+    parent_id = ensure_parent(client, exp_id, key, str(cfg.study.name), tags, params, claim="hydra" in cfg)
+    return client, exp_id, key, parent_id
 
 
 def check_arm(cfg: DictConfig) -> None:

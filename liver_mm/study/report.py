@@ -124,7 +124,8 @@ def write_cohort_tables(cohort_df: pd.DataFrame, out_dir: Path) -> dict[str, obj
 def _provenance_section(provenance: Mapping[str, object], command: str) -> list[str]:
     from liver_mm.tracking.runs import flatten
 
-    flat = flatten(provenance)
+    settings = provenance.get("model_settings")
+    flat = flatten({k: v for k, v in provenance.items() if k != "model_settings"})
     lines = ["## How this was produced", "", "```", command.strip(), "```", "",
              "| item | value |", "|---|---|"]
     blocks = []
@@ -135,8 +136,26 @@ def _provenance_section(provenance: Mapping[str, object], command: str) -> list[
         else:
             lines.append(f"| {key} | {text.replace('|', chr(92) + '|')} |")
     lines += ["", *blocks]
+    if isinstance(settings, Mapping) and settings:
+        lines += _model_settings_table(settings)
     lines.append(f"Generated at {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M:%S')} UTC.")  # noqa: UP017
     return lines + [""]
+
+
+def _model_settings_table(settings: Mapping[str, object]) -> list[str]:
+    """The model settings of each arm (arm -> nested settings) as one table: a row per setting, a column per arm."""
+    from liver_mm.tracking.runs import flatten
+
+    flat = {arm: flatten(v) if isinstance(v, Mapping) else {} for arm, v in settings.items()}
+    rows = list(dict.fromkeys(k for f in flat.values() for k in f))
+
+    def cell(value: object) -> str:
+        return "" if value is None else str(value).replace("|", chr(92) + "|").replace("\n", " ")
+
+    lines = ["### Model settings of each arm", "", "| setting | " + " | ".join(flat) + " |",
+             "|---|" + "---|" * len(flat)]
+    lines += [f"| {row} | " + " | ".join(cell(f.get(row)) for f in flat.values()) + " |" for row in rows]
+    return [*lines, ""]
 
 
 def _cohort_section(tables: Mapping[str, object]) -> list[str]:

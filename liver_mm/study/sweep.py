@@ -3,17 +3,17 @@
 * :class:`StudyCallback` (Hydra callback) checks the report folder, prepares the shared cohort,
   split and crop cache once, finds or creates the parent run before any child starts, and writes
   the comparison after all.
-* :func:`run_arm` is each job's task: it skips an arm already finished in this study, removes a
-  leftover unfinished run of it (killed mid-way), and trains it as a child of the parent.
+* :func:`run_arm` is each job's task: it skips an arm already finished in this study with the same
+  settings, removes a leftover unfinished run of it (its process killed mid-way), waits while another
+  live study trains it, and trains it as a child of the parent.
 
-A study is identified by its *study key*: its name, the cohort and split hashes and every
-setting the arms share (all but ``arm``, ``modalities`` and ``model``). Rerunning the same
-study with the same cohort finds the same key, hence the same parent and finished children.
+The study key and each arm's key: :mod:`liver_mm.study.parent`.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,25 +21,28 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, open_dict
 
-from liver_mm.study.parent import check_arm, check_out_dir, parent_run
+from liver_mm.study.parent import arm_key, check_arm, check_out_dir, parent_run
 from liver_mm.training.cohort import prepare_cohort
 
 log = logging.getLogger(__name__)
+#: seconds between two looks at an arm another live study is training
+POLL_S = 5.0
 
 
 def run_arm(cfg: DictConfig) -> dict[str, Any]:
-    """One study job: train the arm as a child run unless it already finished in this study.
+    """One study job: train the arm as a child run unless it already finished in this study with the same
+    settings (the same arm key); while another live study trains it, wait for that run instead.
 
     A failing arm is logged and reported as missing instead of stopping the other arms; the
     study's report then names it and the command exits 1 (rerun to complete it).
     """
     from liver_mm.study.cv import run_cv_arm, uses_cv
-    from liver_mm.tracking.registry import finished_by, remove_unfinished, study_runs
     from liver_mm.training.run import train
 
     arm = str(cfg.study.arm)
     try:
         check_arm(cfg)
+        akey = arm_key(cfg)
         if str(cfg.trainer.get("strategy", "")) == "ddp":
             # Lightning's ddp re-executes the command per GPU, which would relaunch the whole sweep
             log.info("arm %s: trainer.strategy ddp -> ddp_spawn inside a study", arm)
@@ -49,20 +52,45 @@ def run_arm(cfg: DictConfig) -> dict[str, Any]:
         client, exp_id, key, parent_id = parent_run(cfg, cohort)
         if uses_cv(cfg):
             return run_cv_arm(cfg, cohort, client, exp_id, key, parent_id)
-        runs = [r for r in study_runs(client, exp_id, key) if r.data.tags.get("arm") == arm]
-        done = finished_by(runs, "arm").get((arm,))
+        done = _finished_or_free(client, exp_id, key, arm, akey)
         if done is not None:
             log.info("arm %s already finished in this study (run %s): skipped", arm, done.info.run_id)
             return {"arm": arm, "run_id": done.info.run_id, "skipped": True}
-        remove_unfinished(client, runs, f"arm {arm}")
         with open_dict(cfg):
             cfg.study.parent_run_id = parent_id
             cfg.study.key = key
+            cfg.study.arm_key = akey
         res = train(cfg)
     except Exception as exc:  # noqa: BLE001 - one failing arm must not cost the others their results
         log.exception("arm %s failed: %s", arm, exc)
         return {"arm": arm, "run_id": None, "failed": str(exc)}
     return {"arm": arm, "run_id": None if res is None else res.run_id, "skipped": False}
+
+
+def _finished_or_free(client, exp_id: str, key: str, arm: str, akey: str, poll_s: float | None = None):
+    """The arm's finished run with arm key ``akey``, or None once no live process trains it (its leftover
+    unfinished runs removed). While another study's live process trains it, wait (polling every ``poll_s``)."""
+    from liver_mm.tracking.registry import finished_by, remove_unfinished, study_runs
+
+    told = False
+    while True:
+        runs = [r for r in study_runs(client, exp_id, key) if r.data.tags.get("arm") == arm]
+        done = finished_by([r for r in runs if r.data.tags.get("arm_key") == akey], "arm").get((arm,))
+        if done is not None:
+            return done
+        busy = remove_unfinished(client, runs, f"arm {arm}")
+        if not busy:
+            other = finished_by(runs, "arm").get((arm,))
+            if other is not None:  # kept (its report may cite it), not reused
+                log.info("arm %s: finished run %s was trained with other settings (arm key %s, now %s): trained "
+                         "again", arm, other.info.run_id, other.data.tags.get("arm_key", "none"), akey)
+            return None
+        if not told:
+            run, owner = busy[0]
+            log.warning("arm %s: another study (%s) is training it (run %s); waiting for it to finish "
+                        "(stop that process to train the arm here)", arm, owner, run.info.run_id)
+            told = True
+        time.sleep(POLL_S if poll_s is None else poll_s)
 
 
 class StudyCallback(Callback):

@@ -6,9 +6,14 @@ cohort's hashes and the software versions only (no manifest column is ever logge
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
 import subprocess
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 from mlflow.entities import Metric, Param, RunStatus
@@ -18,6 +23,9 @@ from mlflow.utils.async_logging.run_operations import RunOperations
 import liver_mm
 
 _MAX_PARAM_LEN = 6000
+#: seconds between two heartbeats of a run being trained (tag ``owner_heartbeat``, unix time)
+HEARTBEAT_S = 60.0
+log = logging.getLogger(__name__)
 
 
 def flatten(tree: Mapping, prefix: str = "") -> dict[str, object]:
@@ -74,10 +82,53 @@ def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, float],
                             synchronous=synchronous)
 
 
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, from /proc): with the pid and host it names one
+    process even after the pid is reused; None when unknown (no /proc) or the process is gone or a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": state is field 3, starttime field 22
+    return None if fields[0] in ("Z", "X") else fields[19]
+
+
+def owner_tags() -> dict[str, str]:
+    """Tags naming the process that creates (and owns) a run: pid, host, start time and a first heartbeat."""
+    tags = {"owner_pid": str(os.getpid()), "owner_host": socket.gethostname(), "owner_heartbeat": str(time.time())}
+    start = process_start(os.getpid())
+    if start is not None:
+        tags["owner_start"] = start
+    return tags
+
+
+@contextmanager
+def heartbeat(client: MlflowClient, run_id: str, every: float = HEARTBEAT_S) -> Iterator[None]:
+    """While the block runs, a thread sets the run's ``owner_heartbeat`` tag every ``every`` seconds: a study on
+    another host then tells a run being trained from one whose process died (a stale heartbeat)."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every):
+            try:
+                client.set_tag(run_id, "owner_heartbeat", str(time.time()))
+            except Exception as exc:  # noqa: BLE001 - a missed beat must not stop the training
+                log.debug("heartbeat of run %s failed: %s", run_id, exc)
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{run_id[:8]}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
 def create_run(client: MlflowClient, exp_id: str, name: str, tags: Mapping[str, str],
                params: Mapping[str, object] = ()) -> str:
-    """A RUNNING run with ``tags`` and ``params`` plus :func:`provenance`; returns its id."""
-    run = client.create_run(exp_id, tags=dict(tags), run_name=name)
+    """A RUNNING run with ``tags`` (plus :func:`owner_tags`) and ``params`` plus :func:`provenance`; returns its
+    id."""
+    run = client.create_run(exp_id, tags={**owner_tags(), **dict(tags)}, run_name=name)
     log_params(client, run.info.run_id, {**dict(params), **provenance()})
     return run.info.run_id
 

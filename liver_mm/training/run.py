@@ -94,13 +94,29 @@ def run_tags(cfg: DictConfig, cohort: PreparedCohort) -> dict[str, str]:
             "manifest_hash": cohort.manifest_hash, "split_hash": cohort.split_hash,
             "selection_metric": "dev_auc"}
     for key, tag in (("name", "study"), ("arm", "arm"), ("parent_run_id", "mlflow.parentRunId"),
-                     ("key", "study_key"), ("level", "study_level"), ("repeat", "repeat"), ("fold", "fold")):
+                     ("key", "study_key"), ("arm_key", "arm_key"), ("level", "study_level"), ("repeat", "repeat"),
+                     ("fold", "fold")):
         if study.get(key) is not None and study.get(key) != "":
             tags[tag] = str(study[key])
     if study.get("key"):
         tags["is_study_parent"] = "false"
         tags.setdefault("study_level", "arm")
     return tags
+
+
+def built_fusion(cfg: DictConfig, feats: Features) -> dict[str, str]:
+    """The fusion params a run logs: the network actually built (``concat`` when one branch is missing), with the
+    requested name beside it when it differs; none for a model without a network (a fusion is never built)."""
+    if cfg.model.kind != "lightning":
+        return {}
+    from liver_mm.models import effective_fusion
+
+    requested = str(cfg.model.net.get("fusion") or "concat")
+    built = effective_fusion(requested, bool(cfg.modalities.image), feats.preprocessor.n_features_out > 0)
+    out = {"model.net.fusion": built, "fusion.name": built}
+    if built != requested:
+        out["fusion.requested"] = requested
+    return out
 
 
 def _writable_places(cfg: DictConfig, out: Path) -> list[Path]:
@@ -137,17 +153,20 @@ def train(cfg: DictConfig, cohort: PreparedCohort | None = None, out: Path | Non
 def _tracked_fit(cfg: DictConfig, cohort: PreparedCohort, feats: Features, out: Path) -> TrainResult:
     from liver_mm.tracking import artifacts, models
     from liver_mm.tracking.epochs import EpochMetricsToMlflow
-    from liver_mm.tracking.runs import create_run, flatten, last_step, log_metrics, set_status
+    from liver_mm.tracking.runs import create_run, flatten, heartbeat, last_step, log_metrics, set_status
     from liver_mm.tracking.store import connect
 
     client, exp_id = connect(cfg.logger)
     params = flatten(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
     params.update(manifest_hash=cohort.manifest_hash, split_hash=cohort.split_hash, crop_cache_key=str(feats.crop_key))
+    if cfg.model.kind != "lightning":  # no network: no fusion is built
+        params = {k: v for k, v in params.items() if not k.startswith("fusion.")}
+    params.update(built_fusion(cfg, feats))
     name = str((cfg.get("study") or {}).get("run_name") or (cfg.get("study") or {}).get("arm") or cfg.modalities.name)
     run_id = create_run(client, exp_id, name, run_tags(cfg, cohort), params)
     status = "FAILED"
     try:
-        with sigterm_as_interrupt():
+        with sigterm_as_interrupt(), heartbeat(client, run_id):
             if cfg.model.kind == "sklearn":
                 result = fit.fit_sklearn(cfg, cohort, feats)
             elif cfg.model.kind == "score":  # FIB-4 / APRI: a formula, calibrated monotonically on train
