@@ -3,7 +3,9 @@
 Imports: any ``liver_mm`` package, lazily inside each command.
 
 Each command lives in a small module of this package exposing ``register(subparsers)``;
-Hydra-driven commands (``train``, ``study``) hand their remaining arguments to Hydra.
+Hydra-driven commands (``train``, ``study``) hand their remaining arguments to Hydra. Ctrl-C
+(SIGINT) ends any command with one line on stderr (what was stopped, how to go on: a command's
+``on_interrupt`` default) and exit status 130, no traceback.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
 
+INTERRUPTED_STATUS = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
 # command modules, in the order their commands appear in --help
 _MODULES = ("data_cmds", "synth_cmds", "stats_cmds", "hydra_cmds", "serve_cmds", "explain_cmds")
 
@@ -41,7 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     if rest and not getattr(args, "accepts_overrides", False):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     args.overrides = rest
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # a second Ctrl-C during the exit: no traceback either
+        how = getattr(args, "on_interrupt", None) or "nothing was finished; rerun the same command to start again"
+        print(f"liver-mm {args.command}: stopped (Ctrl-C); {how}", file=sys.stderr, flush=True)
+        return INTERRUPTED_STATUS
 
 
 if __name__ == "__main__":  # pragma: no cover

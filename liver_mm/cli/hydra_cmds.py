@@ -100,6 +100,13 @@ def _study(args: argparse.Namespace) -> int:
     return run_hydra_app("study", run_arm, args.overrides)
 
 
+# what a Ctrl-C leaves behind and how to go on (liver_mm.training.run ends an interrupted run KILLED;
+# a rerun of a study finds its parent run and trains only the arms not yet finished)
+_ON_INTERRUPT = {
+    "train": "the run in progress is marked KILLED; rerun the same command to train it again",
+    "study": "runs in progress are marked KILLED; rerun the same command to resume (finished arms are kept)",
+}
+
 _COMMANDS = {
     "train": (
         _train,
@@ -119,4 +126,4 @@ _COMMANDS = {
 def register(sub: argparse._SubParsersAction) -> None:
     for name, (func, help_text, description) in _COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=description)
-        p.set_defaults(func=func, accepts_overrides=True)
+        p.set_defaults(func=func, accepts_overrides=True, on_interrupt=_ON_INTERRUPT[name])

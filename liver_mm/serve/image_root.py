@@ -44,3 +44,12 @@ def resolve_request_path(path: str, root: Path | None) -> Path:
         raise ImagePathRefused("image_path must name a file under the server's image folder "
                                f"({IMAGE_ROOT_ENV}); send other images inline as image_b64")
     return real
+
+
+def relative_name(real: Path, root: Path) -> str:
+    """How an answer names a file under ``root``: its path relative to the (resolved) root, never the
+    server's absolute path."""
+    try:
+        return Path(real).relative_to(os.path.realpath(root)).as_posix()
+    except ValueError:
+        return Path(real).name

@@ -3,10 +3,12 @@
 Logged as an MLflow "model from code" (:mod:`liver_mm.serve.pyfunc_model_code`, no pickled
 Python object); its only artifact is the bundle folder (safetensors weights + JSON), so
 loading it unpickles nothing. ``mlflow models serve -m URI --env-manager local`` then answers
-``/invocations`` with ``{"dataframe_records": [{"case_id": ..., "image_b64": ..., "age": ...}]}``
-(see :mod:`liver_mm.serve.requests`) and returns one ``{case_id, prob, label}`` per case. A bad
-field raises an ``MlflowException`` with ``INVALID_PARAMETER_VALUE``: HTTP 400 naming the case
-and the field. Images come inline (``image_b64``); ``image_path`` is read only under the folder
+``/invocations`` with ``{"dataframe_records": [{"case_id": ..., "image_b64": ..., "bbox_x0": ...,
+"age": ...}]}`` (see :mod:`liver_mm.serve.requests`) and returns one ``{case_id, prob, label}`` per
+case (plus ``whole_frame`` when a record asked for the whole frame). Labs are in the units the model
+states (its metadata ``units``, the bundle's ``units.json``) unless a record declares ``units``
+(:mod:`liver_mm.serve.units`). A bad field raises an ``MlflowException`` with
+``INVALID_PARAMETER_VALUE``: HTTP 400 naming the case and the field. Images come inline (``image_b64``); ``image_path`` is read only under the folder
 named by ``$LIVER_MM_SERVE_IMAGE_ROOT`` when the model is loaded (:mod:`liver_mm.serve.image_root`).
 """
 
@@ -24,20 +26,23 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types import ColSpec, Schema
+from mlflow.types.schema import AnyType
 from PIL import Image
 
 from liver_mm.data.schema import BBOX_COLUMNS
 from liver_mm.serve.image_root import image_root_from_env
 from liver_mm.serve.inference import OUTPUT_COLUMNS, Predictor
 from liver_mm.serve.requests import IMAGE_FIELDS, RequestError, parse_request
+from liver_mm.serve.units import UNITS_FIELD, WHOLE_FRAME_FIELD, canonical_units, units_document
 
 ARTIFACT_KEY = "bundle"
 MODEL_CODE = Path(__file__).with_name("pyfunc_model_code.py")
 
 
 def score_request(predictor: Predictor, model_input: pd.DataFrame, image_root: Path | None = None) -> pd.DataFrame:
-    """Check and score a request frame -> case_id, prob, label; bad fields raise an
-    ``MlflowException`` (INVALID_PARAMETER_VALUE, i.e. HTTP 400) listing every (case, field).
+    """Check and score a request frame -> case_id, prob, label (and ``whole_frame`` when a record
+    asked to be scored on its whole frame); bad fields raise an ``MlflowException``
+    (INVALID_PARAMETER_VALUE, i.e. HTTP 400) listing every (case, field).
     ``image_root``: the only folder ``image_path`` may name (None: inline images only)."""
     df = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
     try:
@@ -45,7 +50,10 @@ def score_request(predictor: Predictor, model_input: pd.DataFrame, image_root: P
     except RequestError as exc:
         raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
     load = (lambda i: (cases.frames[i], cases.boxes[i])) if predictor.use_image else None
-    return predictor.predict(cases.case_ids, cases.labs, load)
+    out = predictor.predict(cases.case_ids, cases.labs, load)
+    if any(cases.whole_frame):
+        out[WHOLE_FRAME_FIELD] = cases.whole_frame
+    return out
 
 
 class NodulePyfunc(mlflow.pyfunc.PythonModel):
@@ -69,16 +77,27 @@ class NodulePyfunc(mlflow.pyfunc.PythonModel):
 
 
 def request_signature(features: list[str], use_image: bool) -> ModelSignature:
-    """Input: case_id, image fields and bbox (when the model sees images) and the clinical
-    features, all optional at the schema level (the model checks them and names the case);
-    output: case_id, prob, label."""
+    """Input: case_id, image fields, bbox and ``whole_frame`` (when the model sees images), the
+    clinical features and ``units``, all optional at the schema level (the model checks them and
+    names the case). Numbers are typed ``Any``: a double column would turn a JSON ``true`` into 1.0
+    before the model could refuse it. Output: case_id, prob, label (and whole_frame)."""
     cols = [ColSpec("string", "case_id", required=False)]
     if use_image:
         cols += [ColSpec("string", f, required=False) for f in IMAGE_FIELDS]
-        cols += [ColSpec("double", c, required=False) for c in BBOX_COLUMNS]
-    cols += [ColSpec("string" if f == "sex" else "double", f, required=False) for f in features]
+        cols += [ColSpec(AnyType(), c, required=False) for c in (*BBOX_COLUMNS, WHOLE_FRAME_FIELD)]
+    cols += [ColSpec("string" if f == "sex" else AnyType(), f, required=False) for f in features]
+    cols += [ColSpec(AnyType(), UNITS_FIELD, required=False)]
     types = {"case_id": "string", "prob": "double", "label": "string"}
-    return ModelSignature(Schema(cols), Schema([ColSpec(types[c], c) for c in OUTPUT_COLUMNS]))
+    outputs = [ColSpec(types[c], c) for c in OUTPUT_COLUMNS]
+    if use_image:
+        outputs.append(ColSpec("boolean", WHOLE_FRAME_FIELD, required=False))
+    return ModelSignature(Schema(cols), Schema(outputs))
+
+
+def model_metadata(features: list[str]) -> dict[str, object]:
+    """The served model's metadata: the unit of each lab it needs and the units a request may declare."""
+    return {"units": units_document(features),
+            "units_note": "lab values are in these units unless a record declares others in 'units'"}
 
 
 def example_png(height: int = 96, width: int = 128) -> bytes:
@@ -101,13 +120,16 @@ def _typical_value(name: str, stats: dict) -> object:
 
 
 def input_example(predictor: Predictor) -> pd.DataFrame:
-    """One request row: an example image and the training medians of the clinical features."""
+    """One request row: an example image, its box, the training medians of the clinical features
+    and ``units`` stating the unit of each (the model's own units)."""
     row: dict[str, object] = {"case_id": "example-1"}
     if predictor.use_image:
         row["image_b64"] = base64.b64encode(example_png()).decode("ascii")
         row.update(dict(zip(BBOX_COLUMNS, (32.0, 24.0, 96.0, 72.0), strict=True)))
     stats = predictor.preprocessor.stats_ or {}
     row.update({f: _typical_value(f, stats[f]) for f in predictor.features})
+    if canonical_units(predictor.features):
+        row[UNITS_FIELD] = canonical_units(predictor.features)
     return pd.DataFrame([row])
 
 

@@ -51,7 +51,8 @@ def log_network_models(client: MlflowClient, run_id: str, bundle_dir: Path, net,
     Model.log(None, name="model", flavor=mlflow.pyfunc, run_id=run_id, python_model=str(pyfunc.MODEL_CODE),
               artifacts={pyfunc.ARTIFACT_KEY: str(bundle_dir)},
               signature=pyfunc.request_signature(predictor.features, predictor.use_image),
-              input_example=pyfunc.input_example(predictor), pip_requirements=pyfunc.pip_requirements())
+              input_example=pyfunc.input_example(predictor), pip_requirements=pyfunc.pip_requirements(),
+              metadata=pyfunc.model_metadata(predictor.features))
 
 
 def log_sklearn_model(client: MlflowClient, run_id: str, estimator, n_features: int) -> None:

@@ -118,3 +118,53 @@ def bomb_b64() -> str:
     import base64
 
     return base64.b64encode(zero_png(14000, 14000)).decode("ascii")
+
+
+@pytest.fixture(scope="session")
+def image_bundle(tiny_cohort: Path, tmp_path_factory) -> Path:
+    """A bundle of an untrained image + m2-labs network (mobilenetv2_050, 32 px), built without training."""
+    import torch
+
+    from liver_mm.models import build_fusion_model
+    from liver_mm.serve.bundle import save_bundle
+
+    prep = TabularPreprocessor(list(MODEL_COLUMNS["m2"])).fit(pd.read_csv(tiny_cohort))
+    net_cfg = {"_target_": "liver_mm.models.build_fusion_model",
+               "image": {"name": "mobilenetv2_050", "pretrained": False, "pretrained_path": None},
+               "tabular": {"hidden": [8], "dropout": 0.0}, "n_tabular": prep.n_features_out,
+               "head_hidden": 4, "dropout": 0.0}
+    torch.manual_seed(0)
+    net: nn.Module = build_fusion_model(**{k: v for k, v in net_cfg.items() if k != "_target_"}).eval()
+    spec = {"net": net_cfg, "modalities": {"name": "m2", "image": True, "features": prep.features},
+            "use_image": True, "features": prep.features, "image_size": 32, "margin": 0.0,
+            "threshold": 0.5, "units": {}, "synthetic": True}
+    return save_bundle(tmp_path_factory.mktemp("bundle") / "image", net, spec, prep.to_dict())
+
+
+def save_pyfunc(bundle: Path, out: Path):
+    """The bundle as the served MLflow pyfunc model (signature, example, metadata as training logs
+    them), saved under ``out`` and loaded back."""
+    import mlflow
+
+    from liver_mm.serve import pyfunc
+    from liver_mm.serve.inference import Predictor
+
+    predictor = Predictor.from_dir(bundle)
+    mlflow.pyfunc.save_model(str(out), python_model=str(pyfunc.MODEL_CODE), artifacts={pyfunc.ARTIFACT_KEY: str(bundle)},
+                             signature=pyfunc.request_signature(predictor.features, predictor.use_image),
+                             input_example=pyfunc.input_example(predictor),
+                             metadata=pyfunc.model_metadata(predictor.features),
+                             pip_requirements=pyfunc.pip_requirements())
+    return mlflow.pyfunc.load_model(str(out))
+
+
+@pytest.fixture(scope="session")
+def image_pyfunc(image_bundle: Path, tmp_path_factory):
+    """:func:`save_pyfunc` of :func:`image_bundle`."""
+    return save_pyfunc(image_bundle, tmp_path_factory.mktemp("pyfunc") / "image")
+
+
+@pytest.fixture(scope="session")
+def tabular_pyfunc(tabular_bundle: Path, tmp_path_factory):
+    """:func:`save_pyfunc` of :func:`tabular_bundle`."""
+    return save_pyfunc(tabular_bundle, tmp_path_factory.mktemp("pyfunc") / "tabular")

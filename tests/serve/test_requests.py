@@ -46,16 +46,24 @@ def _png(h: int = 40, w: int = 50) -> bytes:
     return buf.getvalue()
 
 
+BOX = {"bbox_x0": 2, "bbox_y0": 3, "bbox_x1": 12, "bbox_y1": 15}  # inside every test image
+
+
 def _row(**kw) -> dict:
-    row = {"case_id": "a", "image_b64": base64.b64encode(_png()).decode(), "age": 60.0, "sex": "M"}
+    row = {"case_id": "a", "image_b64": base64.b64encode(_png()).decode(), **BOX, "age": 60.0, "sex": "M"}
     return {**row, **kw}
 
 
-def test_parse_request_whole_image_and_box():
-    df = pd.DataFrame([_row(), _row(case_id="b", bbox_x0=5, bbox_y0=6, bbox_x1=25, bbox_y1=30)])
+def _no_box(**kw) -> dict:
+    return {k: v for k, v in _row(**kw).items() if k not in BOX}
+
+
+def test_parse_request_whole_frame_and_box():
+    df = pd.DataFrame([_no_box(whole_frame=True), _row(case_id="b", bbox_x0=5, bbox_y0=6, bbox_x1=25, bbox_y1=30)])
     cases = parse_request(df, ["age", "sex"], use_image=True)
     assert cases.case_ids == ["a", "b"]
     assert cases.boxes == [None, (5, 6, 25, 30)]
+    assert cases.whole_frame == [True, False]
     assert cases.frames[0].shape == (40, 50)
     assert cases.labs["sex"].tolist() == ["M", "M"] and cases.labs["age"].dtype == np.float64
 
@@ -66,7 +74,7 @@ def test_parse_request_lists_every_problem():
         _row(case_id="c1", age=None),
         _row(case_id="c2", image_b64="%%%not-base64%%%"),
         _row(case_id="c3", image_b64=base64.b64encode(png[: len(png) // 2]).decode()),
-        _row(case_id="c4", bbox_x0=1, bbox_y0=2),
+        _row(case_id="c4", bbox_x1=None, bbox_y1=None),
         _row(case_id="c5", bbox_x0=0, bbox_y0=0, bbox_x1=80, bbox_y1=10),
         _row(case_id="c6", image_path="/x.png"),
         _row(case_id="c7", sex="U"),
@@ -154,7 +162,7 @@ def test_records_without_the_model_fields_name_each_one():
     with pytest.raises(RequestError) as info:
         parse_request(pd.DataFrame([{"case_id": "q1"}]), ["age", "sex"], use_image=True)
     assert [(p.case_id, p.field) for p in info.value.problems] == [("q1", "age"), ("q1", "sex"),
-                                                                    ("q1", "image_b64")]
+                                                                    ("q1", "image_b64"), ("q1", "bbox_x0")]
     assert "missing: this model needs age" in str(info.value)
 
 
@@ -186,7 +194,7 @@ def test_signature_and_example_fit_the_model(tabular_bundle):
     predictor = Predictor.from_dir(tabular_bundle)
     sig = request_signature(predictor.features, predictor.use_image)
     names = sig.inputs.input_names()
-    assert names == ["case_id", "age", "sex", "ast", "alt"]  # no image fields without an image branch
+    assert names == ["case_id", "age", "sex", "ast", "alt", "units"]  # no image fields without an image branch
     assert not any(c.required for c in sig.inputs.inputs)
     assert sig.outputs.input_names() == ["case_id", "prob", "label"]
     example = input_example(predictor)

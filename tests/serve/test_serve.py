@@ -133,8 +133,10 @@ def test_request_without_box_uses_the_whole_image(server, tracked, cases):
     rec = _records(cases.head(1))[0]
     for col in BOX:
         del rec[col]
+    rec["whole_frame"] = True  # a record without a box must ask for the whole frame (issue 21, item 14)
     status, body = _post(server, [rec])
     assert status == 200, body
+    assert body["predictions"][0]["whole_frame"] is True
     predictor = load_predictor(tracked.model_uri)
     from liver_mm.data.images import read_gray
 
