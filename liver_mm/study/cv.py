@@ -71,29 +71,30 @@ def fold_sizes(assignment: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def ensure_arm_run(client, exp_id: str, key: str, parent_id: str, cfg: DictConfig, cohort: PreparedCohort) -> str:
-    """The arm's child run: created by the first of the arm's fold jobs (under a file lock), reused by the others
-    and by a rerun after a killed study (so its finished folds count)."""
+def ensure_arm_run(client, exp_id: str, key: str, parent_id: str, cfg: DictConfig, cohort: PreparedCohort,
+                   akey: str) -> str:
+    """The arm's child run with arm key ``akey``: created by the first of the arm's fold jobs (under a file lock),
+    reused by the others and by a rerun after a killed study (so its finished folds count)."""
     from liver_mm.tracking.store import file_lock
 
     # parallel fold jobs of one arm: the first creates the run, the others find it
     with file_lock(Path(str(cfg.cache_dir)) / "locks" / f"study-{key}-{cfg.study.arm}.lock"):
-        return _find_or_create_arm_run(client, exp_id, key, parent_id, cfg, cohort)
+        return _find_or_create_arm_run(client, exp_id, key, parent_id, cfg, cohort, akey)
 
 
 def _find_or_create_arm_run(client, exp_id: str, key: str, parent_id: str, cfg: DictConfig,
-                            cohort: PreparedCohort) -> str:
+                            cohort: PreparedCohort, akey: str) -> str:
     from liver_mm.tracking.registry import study_runs
     from liver_mm.tracking.runs import create_run, set_status
 
     arm = str(cfg.study.arm)
-    runs = sorted((r for r in study_runs(client, exp_id, key) if r.data.tags.get("arm") == arm),
-                  key=lambda r: r.info.start_time)
+    runs = sorted((r for r in study_runs(client, exp_id, key) if r.data.tags.get("arm") == arm
+                   and r.data.tags.get("arm_key") == akey), key=lambda r: r.info.start_time)
     if runs:
         set_status(client, runs[-1].info.run_id, "RUNNING")
         return runs[-1].info.run_id
     tags = {"study": str(cfg.study.name), "study_key": key, "is_study_parent": "false", "study_level": "arm",
-            "arm": arm, "mlflow.parentRunId": parent_id, "modalities": str(cfg.modalities.name),
+            "arm": arm, "arm_key": akey, "mlflow.parentRunId": parent_id, "modalities": str(cfg.modalities.name),
             "model_kind": str(cfg.model.kind), "synthetic": str(bool(cohort.synthetic)).lower(),
             "manifest_hash": cohort.manifest_hash}
     params = {"modalities.description": cfg.modalities.get("description", ""), "modalities.image": cfg.modalities.image,
@@ -113,15 +114,15 @@ def fold_jobs(cfg: DictConfig) -> list[tuple[int, int]]:
     return [divmod(int(job), k)]
 
 
-def _finish_arm_if_complete(client, exp_id: str, key: str, cfg: DictConfig, arm_id: str) -> bool:
+def _finish_arm_if_complete(client, exp_id: str, key: str, cfg: DictConfig, arm_id: str, akey: str) -> bool:
     """Mark the arm's child run FINISHED (with its fold-AUC mean and SD) once every (repeat, fold) has a finished run."""
     from liver_mm.tracking.artifacts import mark_outputs_logged
     from liver_mm.tracking.registry import finished_by, study_runs
     from liver_mm.tracking.runs import log_metrics, set_status
 
     arm = str(cfg.study.arm)
-    done = finished_by([r for r in study_runs(client, exp_id, key, level="fold") if r.data.tags.get("arm") == arm],
-                       "repeat", "fold")
+    done = finished_by([r for r in study_runs(client, exp_id, key, level="fold") if r.data.tags.get("arm") == arm
+                        and r.data.tags.get("arm_key") == akey], "repeat", "fold")
     if len(done) < int(cfg.cv.folds) * int(cfg.cv.repeats):
         return False
     s = pd.Series([r.data.metrics["test_auc"] for r in done.values()], dtype=float)
@@ -131,25 +132,26 @@ def _finish_arm_if_complete(client, exp_id: str, key: str, cfg: DictConfig, arm_
     return True
 
 
-def run_cv_arm(cfg: DictConfig, cohort: PreparedCohort, client, exp_id: str, key: str, parent_id: str) -> dict[str, Any]:
+def run_cv_arm(cfg: DictConfig, cohort: PreparedCohort, client, exp_id: str, key: str, parent_id: str,
+               akey: str) -> dict[str, Any]:
     """Train this job's unfinished (repeat, fold)s of one arm as nested runs under the arm's child run; the job
-    that completes the last fold finishes the arm's run. Parallel fold jobs (joblib launcher) each train one fold."""
-    from liver_mm.tracking.registry import finished_by, is_finished, remove_unfinished, study_runs
+    that completes the last fold finishes the arm's run. Parallel fold jobs (joblib launcher) each train one fold.
+    Only runs with the arm key ``akey`` (the arm's settings now) count; a fold another live process is training
+    is waited for, never removed or trained twice."""
+    from liver_mm.tracking.registry import is_finished, study_runs
     from liver_mm.tracking.runs import set_status
     from liver_mm.training.run import output_dir, train
 
     arm = str(cfg.study.arm)
-    arm_runs = [r for r in study_runs(client, exp_id, key) if r.data.tags.get("arm") == arm]
+    arm_runs = [r for r in study_runs(client, exp_id, key) if r.data.tags.get("arm") == arm
+                and r.data.tags.get("arm_key") == akey]
     if any(is_finished(r) for r in arm_runs):
         log.info("arm %s already finished in this study: skipped", arm)
         return {"arm": arm, "run_id": next(r.info.run_id for r in arm_runs if is_finished(r)), "skipped": True}
     assignment, folds_hash = prepare_study_folds(cfg, cohort)
-    arm_id = ensure_arm_run(client, exp_id, key, parent_id, cfg, cohort)
+    arm_id = ensure_arm_run(client, exp_id, key, parent_id, cfg, cohort, akey)
     mine = fold_jobs(cfg)
-    fold_runs = [r for r in study_runs(client, exp_id, key, level="fold") if r.data.tags.get("arm") == arm
-                 and (int(r.data.tags.get("repeat", -1)), int(r.data.tags.get("fold", -1))) in mine]
-    done = finished_by(fold_runs, "repeat", "fold")
-    remove_unfinished(client, fold_runs, f"arm {arm} folds")  # only this job's folds: parallel jobs own theirs
+    done = _free_folds(client, exp_id, key, arm, akey, mine)
     base = output_dir(cfg)
     try:
         for rep, fold in mine:
@@ -157,30 +159,49 @@ def run_cv_arm(cfg: DictConfig, cohort: PreparedCohort, client, exp_id: str, key
                 continue
             fcfg = copy.deepcopy(cfg)
             with open_dict(fcfg):
-                fcfg.study.update(parent_run_id=arm_id, key=key, level="fold", repeat=rep, fold=fold,
+                fcfg.study.update(parent_run_id=arm_id, key=key, arm_key=akey, level="fold", repeat=rep, fold=fold,
                                   run_name=f"{arm} r{rep} f{fold}")
                 fcfg.logger.log_model = bool(cfg.cv.get("log_models", False))
             log.info("arm %s: repeat %d, fold %d of %d", arm, rep, fold + 1, int(cfg.cv.folds))
             train(fcfg, cohort=fold_cohort(cohort, assignment, folds_hash, rep, fold), out=base / f"r{rep}f{fold}")
-        _finish_arm_if_complete(client, exp_id, key, cfg, arm_id)
+        _finish_arm_if_complete(client, exp_id, key, cfg, arm_id, akey)
     except KeyboardInterrupt:
         set_status(client, arm_id, "KILLED")
         raise
     return {"arm": arm, "run_id": arm_id, "skipped": False}
 
 
-def finish_cv(config: DictConfig, cohort: PreparedCohort, client, exp_id: str, key: str, arms: list[str],
+def _free_folds(client, exp_id: str, key: str, arm: str, akey: str, mine: list[tuple[int, int]],
+                poll_s: float | None = None) -> dict:
+    """(repeat, fold) -> finished run of this job's folds with arm key ``akey``, once no live process trains any
+    of them (:func:`liver_mm.tracking.registry.wait_until_free`: only this job's folds, parallel jobs own theirs)."""
+    from liver_mm.tracking.registry import POLL_S, finished_by, study_runs, wait_until_free
+
+    def find() -> list:
+        return [r for r in study_runs(client, exp_id, key, level="fold") if r.data.tags.get("arm") == arm
+                and r.data.tags.get("arm_key") == akey
+                and (int(r.data.tags.get("repeat", -1)), int(r.data.tags.get("fold", -1))) in mine]
+
+    runs = wait_until_free(client, find, f"arm {arm} folds", POLL_S if poll_s is None else poll_s)
+    return finished_by(runs, "repeat", "fold")
+
+
+def finish_cv(config: DictConfig, cohort: PreparedCohort, client, exp_id: str, key: str, arm_keys: dict[str, str],
               out: Path, provenance: dict, command: str, families, title: str) -> dict[str, float]:
-    """Gather every finished arm's fold runs and write the cross-validation report into ``out``."""
+    """Gather the finished fold runs of each arm (report order) trained with its arm key ``arm_keys[arm]`` and
+    write the cross-validation report into ``out``."""
     from liver_mm.study.cv_report import write_cv_study
     from liver_mm.tracking.registry import finished_by, study_runs
 
     assignment, _ = prepare_study_folds(config, cohort)
-    runs = finished_by(study_runs(client, exp_id, key, level="fold"), "arm", "repeat", "fold")
+    current = [r for r in study_runs(client, exp_id, key, level="fold")
+               if arm_keys.get(r.data.tags.get("arm", "")) == r.data.tags.get("arm_key")]
+    runs = finished_by(current, "arm", "repeat", "fold")
+    arms = list(arm_keys)
     preds: dict[tuple[str, int, int], pd.DataFrame] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for (arm, rep, fold), run in runs.items():
-            if arm in arms:
+            if arm in arm_keys:
                 path = client.download_artifacts(run.info.run_id, "predictions.csv", f"{tmp}/{arm}-{rep}-{fold}")
                 preds[(arm, int(rep), int(fold))] = pd.read_csv(path)
     return write_cv_study(config, cohort, preds, fold_sizes(assignment), arms, out, provenance, command, families,

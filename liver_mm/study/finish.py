@@ -54,15 +54,12 @@ def replace_folder(tmp_out: Path, out: Path) -> None:
         os.replace(tmp_out, out)
 
 
-def current_children(client, exp_id: str, key: str, configs: dict[str, DictConfig],
-                     cv: bool) -> dict[str, object]:
-    """arm -> its latest finished child run trained with the arm's settings now (the arm key of ``configs[arm]``);
-    a cross-validated arm's run is found by the study key alone (its fold runs are made in liver_mm.study.cv)."""
+def current_children(client, exp_id: str, key: str, configs: dict[str, DictConfig]) -> dict[str, object]:
+    """arm -> its latest finished child run trained with the arm's settings now (the arm key of ``configs[arm]``;
+    a cross-validated arm's container run and its fold runs carry it too)."""
     from liver_mm.tracking.registry import finished_by, study_runs
 
     runs = study_runs(client, exp_id, key)
-    if cv:
-        return {k[0]: r for k, r in finished_by(runs, "arm").items()}
     keys = {arm: arm_key(cfg) for arm, cfg in configs.items()}
     current = [r for r in runs if keys.get(r.data.tags.get("arm", "")) == r.data.tags.get("arm_key")]
     return {k[0]: r for k, r in finished_by(current, "arm").items()}
@@ -99,7 +96,7 @@ def finish_study(config: DictConfig) -> bool:
     cohort = prepare_cohort(config.data, config.split, config.cache_dir)
     client, exp_id, key, parent_id = parent_run(config, cohort)
     configs = arm_configs(config)
-    done = current_children(client, exp_id, key, configs, uses_cv(config))
+    done = current_children(client, exp_id, key, configs)
     arms = [a for a in config.study.arms if a in done]
     missing = [a for a in config.study.arms if a not in done]
     if missing:
@@ -123,7 +120,8 @@ def finish_study(config: DictConfig) -> bool:
         tmp_out = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent if out.parent.exists() else tmp))
         (tmp_out / "command.txt").write_text(study_command(config) + "\n")
         if uses_cv(config):
-            metrics = finish_cv(config, cohort, client, exp_id, key, arms, tmp_out, prov, study_command(config),
+            arm_keys = {a: done[a].data.tags["arm_key"] for a in arms}
+            metrics = finish_cv(config, cohort, client, exp_id, key, arm_keys, tmp_out, prov, study_command(config),
                                 holm_families(config), out.name)
         else:
             predictions: dict[str, pd.DataFrame] = {}

@@ -13,7 +13,6 @@ The study key and each arm's key: :mod:`liver_mm.study.parent`.
 from __future__ import annotations
 
 import logging
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,6 @@ from liver_mm.study.parent import arm_key, check_arm, check_out_dir, parent_run
 from liver_mm.training.cohort import prepare_cohort
 
 log = logging.getLogger(__name__)
-#: seconds between two looks at an arm another live study is training
-POLL_S = 5.0
 
 
 def run_arm(cfg: DictConfig) -> dict[str, Any]:
@@ -51,7 +48,7 @@ def run_arm(cfg: DictConfig) -> dict[str, Any]:
         cohort = prepare_cohort(cfg.data, cfg.split, cfg.cache_dir, features=list(cfg.modalities.features))
         client, exp_id, key, parent_id = parent_run(cfg, cohort)
         if uses_cv(cfg):
-            return run_cv_arm(cfg, cohort, client, exp_id, key, parent_id)
+            return run_cv_arm(cfg, cohort, client, exp_id, key, parent_id, akey)
         done = _finished_or_free(client, exp_id, key, arm, akey)
         if done is not None:
             log.info("arm %s already finished in this study (run %s): skipped", arm, done.info.run_id)
@@ -70,27 +67,17 @@ def run_arm(cfg: DictConfig) -> dict[str, Any]:
 def _finished_or_free(client, exp_id: str, key: str, arm: str, akey: str, poll_s: float | None = None):
     """The arm's finished run with arm key ``akey``, or None once no live process trains it (its leftover
     unfinished runs removed). While another study's live process trains it, wait (polling every ``poll_s``)."""
-    from liver_mm.tracking.registry import finished_by, remove_unfinished, study_runs
+    from liver_mm.tracking.registry import POLL_S, finished_by, study_runs, wait_until_free
 
-    told = False
-    while True:
-        runs = [r for r in study_runs(client, exp_id, key) if r.data.tags.get("arm") == arm]
-        done = finished_by([r for r in runs if r.data.tags.get("arm_key") == akey], "arm").get((arm,))
-        if done is not None:
-            return done
-        busy = remove_unfinished(client, runs, f"arm {arm}")
-        if not busy:
-            other = finished_by(runs, "arm").get((arm,))
-            if other is not None:  # kept (its report may cite it), not reused
-                log.info("arm %s: finished run %s was trained with other settings (arm key %s, now %s): trained "
-                         "again", arm, other.info.run_id, other.data.tags.get("arm_key", "none"), akey)
-            return None
-        if not told:
-            run, owner = busy[0]
-            log.warning("arm %s: another study (%s) is training it (run %s); waiting for it to finish "
-                        "(stop that process to train the arm here)", arm, owner, run.info.run_id)
-            told = True
-        time.sleep(POLL_S if poll_s is None else poll_s)
+    runs = wait_until_free(client, lambda: [r for r in study_runs(client, exp_id, key) if r.data.tags.get("arm") == arm],
+                           f"arm {arm}", POLL_S if poll_s is None else poll_s)
+    done = finished_by([r for r in runs if r.data.tags.get("arm_key") == akey], "arm").get((arm,))
+    if done is None:
+        other = finished_by(runs, "arm").get((arm,))
+        if other is not None:  # kept (its report may cite it), not reused
+            log.info("arm %s: finished run %s was trained with other settings (arm key %s, now %s): trained "
+                     "again", arm, other.info.run_id, other.data.tags.get("arm_key", "none"), akey)
+    return done
 
 
 class StudyCallback(Callback):

@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from mlflow.entities import Run, RunTag
 from mlflow.tracking import MlflowClient
@@ -20,6 +20,8 @@ from mlflow.tracking import MlflowClient
 from liver_mm.tracking.runs import HEARTBEAT_S, create_run, owner_tags, process_start, set_status
 
 log = logging.getLogger(__name__)
+#: seconds between two looks at a run another live study is training
+POLL_S = 5.0
 OUTPUTS_LOGGED = "outputs_logged"
 #: a run owned on another host counts as abandoned when its heartbeat is older than this (seconds)
 STALE_S = 10 * HEARTBEAT_S
@@ -100,6 +102,25 @@ def remove_unfinished(client: MlflowClient, runs: list[Run], what: str) -> list[
         log.warning("removing unfinished run %s of %s (status %s)", run.info.run_id, what, run.info.status)
         client.delete_run(run.info.run_id)
     return busy
+
+
+def wait_until_free(client: MlflowClient, find: Callable[[], list[Run]], what: str,
+                    poll_s: float = POLL_S) -> list[Run]:
+    """``find()``'s runs once none is held by another live process: leftovers of dead processes are removed
+    (:func:`remove_unfinished`); while another live study trains one, wait (one warning, a look every ``poll_s``
+    seconds). Returns the runs of the last look, the removed ones left out."""
+    told = False
+    while True:
+        runs = find()
+        busy = remove_unfinished(client, runs, what)
+        if not busy:
+            return [r for r in runs if is_finished(r)]
+        if not told:
+            run, owner = busy[0]
+            log.warning("%s: another study (%s) is training run %s; waiting for it to finish (stop that process "
+                        "to train it here)", what, owner, run.info.run_id)
+            told = True
+        time.sleep(poll_s)
 
 
 def _is_me(run: Run) -> bool:
