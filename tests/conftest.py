@@ -35,7 +35,7 @@ def tiny_cohort(tmp_path_factory) -> Path:
 
     Treat it as read-only: copy it before changing anything.
     """
-    from liver_mm.data.synth import generate_cohort
+    from liver_mm.synth.cohort import generate_cohort
 
     out = tmp_path_factory.mktemp("tiny_cohort")
     return generate_cohort(out, n=60, seed=0, frame_size=(128, 160))

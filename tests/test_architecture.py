@@ -22,13 +22,17 @@ LEAVES = frozenset({"fileio", "runtime", ""})
 #: top-level part of liver_mm -> the other parts it may import (its own part is always allowed)
 LAYERS: dict[str, frozenset[str] | str] = {
     "stats": frozenset(),
-    "data": frozenset({"stats", "fileio"}),  # fileio: atomic writes of split and fold files
+    "io": frozenset({"stats", "fileio"}),
+    "synth": frozenset({"io"}),
+    "cohort": frozenset({"io", "synth", "stats", "fileio"}),  # fileio: atomic writes of split and fold files
+    "features": frozenset({"io", "cohort", "stats"}),
     "models": frozenset(),
-    "serve": frozenset({"data", "models", "stats"}) | LEAVES,
-    "tracking": frozenset({"data", "models", "serve", "stats", "figures"}) | LEAVES,
-    "explain": frozenset({"serve", "data", "models", "stats", "figures"}) | LEAVES,
-    "training": frozenset({"tracking", "explain", "data", "models", "stats", "figures", "serve.bundle"}) | LEAVES,
-    "study": frozenset({"training", "explain", "tracking", "data", "stats", "figures"}) | LEAVES,
+    "serve": frozenset({"io", "cohort", "features", "models", "stats"}) | LEAVES,
+    "tracking": frozenset({"io", "cohort", "features", "models", "serve", "stats", "figures"}) | LEAVES,
+    "explain": frozenset({"serve", "io", "cohort", "features", "models", "stats", "figures"}) | LEAVES,
+    "training": frozenset({"tracking", "explain", "io", "cohort", "features", "models", "stats", "figures",
+                           "serve.bundle"}) | LEAVES,
+    "study": frozenset({"training", "explain", "tracking", "io", "cohort", "features", "stats", "figures"}) | LEAVES,
     "cli": ALL,
     "figures": frozenset(),
     "runtime": frozenset(),
@@ -85,7 +89,7 @@ def _graph() -> dict[str, dict[str, int]]:
 
 
 def _part(module: str) -> str:
-    """Top-level part of liver_mm: ``liver_mm.data.schema`` -> ``data``; the root package -> ``''``."""
+    """Top-level part of liver_mm: ``liver_mm.io.schema`` -> ``data``; the root package -> ``''``."""
     return module.split(".")[1] if "." in module else ""
 
 
@@ -135,13 +139,13 @@ def _cycles(graph: dict[str, dict[str, int]]) -> list[list[str]]:
 def test_graph_sees_function_level_and_from_package_imports():
     """The graph itself: a lazy import inside a cli function and ``from liver_mm.pkg import module``."""
     graph = _graph()
-    assert len(MODULES) > 50 and "liver_mm.data.schema" in MODULES and "liver_mm" in MODULES
-    assert "liver_mm.data.split" in graph["liver_mm.cli.synth_cmds"]  # imported inside a function
-    assert "liver_mm.data.images" in graph["liver_mm.data.crops"]  # `from liver_mm.data import images`
+    assert len(MODULES) > 50 and "liver_mm.io.schema" in MODULES and "liver_mm" in MODULES
+    assert "liver_mm.cohort.split" in graph["liver_mm.cli.synth_cmds"]  # imported inside a function
+    assert "liver_mm.io.images" in graph["liver_mm.features.crops"]  # `from liver_mm.io import images`
     assert _cycles({"a": {"b": 1}, "b": {"c": 1}, "c": {"a": 1}, "d": {"a": 1}}) == [["a", "b", "c"]]
     assert _may_import("liver_mm.training.fit", "liver_mm.serve.bundle")
     assert not _may_import("liver_mm.training.fit", "liver_mm.serve.predict")
-    assert not _may_import("liver_mm.data.split", "liver_mm.models.spec")
+    assert not _may_import("liver_mm.cohort.split", "liver_mm.models.spec")
 
 
 def test_no_import_cycles():

@@ -62,7 +62,7 @@ def test_sigint_during_training_is_one_line_and_status_130(tmp_path, tiny_cohort
 
 
 def test_every_other_command_ends_with_one_line(monkeypatch, capsys, tmp_path):
-    import liver_mm.data.synth as synth
+    import liver_mm.synth.cohort as synth
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

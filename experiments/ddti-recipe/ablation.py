@@ -75,13 +75,13 @@ def run_one(job: dict) -> dict:
     import pytorch_lightning as pl
     import torch
 
-    from liver_mm.data.folds import prepare_folds
+    from liver_mm.cohort.folds import prepare_folds
     from liver_mm.runtime import tune_malloc
     from liver_mm.study.cv import fold_cohort
     from liver_mm.training import fit
-    from liver_mm.training.cohort import prepare_cohort
+    from liver_mm.cohort.prepare import prepare_cohort
     from liver_mm.training.evaluate import run_metrics
-    from liver_mm.training.features import build_features
+    from liver_mm.features.inputs import build_features
 
     tune_malloc()
     torch.set_num_threads(job["threads"])
@@ -143,9 +143,9 @@ def main() -> None:
     jobs = [{"variant": v, "fold": f, "folds": args.folds, "threads": threads,
              "overrides": [*base, *VARIANTS[v]]} for v in args.variants.split(",") for f in folds]
     # one warm-up: validates the cohort, writes the crop cache and the folds before the workers start
-    from liver_mm.data.crops import build_crop_cache
-    from liver_mm.data.folds import prepare_folds
-    from liver_mm.training.cohort import prepare_cohort
+    from liver_mm.features.crops import build_crop_cache
+    from liver_mm.cohort.folds import prepare_folds
+    from liver_mm.cohort.prepare import prepare_cohort
 
     cfg = compose(jobs[0]["overrides"])
     cohort = prepare_cohort(cfg.data, cfg.split, cfg.cache_dir)

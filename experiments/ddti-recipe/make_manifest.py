@@ -23,7 +23,7 @@ import os
 import sys
 from pathlib import Path
 
-from liver_mm.data.images import ImageReadError, mask_union_bbox
+from liver_mm.io.images import ImageReadError, mask_union_bbox
 
 LABEL_MAP = {"benign": "benign", "suspicious": "malignant"}  # DDTI label -> liver-mm label (a TI-RADS proxy)
 REQUIRED = ("nodule_id", "image_id", "tirads", "label")

@@ -26,7 +26,7 @@ def add_unit_option(parser: argparse.ArgumentParser, help_suffix: str = "") -> N
 
 
 def _map_type(text: str) -> tuple[str, dict[str, str]]:
-    from liver_mm.data.codes import parse_map
+    from liver_mm.io.codes import parse_map
 
     try:
         return parse_map(text)
@@ -48,10 +48,10 @@ def add_table_options(parser: argparse.ArgumentParser) -> None:
 
 
 def table_options(args: argparse.Namespace):
-    """The :class:`~liver_mm.data.dialect.TableOptions` of parsed :func:`add_table_options` arguments
+    """The :class:`~liver_mm.io.dialect.TableOptions` of parsed :func:`add_table_options` arguments
     (raises ``ValueError`` for a bad separator or mapping, e.g. one code mapped to two values)."""
-    from liver_mm.data.codes import merge_maps
-    from liver_mm.data.dialect import make_options
+    from liver_mm.io.codes import merge_maps
+    from liver_mm.io.dialect import make_options
 
     return make_options(args.sep, args.decimal, args.censored, merge_maps(args.maps))
 

@@ -7,11 +7,11 @@ import json
 import sys
 
 from liver_mm.cli._args import add_table_options, add_unit_option, key_value, table_options
-from liver_mm.data.schema import ManifestError
+from liver_mm.io.schema import ManifestError
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from liver_mm.data.validate import validate_manifest
+    from liver_mm.cohort.validate import validate_manifest
 
     try:
         options = table_options(args)
@@ -28,7 +28,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _import_folder(args: argparse.Namespace) -> int:
-    from liver_mm.data.importers import import_folder
+    from liver_mm.io.importers import import_folder
 
     try:
         result = import_folder(args.dir, args.out, classes=dict(args.cls) or None, clinical=args.clinical,

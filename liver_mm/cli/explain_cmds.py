@@ -22,10 +22,10 @@ def _explain(args: argparse.Namespace) -> int:
 
     import mlflow
 
-    from liver_mm.data.images import ImageReadError
     from liver_mm.explain import explain_run, feature_groups
     from liver_mm.explain.cases import prepare_cases
     from liver_mm.fileio import check_writable_dir
+    from liver_mm.io.images import ImageReadError
     from liver_mm.serve.predict import ModelLoadError
     from liver_mm.tracking.store import tracking_uri
 

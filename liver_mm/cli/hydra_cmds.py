@@ -18,10 +18,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean bad input (a cohort, a path, a config value), not a bug."""
     from omegaconf.errors import MissingMandatoryValue
 
-    from liver_mm.data.images import ImageReadError
-    from liver_mm.data.schema import ManifestError
-    from liver_mm.data.validate import ManifestValidationError
+    from liver_mm.cohort.validate import ManifestValidationError
     from liver_mm.fileio import NotWritableError
+    from liver_mm.io.images import ImageReadError
+    from liver_mm.io.schema import ManifestError
 
     return (ManifestValidationError, ManifestError, ImageReadError, FileNotFoundError, ValueError,
             MissingMandatoryValue, NotWritableError)
@@ -52,7 +52,7 @@ def run_hydra_app(config_name: str, task, overrides: list[str], script: Path | N
     import hydra
 
     import liver_mm.conf  # noqa: F401 - registers the configs' OmegaConf resolvers
-    from liver_mm.data.validate import ManifestValidationError
+    from liver_mm.cohort.validate import ManifestValidationError
     from liver_mm.runtime import tune_malloc
 
     tune_malloc()

@@ -14,7 +14,7 @@ from liver_mm.cli._args import add_model_options, add_table_options, add_unit_op
 def _predict(args: argparse.Namespace) -> int:
     import mlflow
 
-    from liver_mm.data.images import ImageReadError
+    from liver_mm.io.images import ImageReadError
     from liver_mm.serve.predict import (
         ModelLoadError,
         check_output,

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from liver_mm.cli._args import add_unit_option
-from liver_mm.data.labels import LabelError, parse_labels
+from liver_mm.cohort.labels import LabelError, parse_labels
 from liver_mm.stats import delong_report, icc, markdown_table, table1, table2
 
 log = logging.getLogger(__name__)
@@ -175,7 +175,7 @@ def cmd_icc(args: argparse.Namespace) -> int:
 
 def _load_manifest(path: str, units: dict[str, str] | None = None) -> pd.DataFrame:
     """The cohort manifest as the data package reads it (imported here: a heavy, optional path)."""
-    from liver_mm.data.schema import read_manifest
+    from liver_mm.io.schema import read_manifest
 
     return read_manifest(path, units)
 

@@ -27,7 +27,7 @@ def _frame_size(text: str) -> tuple[int, int]:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from liver_mm.data.synth import DEFAULT_IMAGE_SIGNAL, generate_cohort
+    from liver_mm.synth.cohort import DEFAULT_IMAGE_SIGNAL, generate_cohort
 
     signal = DEFAULT_IMAGE_SIGNAL if args.image_signal is None else args.image_signal
     try:
@@ -51,8 +51,8 @@ def format_counts(counts: dict[str, dict[str, int]]) -> str:
 
 
 def _split(args: argparse.Namespace) -> int:
-    from liver_mm.data.schema import ManifestError
-    from liver_mm.data.split import prepare_split
+    from liver_mm.cohort.split import prepare_split
+    from liver_mm.io.schema import ManifestError
 
     try:
         result = prepare_split(args.manifest, args.out, fractions=args.fractions, seed=args.seed,

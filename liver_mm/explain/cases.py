@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from liver_mm.data.labels import parse_labels
-from liver_mm.data.schema import line_numbers
+from liver_mm.cohort.labels import parse_labels
+from liver_mm.io.schema import line_numbers
 from liver_mm.serve.inference import Predictor
 from liver_mm.serve.predict import predict_frame
 

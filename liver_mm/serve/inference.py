@@ -3,8 +3,8 @@ and the MLflow pyfunc model.
 
 Exactly what training did to its dev/test rows: the nodule's box (grown by the spec's ``margin``)
 is cropped from the grayscale frame and stretched to ``image_size`` x ``image_size`` with
-:func:`liver_mm.data.crops.crop_resize`, pixels scaled to [0, 1]; the labs go through the
-training split's :class:`~liver_mm.data.tabular.TabularPreprocessor` (``preprocessing.json``).
+:func:`liver_mm.features.crops.crop_resize`, pixels scaled to [0, 1]; the labs go through the
+training split's :class:`~liver_mm.features.tabular.TabularPreprocessor` (``preprocessing.json``).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from liver_mm.data.crops import crop_resize
-from liver_mm.data.tabular import TabularPreprocessor
+from liver_mm.features.crops import crop_resize
+from liver_mm.features.tabular import TabularPreprocessor
 from liver_mm.serve.bundle import Bundle, load_bundle
 
 log = logging.getLogger(__name__)

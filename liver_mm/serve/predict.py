@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from liver_mm.data.dialect import TableOptions
-from liver_mm.data.images import ImageCache, read_gray
-from liver_mm.data.schema import BBOX_COLUMNS, CLINICAL, NON_NUMERIC_ATTR
-from liver_mm.data.validate import ManifestValidationError, ValidationReport, open_manifest, validate_labs
-from liver_mm.data.validate_images import check_bboxes, check_files, check_identical
-from liver_mm.data.validate_report import Collector
+from liver_mm.cohort.validate import ManifestValidationError, ValidationReport, open_manifest, validate_labs
+from liver_mm.cohort.validate_images import check_bboxes, check_files, check_identical
+from liver_mm.cohort.validate_report import Collector
 from liver_mm.fileio import atomic_to_csv, check_writable_dir, same_file
+from liver_mm.io.dialect import TableOptions
+from liver_mm.io.images import ImageCache, read_gray
+from liver_mm.io.schema import BBOX_COLUMNS, CLINICAL, NON_NUMERIC_ATTR
 from liver_mm.serve.inference import Predictor
 
 log = logging.getLogger(__name__)

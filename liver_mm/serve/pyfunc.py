@@ -29,7 +29,7 @@ from mlflow.types import ColSpec, Schema
 from mlflow.types.schema import AnyType
 from PIL import Image
 
-from liver_mm.data.schema import BBOX_COLUMNS
+from liver_mm.io.schema import BBOX_COLUMNS
 from liver_mm.serve.image_root import image_root_from_env
 from liver_mm.serve.inference import OUTPUT_COLUMNS, Predictor
 from liver_mm.serve.requests import IMAGE_FIELDS, RequestError, parse_request

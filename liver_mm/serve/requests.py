@@ -4,7 +4,7 @@ A request row holds ``case_id``, the frame as ``image_b64`` (base64 PNG/JPEG byt
 ``image_path`` (only under the server's image root, :mod:`liver_mm.serve.image_root`), the lesion's
 box ``bbox_x0, bbox_y0, bbox_x1, bbox_y1`` (pixels, x1/y1 exclusive; the model was trained on crops,
 so a record without one is refused unless it says ``whole_frame: true``) and the model's clinical
-fields in the paper's units (:data:`liver_mm.data.schema.CLINICAL`) or in the units its ``units``
+fields in the paper's units (:data:`liver_mm.io.schema.CLINICAL`) or in the units its ``units``
 object declares (:mod:`liver_mm.serve.units`). A JSON boolean is never a number. Every problem is
 collected as a :class:`Problem` naming the case and the field; :class:`RequestError` carries them all.
 """
@@ -24,10 +24,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from liver_mm.data.dicom import DicomReadError
-from liver_mm.data.images import ImageReadError, read_gray
-from liver_mm.data.schema import BBOX_COLUMNS, CLINICAL, SEX_CODES, ClinicalColumn, normalise_sex
-from liver_mm.data.validate_labs import judge_value
+from liver_mm.cohort.validate_labs import judge_value
+from liver_mm.io.dicom import DicomReadError
+from liver_mm.io.images import ImageReadError, read_gray
+from liver_mm.io.schema import BBOX_COLUMNS, CLINICAL, SEX_CODES, ClinicalColumn, normalise_sex
 from liver_mm.serve.image_root import ImagePathRefused, relative_name, resolve_request_path
 from liver_mm.serve.units import (
     UNITS_FIELD,
@@ -80,7 +80,7 @@ def _missing(value: object) -> bool:
 
 def check_lab(name: str, value: object, declared: tuple[str, float] | None = None) -> str | None:
     """None if ``value`` is usable for clinical field ``name``, else what is wrong (ranges and unit
-    sniffing from :data:`~liver_mm.data.schema.CLINICAL`, for one value). ``declared``: the record's
+    sniffing from :data:`~liver_mm.io.schema.CLINICAL`, for one value). ``declared``: the record's
     (unit, factor into the paper's unit) for this lab; the range is checked after converting."""
     spec = CLINICAL.get(name)
     if _missing(value):
@@ -109,7 +109,7 @@ def check_lab(name: str, value: object, declared: tuple[str, float] | None = Non
 
 def _check_range(spec: ClinicalColumn, x: float, suggest_units: bool = True) -> str | None:
     """A message when ``x`` is impossible in the paper's unit (the validator's rule,
-    :func:`~liver_mm.data.validate_labs.judge_value`); borderline values are accepted."""
+    :func:`~liver_mm.cohort.validate_labs.judge_value`); borderline values are accepted."""
     verdict = judge_value(spec, x, suggest_units)
     if verdict is None or verdict.severity != "error":
         return None

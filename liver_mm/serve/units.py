@@ -4,7 +4,7 @@ A number alone cannot say its unit (90 platelets are plausible in x10^4/uL and i
 served model states the unit of each lab it needs (:func:`units_document`, the bundle's
 ``units.json``, the pyfunc's metadata and input example). A request's values are in those units
 unless a record carries ``units`` (``{"platelets": "10^9/L"}``): each declared unit is converted
-with the one table of unit rules, :data:`liver_mm.data.schema.CLINICAL` (what ``--unit`` uses for a
+with the one table of unit rules, :data:`liver_mm.io.schema.CLINICAL` (what ``--unit`` uses for a
 manifest); a unit it does not know is refused, never guessed.
 """
 
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from liver_mm.data.schema import CLINICAL
+from liver_mm.io.schema import CLINICAL
 
 UNITS_FIELD = "units"
 WHOLE_FRAME_FIELD = "whole_frame"

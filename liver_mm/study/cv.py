@@ -4,7 +4,7 @@ MLflow: the study parent, one child per arm (a container that finishes when all 
 nested run per (arm, repeat, fold) under it with its own metrics and predictions. The sweep has one job per
 (arm, repeat, fold) (``cv.job``), so ``hydra/launcher=joblib_local`` trains folds in parallel. Resume works at
 fold granularity: a rerun trains only the folds without a finished run. Folds are grouped by patient and
-identical image and label-stratified (:mod:`liver_mm.data.split`); inside each training part a grouped,
+identical image and label-stratified (:mod:`liver_mm.cohort.split`); inside each training part a grouped,
 stratified dev part is held out for early stopping and the frozen Youden threshold.
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 from omegaconf import DictConfig, open_dict
 
-from liver_mm.training.cohort import PreparedCohort
+from liver_mm.cohort.prepare import PreparedCohort
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,8 @@ def prepare_study_folds(cfg: DictConfig, cohort: PreparedCohort) -> tuple[pd.Dat
     """(assignment, folds hash): ``assignment`` is indexed by case_id with one column per (repeat, fold)
     holding train / dev / test; written once into the cache and reused. Raises before any training when
     the cohort is too small for K folds."""
-    from liver_mm.data.dialect import options_from_config
-    from liver_mm.data.folds import prepare_folds
+    from liver_mm.cohort.folds import prepare_folds
+    from liver_mm.io.dialect import options_from_config
 
     cv = cfg.cv
     key = hashlib.sha256(f"{cohort.manifest_hash}|{cv.folds}|{cv.repeats}|{cfg.seed}|{cv.dev_fraction}".encode())
@@ -64,7 +64,7 @@ def fold_cohort(cohort: PreparedCohort, assignment: pd.DataFrame, folds_hash: st
 def fold_sizes(assignment: pd.DataFrame) -> pd.DataFrame:
     """repeat, fold, n_train, n_dev, n_test and n_outside_test (= n_train + n_dev, the training size of the
     corrected t-test: every case outside the test fold)."""
-    from liver_mm.data.folds import fold_sizes as sizes
+    from liver_mm.cohort.folds import fold_sizes as sizes
 
     out = sizes(assignment)
     out["n_outside_test"] = out["n_train"] + out["n_dev"]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig
 
+from liver_mm.cohort.prepare import PreparedCohort
 from liver_mm.stats import encode_labels, format_p, markdown_table, youden_threshold
 from liver_mm.study.cv_tables import (
     OOF_COLUMNS,
@@ -26,7 +27,6 @@ from liver_mm.study.report import (
     write_cohort_tables,
 )
 from liver_mm.study.tables import fmt_auc, fmt_number, fmt_proportion
-from liver_mm.training.cohort import PreparedCohort
 from liver_mm.training.evaluate import DegenerateThresholdError, check_threshold
 
 log = logging.getLogger(__name__)

@@ -11,11 +11,11 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from liver_mm.cohort.prepare import prepare_cohort
 from liver_mm.study.clinical_value import gather_child_outputs
 from liver_mm.study.compare import compare_study, parent_metrics
 from liver_mm.study.parent import MARKER, arm_configs, arm_key, check_out_dir, parent_run
 from liver_mm.study.report import study_provenance, write_report
-from liver_mm.training.cohort import prepare_cohort
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from liver_mm.data.schema import SIZE_MM_COLUMNS as SIZE_COLUMNS
+from liver_mm.io.schema import SIZE_MM_COLUMNS as SIZE_COLUMNS
 
 
 def has_sizes(df: pd.DataFrame) -> bool:

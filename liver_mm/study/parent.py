@@ -17,7 +17,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from liver_mm.training.cohort import PreparedCohort
+from liver_mm.cohort.prepare import PreparedCohort
 
 ARM_SPECIFIC = ("modalities", "model", "fusion", "hydra", "arm")
 #: the sweep's own overrides of each job (not the user's command)

@@ -20,8 +20,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, open_dict
 
+from liver_mm.cohort.prepare import prepare_cohort
 from liver_mm.study.parent import arm_key, check_arm, check_out_dir, parent_run
-from liver_mm.training.cohort import prepare_cohort
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class StudyCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         # one preparation for all arms: children (possibly parallel) then only read the caches
-        from liver_mm.data.crops import build_crop_cache
+        from liver_mm.features.crops import build_crop_cache
         from liver_mm.study.checks import check_study_config
         from liver_mm.study.cv import prepare_study_folds, uses_cv
 

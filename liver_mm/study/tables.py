@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from liver_mm.data.schema import BBOX2_COLUMNS, BBOX_COLUMNS
+from liver_mm.io.schema import BBOX2_COLUMNS, BBOX_COLUMNS
 from liver_mm.stats import ICC_FORMS, format_p, icc
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """The DataModule: cached crops + preprocessed labs -> batches of (image, tabular, label, case_id).
 
-Everything here works on in-memory arrays prepared by :mod:`liver_mm.training.cohort`;
+Everything here works on in-memory arrays prepared by :mod:`liver_mm.cohort.prepare`;
 nothing is decoded or read from disk per epoch.
 """
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from liver_mm.training.cohort import PreparedCohort
-from liver_mm.training.features import Features
+from liver_mm.cohort.prepare import PreparedCohort
+from liver_mm.features.inputs import Features
 
 log = logging.getLogger(__name__)
 

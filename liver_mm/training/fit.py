@@ -18,13 +18,13 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from liver_mm.cohort.prepare import PreparedCohort
+from liver_mm.features.inputs import Features
 from liver_mm.models.spec import build_net, net_config
 from liver_mm.training.callbacks import BestWeights, EpochTimes
-from liver_mm.training.cohort import PreparedCohort
 from liver_mm.training.datamodule import CohortDataModule
 from liver_mm.training.device_data import DeviceCohortDataModule
 from liver_mm.training.devices import resolve_devices
-from liver_mm.training.features import Features
 from liver_mm.training.module import NoduleClassifier
 
 log = logging.getLogger(__name__)

@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from liver_mm.cohort.prepare import PreparedCohort
+from liver_mm.features.inputs import Features
 from liver_mm.figures import (
     confusion_figure,
     decision_curve_figure,
@@ -22,9 +24,7 @@ from liver_mm.figures import (
 )
 from liver_mm.models.spec import net_config
 from liver_mm.stats import net_benefit, reliability_curve
-from liver_mm.training.cohort import PreparedCohort
 from liver_mm.training.evaluate import split_arrays
-from liver_mm.training.features import Features
 
 
 def run_name(cfg: DictConfig, synthetic: bool) -> str:

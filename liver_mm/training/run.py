@@ -18,13 +18,13 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from liver_mm.cohort.prepare import PreparedCohort, prepare_cohort
+from liver_mm.features.inputs import Features, build_features
 from liver_mm.fileio import check_writable_dir
 from liver_mm.training import fit
 from liver_mm.training.checks import check_settings
-from liver_mm.training.cohort import PreparedCohort, prepare_cohort
 from liver_mm.training.evaluate import run_metrics
 from liver_mm.training.explanations import explain_fitted
-from liver_mm.training.features import Features, build_features
 from liver_mm.training.outputs import write_bundle, write_run_files
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """Score arms (``model.kind: score``): FIB-4 and APRI as study arms, nothing trained but a monotone calibration.
 
-The raw score of each case comes from :mod:`liver_mm.data.scores` on the prepared cohort (labs in the
+The raw score of each case comes from :mod:`liver_mm.features.scores` on the prepared cohort (labs in the
 manifest's canonical units: a manifest in other units declares them with ``data.units``, converted when it
 is read). Its probability of malignancy is a *monotone increasing* transform of the raw score: a logistic
 regression of the label on log(score), fitted on the training rows (no penalty). Ranks are therefore the
@@ -25,10 +25,10 @@ from omegaconf import DictConfig
 from scipy.special import expit, logit
 from sklearn.linear_model import LogisticRegression
 
-from liver_mm.data.scores import DEFAULT_AST_ULN, PUBLISHED_CUTOFFS, SCORE_INPUTS, clinical_score
+from liver_mm.cohort.prepare import PreparedCohort
+from liver_mm.features.inputs import Features
+from liver_mm.features.scores import DEFAULT_AST_ULN, PUBLISHED_CUTOFFS, SCORE_INPUTS, clinical_score
 from liver_mm.stats import binary_metrics, encode_labels
-from liver_mm.training.cohort import PreparedCohort
-from liver_mm.training.features import Features
 from liver_mm.training.fit import EVAL_SPLITS, Fitted
 
 log = logging.getLogger(__name__)

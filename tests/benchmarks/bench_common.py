@@ -22,8 +22,8 @@ REPO = Path(__file__).resolve().parents[2]
 def random_cohort(n: int, size: int, n_tab: int, seed: int = 0, fractions=(0.8, 0.1, 0.1)):
     """(PreparedCohort, Features) of ``n`` random crops (size x size uint8) and labs, split train/dev/test.
     Speed does not depend on pixel content; this skips generating and cropping PNG frames."""
-    from liver_mm.training.cohort import PreparedCohort
-    from liver_mm.training.features import Features
+    from liver_mm.cohort.prepare import PreparedCohort
+    from liver_mm.features.inputs import Features
 
     rng = np.random.default_rng(seed)
     n_train, n_dev = int(fractions[0] * n), int(fractions[1] * n)

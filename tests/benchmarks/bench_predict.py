@@ -19,20 +19,20 @@ from pathlib import Path
 
 import torch
 
-from liver_mm.data.images import read_gray
-from liver_mm.data.schema import MODEL_COLUMNS
-from liver_mm.data.synth import generate_cohort
-from liver_mm.data.tabular import TabularPreprocessor
+from liver_mm.features.tabular import TabularPreprocessor
+from liver_mm.io.images import read_gray
+from liver_mm.io.schema import MODEL_COLUMNS
 from liver_mm.serve.bundle import save_bundle
 from liver_mm.serve.inference import Predictor
 from liver_mm.serve.predict import load_cases, predict_frame, predict_manifest
+from liver_mm.synth.cohort import generate_cohort
 
 TARGET_MS = 30.0
 
 
 def build_bundle(folder: Path, manifest: Path, image_size: int, encoder: str) -> Path:
     """A random-init m5 bundle; the lab preprocessing is fitted on ``manifest``'s rows."""
-    from liver_mm.data.schema import read_manifest
+    from liver_mm.io.schema import read_manifest
     from liver_mm.models import build_fusion_model
 
     prep = TabularPreprocessor(list(MODEL_COLUMNS["m5"])).fit(read_manifest(manifest))

@@ -12,8 +12,8 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from liver_mm.data.synth_clinical import synth_clinical
-from liver_mm.data.synth_images import render_frame
+from liver_mm.synth.clinical import synth_clinical
+from liver_mm.synth.images import render_frame
 
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 1080
 seed = int(sys.argv[2]) if len(sys.argv) > 2 else 0

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from liver_mm.cli import main
-from liver_mm.data.schema import MODEL_COLUMNS
-from liver_mm.data.tabular import TabularPreprocessor
+from liver_mm.features.tabular import TabularPreprocessor
+from liver_mm.io.schema import MODEL_COLUMNS
 
 M5 = list(MODEL_COLUMNS["m5"])  # age, sex, ast, alt, platelets, albumin
 

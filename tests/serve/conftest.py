@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from torch import nn
 
-from liver_mm.data.schema import MODEL_COLUMNS
-from liver_mm.data.tabular import TabularPreprocessor
+from liver_mm.features.tabular import TabularPreprocessor
+from liver_mm.io.schema import MODEL_COLUMNS
 
 FEATURES = list(MODEL_COLUMNS["m5"])
 

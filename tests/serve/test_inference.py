@@ -8,7 +8,7 @@ import torch
 from timm.layers import BatchNormAct2d
 from torch import nn
 
-from liver_mm.data.crops import crop_resize
+from liver_mm.features.crops import crop_resize
 from liver_mm.serve.inference import Predictor, fast_image_encoder, fold_batchnorm
 
 

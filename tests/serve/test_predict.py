@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from liver_mm.cli import main
-from liver_mm.data.validate import ManifestValidationError
+from liver_mm.cohort.validate import ManifestValidationError
 from liver_mm.serve.predict import load_predictor, predict_manifest, resolve_bundle, validate_cases
 
 

@@ -138,7 +138,7 @@ def test_request_without_box_uses_the_whole_image(server, tracked, cases):
     assert status == 200, body
     assert body["predictions"][0]["whole_frame"] is True
     predictor = load_predictor(tracked.model_uri)
-    from liver_mm.data.images import read_gray
+    from liver_mm.io.images import read_gray
 
     frame = read_gray(cases.loc[0, "image_path"])
     labs = cases.loc[[0], predictor.features].reset_index(drop=True)

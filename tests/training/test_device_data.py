@@ -131,8 +131,8 @@ def test_ranks_take_disjoint_equal_shares():
 
 
 def test_auto_keeps_the_cpu_datamodule_on_cpu(tmp_path: Path, small_overrides):
-    from liver_mm.training.cohort import prepare_cohort
-    from liver_mm.training.features import build_features
+    from liver_mm.cohort.prepare import prepare_cohort
+    from liver_mm.features.inputs import build_features
 
     cfg = compose_train(small_overrides, tmp_path)
     cohort = prepare_cohort(cfg.data, cfg.split, cfg.cache_dir, features=list(cfg.modalities.features))

@@ -11,8 +11,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from omegaconf import open_dict
 
-from liver_mm.training.cohort import prepare_cohort
-from liver_mm.training.features import build_features
+from liver_mm.cohort.prepare import prepare_cohort
+from liver_mm.features.inputs import build_features
 from liver_mm.training.run import train
 from liver_mm.training.scores import cutoff_metrics, fit_score
 from tests.training.conftest import compose_train

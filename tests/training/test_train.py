@@ -73,8 +73,8 @@ def test_two_epoch_run_is_fully_tracked_and_reproducible(tmp_path, small_overrid
     # the logged PyTorch model (torch.export format: no pickle) reloads and reproduces the predictions
     mlflow.set_tracking_uri(cfg.logger.tracking_uri)
     model = mlflow.pytorch.load_model(f"runs:/{res.run_id}/torch_model")
-    from liver_mm.training.cohort import prepare_cohort
-    from liver_mm.training.features import build_features
+    from liver_mm.cohort.prepare import prepare_cohort
+    from liver_mm.features.inputs import build_features
 
     cohort = prepare_cohort(cfg.data, cfg.split, cfg.cache_dir)
     feats = build_features(cfg, cohort)

@@ -1,0 +1,238 @@
+"""Checks of clinical / lab values: units, ranges, sex codes, duplicates, per-patient consistency.
+
+Works on any table with some of the :data:`~liver_mm.io.schema.CLINICAL` columns (a cohort
+manifest or a bare lab export); no images needed. A single value is judged by :func:`judge_value`,
+the rule the server's request check shares: an error only when the value is impossible in its unit
+(outside ``plausible``), a warning when it is borderline (outside ``typical``), each naming a unit
+that would explain it. A whole column (at least :data:`MIN_VALUES_FOR_UNIT_SNIFF` values) whose
+median is atypical but typical in another unit is one ``unit_suspect`` error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pandas as pd
+
+from liver_mm.cohort.validate_report import Collector, Finding, Severity
+from liver_mm.io.codes import CENSORED, censored_message, unmapped_codes
+from liver_mm.io.schema import (
+    CLINICAL,
+    NON_LAB_COLUMNS,
+    NON_NUMERIC_ATTR,
+    SEX_CODES,
+    ClinicalColumn,
+    ManifestError,
+    convert_units,
+    normalise_sex,
+)
+
+# Two nodules of one patient may come from exams a year or so apart, and ages are usually
+# whole years: ages of one patient_id differing by more than this are a conflict (a mis-linked ID).
+AGE_TOLERANCE_YEARS = 2.0
+AGE_TOP_CODE = 90  # HIPAA Safe Harbor and many registries record every age over 89 as 90
+MIN_LAB_VALUES_FOR_DUPLICATES = 3  # rows need this many lab values before "identical" means anything
+# a median of this many values outside the typical range is rare unless the unit is wrong (fewer: per value)
+MIN_VALUES_FOR_UNIT_SNIFF = 5
+
+
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:.4g}"
+
+
+@dataclass(frozen=True)
+class LabVerdict:
+    """What is wrong with one lab value: ``severity``, ``code`` (value_out_of_range / value_atypical),
+    ``message`` and ``unit``: another accepted unit in which the value would be typical (or None)."""
+
+    severity: Severity
+    code: str
+    message: str
+    unit: str | None = None
+
+
+def judge_value(spec: ClinicalColumn, x: float, suggest_units: bool = True) -> LabVerdict | None:
+    """Judge one value ``x`` in ``spec.unit``: None when typical; an error when outside ``plausible``
+    (impossible in this unit); a warning when outside ``typical`` (borderline). The message names a
+    unit that would make the value typical, unless ``suggest_units`` is False (a unit was declared)."""
+    lo, hi = spec.plausible
+    tlo, thi = spec.typical
+    if lo <= x <= hi and tlo <= x <= thi:
+        return None
+    units = [u for u, f in spec.conversions.items() if tlo <= x * f <= thi] if suggest_units else []
+    hint = f"; it looks like {units[0]} (= {_fmt(x * spec.factor(units[0]))} {spec.unit})" if units else ""
+    if not lo <= x <= hi:
+        return LabVerdict("error", "value_out_of_range", f"{_fmt(x)} {spec.unit} is outside the plausible "
+                          f"{_fmt(lo)}-{_fmt(hi)} {spec.unit}{hint}", units[0] if units else None)
+    return LabVerdict("warning", "value_atypical", f"{_fmt(x)} {spec.unit} is outside the typical "
+                      f"{_fmt(tlo)}-{_fmt(thi)} {spec.unit}{hint}", units[0] if units else None)
+
+
+def _unit_suspect(col: str, spec: ClinicalColumn, values: pd.Series, out: Collector) -> bool:
+    """Sniff another unit from the median; True when the column's values should not be range-checked."""
+    if len(values) < MIN_VALUES_FOR_UNIT_SNIFF:
+        return False
+    median = float(values.median())
+    lo, hi = spec.typical
+    if lo <= median <= hi:
+        return False
+    fits: dict[float, list[str]] = {}
+    for unit, factor in spec.conversions.items():
+        if lo <= median * factor <= hi:
+            fits.setdefault(factor, []).append(unit)
+    declared = out.units.get(col)
+    now = f"after converting from the declared {declared}, " if declared else ""
+    if not fits:
+        out.add("warning", "median_atypical",
+                f"{now}the median {col} is {_fmt(median)} {spec.unit}, outside the typical "
+                f"{_fmt(lo)}-{_fmt(hi)} {spec.unit} and not explained by a known unit "
+                f"({', '.join(spec.conversions)}); check the column holds {spec.description}", column=col)
+        return False
+    options = "; or ".join(
+        units[0] + (f" (= {' = '.join(units[1:])})" if len(units) > 1 else "")
+        + f" (median would be {_fmt(median * f)} {spec.unit}): declare it with --unit {col}={units[0]}"
+        for f, units in fits.items())
+    out.add("error", "unit_suspect",
+            f"{now}{col} median {_fmt(median)} is implausible in {spec.unit} and looks like {options} "
+            f"(config: units: {{{col}: {list(fits.values())[0][0]}}})", column=col)
+    return True
+
+
+def _check_continuous(df: pd.DataFrame, col: str, spec: ClinicalColumn, out: Collector) -> None:
+    values = df[col].dropna()
+    if values.empty or _unit_suspect(col, spec, values, out):
+        return
+    suggest = col not in out.units
+    verdicts = {idx: v for idx, x in values.items() if (v := judge_value(spec, float(x), suggest)) is not None}
+    for idx, v in verdicts.items():
+        if v.severity == "error":
+            fix = f"convert it to {spec.unit}" if v.unit else "correct it"
+            out.add("error", v.code, f"{col} = {v.message}: {fix} (or leave it empty if unknown)", idx, col)
+    atypical = values[[i for i, v in verdicts.items() if v.severity == "warning"]]
+    tlo, thi = spec.typical
+    for side, part in (("below", atypical[atypical < tlo]), ("above", atypical[atypical > thi])):
+        if part.empty:
+            continue
+        extreme = part.min() if side == "below" else part.max()
+        unit = verdicts[part.idxmin() if side == "below" else part.idxmax()].unit
+        hint = f"; if entered in {unit}, convert them to {spec.unit}" if unit else ""
+        out.add("warning", "value_atypical",
+                f"{len(part)} {col} value(s) {side} the typical {_fmt(tlo)}-{_fmt(thi)} "
+                f"{spec.unit} (extreme {_fmt(extreme)}; {out.where(part.index)}): "
+                f"plausible, but check they are not entry errors{hint}", column=col)
+
+
+def _check_missing(df: pd.DataFrame, out: Collector) -> None:
+    for col in df.columns:
+        if col in NON_LAB_COLUMNS:
+            continue
+        missing = df[col].isna()
+        if missing.any():
+            out.add("warning", "missing_values",
+                    f"{int(missing.sum())} of {len(df)} rows have no {col} ({out.where(df.index[missing])}); "
+                    "missing lab values are allowed (they will need imputing)", column=col)
+
+
+def _check_sex(df: pd.DataFrame, out: Collector) -> None:
+    wrong, fix = unmapped_codes(df, "sex", SEX_CODES)
+    for idx, v in wrong.items():
+        hint = " (numeric codes are ambiguous)" if str(v).isdigit() else ""
+        out.add("error", "sex_unknown",
+                f"sex code {v!r} is not F/M (female/male){hint}: recode it, leave it empty, or {fix}", idx, "sex")
+
+
+def _check_duplicates(df: pd.DataFrame, out: Collector) -> None:
+    cols = [c for c in df.columns if c not in NON_LAB_COLUMNS]
+    numeric = [c for c in cols if c in CLINICAL and CLINICAL[c].kind == "continuous"] or [
+        c for c in cols if pd.api.types.is_numeric_dtype(df[c])]
+    rows = df[df[numeric].notna().sum(axis=1) >= MIN_LAB_VALUES_FOR_DUPLICATES] if numeric else df.iloc[:0]
+    if rows.empty:
+        return
+    if "patient_id" in df.columns:  # several nodules of one patient share their labs
+        rows = rows[~rows.duplicated(subset=["patient_id", *cols])]
+    group = rows.groupby(cols, dropna=False, sort=False).ngroup()
+    first: dict[int, object] = {}
+    for idx, g in group.items():
+        if g not in first:
+            first[g] = idx
+            continue
+        out.add("warning", "duplicate_row",
+                f"lab values identical to {out.case(first[g])} in every column: a double entry? "
+                "remove it if it is the same patient", idx)
+
+
+def _check_age_cap(df: pd.DataFrame, out: Collector) -> None:
+    age = df["age"].dropna()
+    capped = age.index[age == AGE_TOP_CODE]
+    if len(capped) and not (age > AGE_TOP_CODE).any():
+        out.add("warning", "age_capped",
+                f"{len(capped)} age(s) equal {AGE_TOP_CODE} and none is higher ({out.where(capped)}): "
+                f"ages over {AGE_TOP_CODE - 1} look top-coded to {AGE_TOP_CODE} (de-identification), "
+                f"so these patients may be older", column="age")
+
+
+def _check_patients(df: pd.DataFrame, out: Collector) -> None:
+    groups = df.dropna(subset=["patient_id"]).groupby("patient_id", sort=False)
+    if "sex" in df.columns:
+        n_sex = groups["sex"].nunique()
+        for pid in n_sex.index[n_sex > 1]:
+            rows = groups.get_group(pid)
+            out.add("error", "patient_conflict_sex",
+                    f"patient {pid} has sex {'/'.join(sorted(rows['sex'].dropna().unique()))} on "
+                    f"{out.where(rows.index)}: fix the sex or the patient_id", rows.index[-1], "sex")
+    if "age" in df.columns:
+        span = groups["age"].max() - groups["age"].min()
+        for pid in span.index[span > AGE_TOLERANCE_YEARS]:
+            rows = groups.get_group(pid)
+            out.add("error", "patient_conflict_age",
+                    f"patient {pid} has ages {_fmt(rows['age'].min())}-{_fmt(rows['age'].max())} on "
+                    f"{out.where(rows.index)} (> {_fmt(AGE_TOLERANCE_YEARS)} years apart): fix the age "
+                    "or the patient_id", rows.index[-1], "age")
+
+
+def validate_labs(df: pd.DataFrame, units: Mapping[str, str] | None = None,
+                  source: str = "lab table") -> list[Finding]:
+    """Check the clinical columns of ``df`` (a manifest from ``read_manifest`` or a raw lab table).
+
+    ``units`` are declared units still to be converted ({column: unit}; pass None for a frame
+    from ``read_manifest``, which converted already). Rows are named by CSV line (index + 2 for a
+    frame without line attrs) and case_id when present. Returns the findings (errors and warnings).
+    """
+    out = Collector(df, source)
+    out.units = dict(units or df.attrs.get("units", {}))
+    try:
+        df = convert_units(df, units)
+    except ManifestError as exc:
+        out.add("error", exc.code, str(exc), column=exc.column)
+        return list(out)
+    bad = dict(df.attrs.get(NON_NUMERIC_ATTR, {}))
+    for col, spec in CLINICAL.items():
+        if col not in df.columns or spec.kind != "continuous" or pd.api.types.is_numeric_dtype(df[col]):
+            continue
+        num = pd.to_numeric(df[col], errors="coerce")
+        wrong = num.isna() & df[col].notna()
+        bad[col] = {i: str(v) for i, v in df.loc[wrong, col].items()}
+        df[col] = num.astype("float64")
+    for col, cells in bad.items():
+        if col in CLINICAL:
+            for idx, raw in cells.items():
+                if CENSORED.match(raw):
+                    out.add("error", "value_censored", censored_message(col, raw, CLINICAL[col].unit), idx, col)
+                    continue
+                out.add("error", "value_not_numeric",
+                        f"{col} = {raw!r} is not a number; write it in {CLINICAL[col].unit} or leave it empty",
+                        idx, col)
+    if "sex" in df.columns:
+        df["sex"] = normalise_sex(df["sex"])
+        _check_sex(df, out)
+    for col, spec in CLINICAL.items():
+        if col in df.columns and spec.kind == "continuous":
+            _check_continuous(df, col, spec, out)
+    _check_missing(df, out)
+    _check_duplicates(df, out)
+    if "age" in df.columns:
+        _check_age_cap(df, out)
+    if "patient_id" in df.columns:
+        _check_patients(df, out)
+    return list(out)

@@ -1,0 +1,286 @@
+"""The cohort manifest: its columns, clinical units and ranges, and :func:`read_manifest`.
+
+One row per nodule (see README). Clinical values are kept in the paper's units
+(:data:`CLINICAL`); other units are converted only when the user *declares* them
+(``units={"albumin": "g/L"}`` / ``--unit albumin=g/L``), never guessed. The CSV is read by
+:mod:`liver_mm.io.csvread` (CSV of any common dialect or .xlsx; :class:`TableOptions` declares the
+separator, decimal mark, censored-value handling and code mappings), headers matching
+:data:`KNOWN_COLUMNS` case-insensitively (``AST`` -> ``ast``, each such match logged as a warning).
+DICOM images add their physical pixel size (``mm_per_px_x`` / ``mm_per_px_y``) and the lesion box's
+size in mm (``bbox_w_mm`` / ``bbox_h_mm``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from liver_mm.io.codes import CENSORED_SUFFIX, apply_maps, substitute_censored
+from liver_mm.io.csvread import ManifestError, read_csv_table
+from liver_mm.io.dialect import TableOptions
+from liver_mm.io.dicom import DicomReadError, dicom_info, is_dicom
+from liver_mm.io.images import ImageCache, ImageReadError, mask_union_bbox
+from liver_mm.stats import encode_labels
+
+LABELS = ("benign", "malignant")  # index = integer label (malignant = 1)
+SPLITS = ("train", "dev", "test")
+SEX_CODES = ("F", "M")
+REQUIRED_COLUMNS = ("case_id", "patient_id", "image_path", "label")
+BBOX_COLUMNS = ("bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1")  # pixels, x1/y1 exclusive
+BBOX2_COLUMNS = ("bbox2_x0", "bbox2_y0", "bbox2_x1", "bbox2_y1")  # second observer (synthetic)
+FRAME_COLUMN = "frame"  # 0-based frame of a DICOM clip (default 0)
+MM_COLUMNS = ("mm_per_px_x", "mm_per_px_y")  # DICOM ultrasound region's pixel size (mm)
+SIZE_MM_COLUMNS = ("bbox_w_mm", "bbox_h_mm")  # lesion box size in mm (derived, never read)
+# manifest columns that are not lab/clinical data (excluded from lab checks)
+NON_LAB_COLUMNS = frozenset((*REQUIRED_COLUMNS, "mask_path", "subtype", "diagnostic_basis", "split",
+                             *BBOX_COLUMNS, *BBOX2_COLUMNS, FRAME_COLUMN, *MM_COLUMNS, *SIZE_MM_COLUMNS))
+LINES_ATTR = "manifest_lines"  # df.attrs key: {index label: CSV line number}
+SOURCE_ATTR = "manifest_source"
+NON_NUMERIC_ATTR = "manifest_non_numeric"  # df.attrs key: {column: {index label: raw text}}
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClinicalColumn:
+    """One clinical variable: canonical unit, ranges (in that unit) and accepted unit conversions.
+
+    The one table of unit rules, applied to single values by
+    :func:`liver_mm.cohort.validate_labs.judge_value` (validator and server alike). ``plausible``
+    (inclusive): values outside are impossible in ``unit``: errors. ``typical``: most values of a liver
+    clinic cohort fall inside; values outside are warnings (borderline), and a cohort *median* outside
+    it suggests another unit. ``conversions``: declared unit -> factor multiplying into ``unit``.
+    """
+
+    name: str
+    description: str
+    unit: str
+    kind: Literal["continuous", "categorical"] = "continuous"
+    plausible: tuple[float, float] = (-np.inf, np.inf)
+    typical: tuple[float, float] = (-np.inf, np.inf)
+    conversions: Mapping[str, float] = field(default_factory=dict)
+    categories: tuple[str, ...] = ()
+
+    def factor(self, unit: str) -> float:
+        """Multiplier from ``unit`` to :attr:`unit`; raises ``KeyError`` if not accepted."""
+        table = {_norm_unit(u): f for u, f in {self.unit: 1.0, **self.conversions}.items()}
+        return table[_norm_unit(unit)]
+
+    @property
+    def accepted_units(self) -> tuple[str, ...]:
+        return (self.unit, *self.conversions)
+
+
+_ENZYME = {"IU/L": 1.0, "ukat/L": 60.0}  # 1 ukat/L = 60 U/L
+_PER_10_9_L = ("x10^9/L", "x10^3/uL", "G/L", "K/uL")
+
+CLINICAL: dict[str, ClinicalColumn] = {c.name: c for c in (
+    ClinicalColumn("age", "age at examination", "years", plausible=(0, 120), typical=(18, 95),
+                   conversions={"months": 1 / 12}),
+    ClinicalColumn("sex", "sex", "", kind="categorical", categories=SEX_CODES),
+    ClinicalColumn("ast", "aspartate aminotransferase", "U/L", plausible=(1, 20000), typical=(5, 500),
+                   conversions=_ENZYME),
+    ClinicalColumn("alt", "alanine aminotransferase", "U/L", plausible=(1, 20000), typical=(3, 500),
+                   conversions=_ENZYME),
+    # above 150 x10^4/uL (1,500 x10^9/L) a count is far likelier x10^9/L than real: an error
+    ClinicalColumn("platelets", "platelet count", "x10^4/uL", plausible=(0.1, 150), typical=(2, 45),
+                   conversions={**dict.fromkeys(_PER_10_9_L, 0.1), "/uL": 1e-4, "/mm3": 1e-4}),
+    ClinicalColumn("albumin", "serum albumin", "g/dL", plausible=(0.5, 7.0), typical=(1.5, 5.5),
+                   conversions={"g/L": 0.1}),
+    ClinicalColumn("wbc", "white blood cell count", "x10^3/uL", plausible=(0.1, 500), typical=(1.5, 30),
+                   conversions={**dict.fromkeys(_PER_10_9_L, 1.0), "/uL": 1e-3, "/mm3": 1e-3}),
+    ClinicalColumn("hemoglobin", "haemoglobin", "g/dL", plausible=(2, 25), typical=(9, 18),
+                   conversions={"g/L": 0.1, "mmol/L": 1.611}),
+    ClinicalColumn("ggt", "gamma-glutamyl transferase", "U/L", plausible=(1, 10000), typical=(5, 1000),
+                   conversions=_ENZYME),
+    ClinicalColumn("alp", "alkaline phosphatase", "U/L", plausible=(5, 10000), typical=(20, 1000),
+                   conversions=_ENZYME),
+)}
+# clinical columns each model adds (m1 = image only); MODEL_COLUMNS is cumulative
+CLINICAL_GROUPS: dict[str, tuple[str, ...]] = {
+    "m2": ("age", "sex"), "m3": ("ast", "alt"), "m4": ("platelets",), "m5": ("albumin",)}
+KNOWN_COLUMNS = (*REQUIRED_COLUMNS, "mask_path", *BBOX_COLUMNS, *BBOX2_COLUMNS, "subtype", "diagnostic_basis",
+                 "split", FRAME_COLUMN, *MM_COLUMNS, *CLINICAL)
+LAB_COLUMNS = tuple(c for c, s in CLINICAL.items() if s.kind == "continuous")
+MODEL_COLUMNS: dict[str, tuple[str, ...]] = {"m1": ()}
+for _m, _cols in CLINICAL_GROUPS.items():
+    MODEL_COLUMNS[_m] = (*list(MODEL_COLUMNS.values())[-1], *_cols)
+
+#: benign -> 0, malignant -> 1 ((n,) int8; 0/1 text accepted): the one label encoding, from liver_mm.stats
+label_to_int = encode_labels
+_SEX_MAP = {"f": "F", "female": "F", "m": "M", "male": "M"}
+
+
+def _norm_unit(unit: str) -> str:
+    u = unit.strip().lower().replace("µ", "u").replace("μ", "u").replace("×", "x").replace("*", "x")
+    u = re.sub(r"\s+", "", u).replace("10e", "10^").removeprefix("x")
+    return {"iu/l": "u/l", "year": "years", "y": "years", "month": "months"}.get(u, u)
+
+
+def normalise_sex(values: pd.Series) -> pd.Series:
+    """Map F/M/female/male (any case) to ``F``/``M``; other codes are kept for the validator."""
+    def one(v: object) -> object:
+        return _SEX_MAP.get(v.strip().lower(), v.strip()) if isinstance(v, str) else v
+
+    return values.map(one)
+
+
+def convert_units(df: pd.DataFrame, units: Mapping[str, str] | None) -> pd.DataFrame:
+    """Copy of ``df`` with declared units converted to the canonical ones.
+
+    ``units``: {column: unit}. Raises :class:`ManifestError` (code ``unit_unknown``) for a column
+    without known conversions or a unit not accepted for it; absent columns are ignored.
+    """
+    df = df.copy()
+    for col, unit in (units or {}).items():
+        spec = CLINICAL.get(col)
+        if spec is None or spec.kind != "continuous":
+            raise ManifestError(f"--unit {col}={unit}: no unit conversions for column {col!r} "
+                                f"(known: {', '.join(c for c, s in CLINICAL.items() if s.conversions)})",
+                                code="unit_unknown", column=col)
+        try:
+            factor = spec.factor(unit)
+        except KeyError:
+            raise ManifestError(f"--unit {col}={unit}: unit not accepted for {col}; use one of "
+                                f"{', '.join(spec.accepted_units)}", code="unit_unknown", column=col) from None
+        if col in df.columns:
+            num = pd.to_numeric(df[col], errors="coerce") * factor
+            keep = num.isna() & df[col].notna()  # text such as "<5" stays for the validator to name
+            df[col] = num.astype(object).where(~keep, df[col]) if keep.any() else num
+    return df
+
+
+def split_paths(value: object) -> list[str]:
+    """``'a.png; b.png'`` -> ``['a.png', 'b.png']`` (empty/NaN -> [])."""
+    return [p.strip() for p in value.split(";") if p.strip()] if isinstance(value, str) else []
+
+
+def read_raw_table(path: str | Path, log_renames: bool = True, options: TableOptions | None = None
+                   ) -> pd.DataFrame:
+    """:func:`~liver_mm.io.csvread.read_csv_table` with the manifest's :data:`KNOWN_COLUMNS`:
+    stripped strings, index = CSV line, known headers matched case-insensitively."""
+    return read_csv_table(path, KNOWN_COLUMNS, log_renames, options)
+
+
+def recode(raw: pd.DataFrame, options: TableOptions | None) -> pd.DataFrame:
+    """A raw table with the declared code mappings applied and, with ``censored='limit'``, censored
+    lab cells replaced by their limit plus ``<lab>_censored`` columns (:mod:`liver_mm.io.codes`)."""
+    options = options or TableOptions()
+    out = apply_maps(raw, options.maps) if options.maps else raw
+    return substitute_censored(out, LAB_COLUMNS) if options.censored == "limit" else out
+
+
+def _to_numeric(df: pd.DataFrame, columns: Iterable[str], bad: dict[str, dict[int, str]]) -> None:
+    for col in columns:
+        if col in df.columns:
+            num = pd.to_numeric(df[col], errors="coerce")
+            wrong = num.isna() & df[col].notna()
+            if wrong.any():
+                bad[col] = {int(i): str(v) for i, v in df.loc[wrong, col].items()}
+            df[col] = num.astype("float64")
+
+
+def read_manifest(path: str | Path, units: Mapping[str, str] | None = None, *,
+                  cache: ImageCache | None = None, options: TableOptions | None = None) -> pd.DataFrame:
+    """Read a cohort manifest CSV into a DataFrame (one row per nodule, RangeIndex).
+
+    Headers are stripped, column order is free and extra columns are kept. ``image_path`` /
+    ``mask_path`` become absolute (relative to the manifest's folder; ``;``-separated masks),
+    declared ``units`` are converted, labels lower-cased, sex codes normalised, and an empty bbox
+    is taken from the union of the row's masks when they can be read. Non-numeric clinical/bbox
+    cells become NaN and are listed in ``df.attrs[NON_NUMERIC_ATTR]``; CSV line numbers are kept
+    in ``df.attrs[LINES_ATTR]`` (see :func:`line_numbers`). ``options``: how the file is written and
+    declared recodings (:class:`TableOptions`). Raises :class:`ManifestError` only when the file
+    cannot be read at all or a declared unit is unknown.
+    """
+    path = Path(path)
+    raw = recode(read_raw_table(path, options=options), options)
+    lines = raw.index.to_numpy()
+    df = raw.reset_index(drop=True)
+    bad: dict[str, dict[int, str]] = {}
+    numeric = [*LAB_COLUMNS, *BBOX_COLUMNS, *BBOX2_COLUMNS, FRAME_COLUMN, *MM_COLUMNS]
+    _to_numeric(df, numeric, bad)
+    for col in (c + CENSORED_SUFFIX for c in LAB_COLUMNS if c + CENSORED_SUFFIX in df.columns):
+        df[col] = pd.to_numeric(df[col], errors="coerce").fillna(0).astype("int64")  # no lab value: not censored
+    df = convert_units(df, units)
+    root = path.resolve().parent
+    if "image_path" in df.columns:
+        df["image_path"] = df["image_path"].map(lambda p: str(root / p) if isinstance(p, str) else p)
+    if "mask_path" in df.columns:
+        df["mask_path"] = df["mask_path"].map(
+            lambda v: ";".join(str(root / p) for p in split_paths(v)) or np.nan)
+        _bbox_from_masks(df, cache)
+    if "image_path" in df.columns:
+        _physical_size(df)
+    if "label" in df.columns:
+        df["label"] = df["label"].str.lower()
+    if "sex" in df.columns:
+        df["sex"] = normalise_sex(df["sex"])
+    df.attrs = {SOURCE_ATTR: str(path), LINES_ATTR: {i: int(n) for i, n in enumerate(lines)},
+                NON_NUMERIC_ATTR: bad, "units": dict(units or {}), "maps": dict((options or TableOptions()).maps)}
+    return df
+
+
+def _bbox_from_masks(df: pd.DataFrame, cache: ImageCache | None) -> None:
+    for col in BBOX_COLUMNS:
+        if col not in df.columns:
+            df[col] = np.nan
+    empty = df[list(BBOX_COLUMNS)].isna().all(axis=1) & df["mask_path"].notna()
+    for i in df.index[empty]:
+        try:
+            box = mask_union_bbox(split_paths(df.at[i, "mask_path"]), cache)
+        except ImageReadError:
+            continue  # reported by the validator
+        if box is not None:
+            df.loc[i, list(BBOX_COLUMNS)] = box
+
+
+def _physical_size(df: pd.DataFrame) -> None:
+    """Fill ``mm_per_px_x/y`` of DICOM rows from their header (when empty) and derive ``bbox_w/h_mm``."""
+    dcm = df["image_path"].map(lambda p: isinstance(p, str) and is_dicom(p))
+    if not dcm.any() and not all(c in df.columns for c in MM_COLUMNS):
+        return
+    for col in MM_COLUMNS:
+        if col not in df.columns:
+            df[col] = np.nan
+    for i in df.index[dcm & df[list(MM_COLUMNS)].isna().any(axis=1)]:
+        box = df.loc[i, list(BBOX_COLUMNS)].astype("float64") if BBOX_COLUMNS[0] in df.columns else None
+        near = None if box is None or box.isna().any() else tuple(box.tolist())  # the box must lie in a region
+        try:
+            mm = dicom_info(df.at[i, "image_path"], near).mm_per_px
+        except (OSError, DicomReadError):
+            continue  # reported by the validator
+        if mm is not None:
+            df.loc[i, list(MM_COLUMNS)] = mm
+    if all(c in df.columns for c in BBOX_COLUMNS):
+        b = df[list(BBOX_COLUMNS)].astype("float64")
+        df[SIZE_MM_COLUMNS[0]] = ((b["bbox_x1"] - b["bbox_x0"]) * df[MM_COLUMNS[0]]).round(3)
+        df[SIZE_MM_COLUMNS[1]] = ((b["bbox_y1"] - b["bbox_y0"]) * df[MM_COLUMNS[1]]).round(3)
+
+
+def line_numbers(df: pd.DataFrame) -> pd.Series:
+    """CSV line number of each row of a frame from :func:`read_manifest` (index-aligned).
+
+    Frames not read by it get ``index + 2`` (the line of data row ``i`` of a plain CSV).
+    """
+    known = df.attrs.get(LINES_ATTR)
+    if known:
+        return pd.Series([known.get(i) for i in df.index], index=df.index, dtype="Int64")
+    return pd.Series(np.arange(len(df)) + 2, index=df.index, dtype="Int64")
+
+
+def manifest_hash(path: str | Path, options: TableOptions | None = None) -> str:
+    """sha256 of the manifest's canonical CSV (cells stripped, columns and rows sorted):
+    unchanged by column order, row order, whitespace, blank lines or file format (CSV dialect, .xlsx)."""
+    raw = read_raw_table(Path(path), log_renames=False, options=options)
+    raw = raw[sorted(raw.columns)]
+    raw = raw.sort_values(list(raw.columns), na_position="first", kind="stable")
+    return hashlib.sha256(raw.to_csv(index=False, lineterminator="\n").encode()).hexdigest()

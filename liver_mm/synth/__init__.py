@@ -1,0 +1,5 @@
+"""The built-in synthetic cohort: a clinical table calibrated to the paper's Tables 1-2, B-mode-like frames with
+one lesion each, and the manifest that joins them. Results on it are always labelled synthetic.
+
+May import: ``liver_mm.io`` (the manifest schema) only.
+"""

@@ -1,0 +1,129 @@
+"""Readers never guess: a decimal comma splitting a field in a comma CSV, an .xlsx formula without a
+computed value, an .xlsx header below row 1 are errors naming the file, line / cell and the remedy."""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from pathlib import Path
+
+import pytest
+from openpyxl import load_workbook
+
+from liver_mm.cli import main
+from liver_mm.cohort.validate import validate_manifest
+from liver_mm.io.dialect import make_options
+from liver_mm.io.schema import ManifestError, read_manifest
+from tests.cohort.test_validate import base_rows, write_manifest
+from tests.io.test_dialect import write_xlsx
+
+
+def test_decimal_comma_with_empty_last_column_is_an_error(tmp_path, capsys):
+    rows = base_rows(tmp_path)  # ... platelets, albumin: the last column
+    for r in rows[2:4]:
+        r["albumin"] = ""
+    path = write_manifest(tmp_path, rows)
+    lines = path.read_text().splitlines()
+    assert lines[3].endswith(",17.0,")  # case c2: platelets 17.0, albumin empty
+    lines[3] = lines[3].removesuffix(",17.0,") + ",12,5,"  # platelets 12,5 unquoted
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ManifestError) as exc:
+        read_manifest(path)
+    assert str(exc.value).startswith(
+        f"{path}, line 4: 16 fields but the header names 15: a number with a decimal comma such as '12,5' "
+        "splits into two fields in a comma CSV; quote it (\"12,5\")")
+    assert "pass --sep ';' --decimal ','" in str(exc.value)
+    report = validate_manifest(path)
+    assert [(f.code, f.message) for f in report.errors] == [("manifest_unreadable", str(exc.value))]
+    lines[3] = lines[3].replace(",12,5,", ',"12,5",')  # quoted: one value, named by the validator
+    path.write_text("\n".join(lines) + "\n")
+    assert [(f.row, f.column, f.code) for f in validate_manifest(path).errors] == [
+        (4, "platelets", "value_not_numeric")]
+    assert main(["validate", str(path)]) == 1
+    capsys.readouterr()
+
+
+def test_split_number_filling_a_text_column_is_an_error(tmp_path):
+    rows = base_rows(tmp_path)
+    for r in rows:
+        r["diagnostic_basis"] = "histology"  # a text column after albumin
+    rows[1]["diagnostic_basis"] = ""
+    path = write_manifest(tmp_path, rows)
+    lines = path.read_text().splitlines()
+    lines[2] = lines[2].removesuffix(",3.7,") + ",3,7"  # albumin 3,7 unquoted, basis left empty
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ManifestError) as exc:
+        read_manifest(path)
+    assert str(exc.value) == (
+        f"{path}, line 3, column diagnostic_basis: '7' is a number in a text column, right after albumin = '3': "
+        "is 3,7 one number with a decimal comma? Quote it (\"3,7\"), write it with a point, or save with ';' "
+        "separators and pass --sep ';' --decimal ','")
+
+
+def test_numbers_in_checked_or_coded_text_columns_are_left_to_the_validator(tmp_path):
+    rows = base_rows(tmp_path)  # age, sex: a stray sex code right after a whole number
+    rows[1]["sex"] = "1"
+    for r in rows:
+        r["diagnostic_basis"] = str(7 + len(r["case_id"]))  # a numeric free-text column: codes, not splits
+    path = write_manifest(tmp_path, rows)
+    assert [(f.row, f.column, f.code) for f in validate_manifest(path).errors] == [(3, "sex", "sex_unknown")]
+    df = read_manifest(path, options=make_options(maps={"sex": {"1": "M"}}))
+    assert df["sex"].tolist() == list("FMFMFM") and df["diagnostic_basis"].tolist() == ["9"] * 6
+
+
+def _formula_workbook(tmp_path: Path) -> Path:
+    path = write_xlsx(tmp_path, base_rows(tmp_path))
+    wb = load_workbook(path)
+    ws = wb.active
+    assert ws["L4"].value == 32  # ast of case c2
+    ws["L4"] = "=M4+5"  # openpyxl stores the formula and never a computed value
+    wb.save(path)
+    return path
+
+
+def test_xlsx_formula_without_value_is_an_error_naming_the_cell(tmp_path, capsys):
+    path = _formula_workbook(tmp_path)
+    with pytest.raises(ManifestError) as exc:
+        read_manifest(path)
+    assert str(exc.value) == (f"{path}: cell Sheet1!L4 holds the formula '=M4+5' but no computed value (the file "
+                              "was not saved by a spreadsheet program): open and save in Excel, or export values")
+    assert main(["validate", str(path)]) == 1
+    assert "cell Sheet1!L4 holds the formula" in capsys.readouterr().out
+
+
+def test_xlsx_formula_with_cached_value_is_read(tmp_path):
+    path = write_xlsx(tmp_path, base_rows(tmp_path))
+    with zipfile.ZipFile(path) as z:  # a cached value next to its formula, as Excel saves it
+        parts = {n: z.read(n) for n in z.namelist()}
+    sheet = parts["xl/worksheets/sheet1.xml"].decode()
+    sheet, n = re.subn(r'(<c r="L4"[^>]*>)(<v>)', r"\1<f>M4+5</f>\2", sheet)
+    assert n == 1
+    parts["xl/worksheets/sheet1.xml"] = sheet.encode()
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in parts.items():
+            z.writestr(name, data)
+    assert load_workbook(path)["Sheet1"]["L4"].value == "=M4+5"
+    assert read_manifest(path).set_index("case_id").loc["c2", "ast"] == 32.0
+
+
+def test_xlsx_header_below_row_1(tmp_path, capsys):
+    path = write_xlsx(tmp_path, base_rows(tmp_path))
+    wb = load_workbook(path)
+    wb.active.insert_rows(1, 2)
+    wb.active["A1"] = "Liver cohort export 2024"
+    wb.save(path)
+    msg = (f"header row not found in row 1 of {path} (sheet Sheet1): found the columns case_id, patient_id, "
+           "image_path, bbox_x0, bbox_y0, bbox_x1 on row 3; delete the rows above the header")
+    with pytest.raises(ManifestError) as exc:
+        read_manifest(path)
+    assert str(exc.value) == msg
+    assert main(["validate", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert msg in out and "separator" not in out
+    wb.active.delete_rows(3)  # no header anywhere: the title, then the data
+    wb.save(path)
+    with pytest.raises(ManifestError) as exc:
+        read_manifest(path)
+    assert str(exc.value) == (f"header row not found in row 1 of {path} (sheet Sheet1): row 1 names none of the "
+                              "expected columns (case_id, patient_id, image_path, label, ...); the header must "
+                              "be on row 1")
