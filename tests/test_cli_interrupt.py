@@ -4,30 +4,17 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from liver_mm.cli import INTERRUPTED_STATUS, main
+from tests.training.test_run_safety import _status as _runs  # (status, dev_auc count) of every run
 
 TRAIN_LINE = ("liver-mm train: stopped (Ctrl-C); the run in progress is marked KILLED; rerun the same command "
               "to train it again")
-
-
-def _runs(db: Path) -> list[tuple[str, int]]:
-    """(status, number of dev_auc values) of every run in the store; [] before it exists."""
-    if not db.exists():
-        return []
-    with sqlite3.connect(db) as con:
-        try:
-            return con.execute("select r.status, (select count(*) from metrics m where m.run_uuid = r.run_uuid "
-                               "and m.key = 'dev_auc') from runs r").fetchall()
-        except sqlite3.OperationalError:
-            return []
 
 
 @pytest.mark.slow
