@@ -17,15 +17,18 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1] / "liver_mm"
 MAX_LINES = 300
 ALL = "*"
-#: leaf modules of the application layers (serve and up): file helpers, runtime setup, ``__version__``
-LEAVES = frozenset({"fileio", "runtime", ""})
+#: leaf modules of the application layers (serve and up): file helpers, runtime setup, ``__version__``, and the
+#: registry of names read from the shipped configs
+LEAVES = frozenset({"fileio", "runtime", "catalog", ""})
+#: the registry of arm, modality set and fusion names (liver_mm/catalog.py): a leaf any part may use, models aside
+CATALOG = frozenset({"catalog"})
 #: top-level part of liver_mm -> the other parts it may import (its own part is always allowed)
 LAYERS: dict[str, frozenset[str] | str] = {
     "stats": frozenset(),
-    "io": frozenset({"stats", "fileio"}),
+    "io": frozenset({"stats", "fileio"}) | CATALOG,  # catalog: MODEL_COLUMNS from conf/modalities
     "synth": frozenset({"io"}),
-    "cohort": frozenset({"io", "synth", "stats", "fileio"}),  # fileio: atomic writes of split and fold files
-    "features": frozenset({"io", "cohort", "stats"}),
+    "cohort": frozenset({"io", "synth", "stats", "fileio"}) | CATALOG,  # fileio: atomic writes of split and fold files
+    "features": frozenset({"io", "cohort", "stats"}) | CATALOG,
     "models": frozenset(),
     "serve": frozenset({"io", "cohort", "features", "models", "stats"}) | LEAVES,
     "tracking": frozenset({"io", "cohort", "features", "models", "serve", "stats", "figures"}) | LEAVES,
@@ -37,6 +40,7 @@ LAYERS: dict[str, frozenset[str] | str] = {
     "figures": frozenset(),
     "runtime": frozenset(),
     "fileio": frozenset(),
+    "catalog": frozenset(),  # reads liver_mm.conf (data, not a module of the graph) with omegaconf only
     "": frozenset(),  # liver_mm/__init__.py
 }
 #: third-party top-level module -> the parts of liver_mm that may import it (None: all but the listed)

@@ -24,7 +24,7 @@ def test_sigint_during_training_is_one_line_and_status_130(tmp_path, tiny_cohort
     cmd = [sys.executable, "-m", "liver_mm.cli", "train", "data=manifest", f"data.manifest={tiny_cohort}",
            f"logger.tracking_uri=sqlite:///{db}", f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'out'}",
            f"logger.artifact_root={tmp_path / 'art'}", "image_size=32", "image_encoder=mobilenetv2_050",
-           "trainer.max_epochs=300", "early_stopping.patience=300", "loader.batch_size=8", "logger.log_model=false",
+           "trainer.max_epochs=300", "loader.batch_size=8", "logger.log_model=false",
            "+trainer.enable_progress_bar=false"]
     with (tmp_path / "stderr.txt").open("w+") as err, (tmp_path / "stdout.txt").open("w+") as out:
         proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=out, stderr=err, env={**os.environ, "OMP_NUM_THREADS": "1"})

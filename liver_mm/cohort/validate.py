@@ -35,8 +35,8 @@ from liver_mm.io.dialect import TableOptions
 from liver_mm.io.images import ImageCache
 from liver_mm.io.schema import (
     BBOX_COLUMNS,
-    CLINICAL_GROUPS,
     LABELS,
+    MODEL_COLUMNS,
     REQUIRED_COLUMNS,
     SPLITS,
     ManifestError,
@@ -59,19 +59,17 @@ def _check_columns(df: pd.DataFrame, require_clinical: Iterable[str], out: Colle
         out.add("error", "missing_column", f"required column {col!r} is missing{hint}; "
                 f"columns found: {', '.join(df.columns)}", column=col)
     required = set(require_clinical)
-    models = list(CLINICAL_GROUPS)
-    for k, cols in enumerate(CLINICAL_GROUPS.values()):
-        for col in cols:
-            if col not in df.columns:
-                if col in required:
-                    out.add("error", "missing_column", f"clinical column {col!r} is required here "
-                            f"but missing", column=col)
-                else:
-                    out.add("warning", "missing_clinical_column", f"no {col!r} column: model(s) "
-                            f"{', '.join(models[k:])} cannot be trained on this cohort (image-only m1 can)",
-                            column=col)
-    grouped = {c for cols in CLINICAL_GROUPS.values() for c in cols}
-    for col in sorted(required - grouped - set(df.columns)):  # other labs or extra feature columns
+    grouped = dict.fromkeys(c for cols in MODEL_COLUMNS.values() for c in cols)  # in the modality sets' order
+    for col in grouped:
+        if col not in df.columns:
+            if col in required:
+                out.add("error", "missing_column", f"clinical column {col!r} is required here "
+                        f"but missing", column=col)
+            else:
+                users = [m for m, cols in MODEL_COLUMNS.items() if col in cols]
+                out.add("warning", "missing_clinical_column", f"no {col!r} column: modality set(s) "
+                        f"{', '.join(users)} cannot be trained on this cohort", column=col)
+    for col in sorted(required - set(grouped) - set(df.columns)):  # other labs or extra feature columns
         out.add("error", "missing_column", f"column {col!r} is required here (a feature of this model) but "
                 "missing", column=col)
     return not missing

@@ -31,10 +31,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from liver_mm.io import schema
+
 logger = logging.getLogger(__name__)
 
 LOG_FEATURES = frozenset({"ast", "alt", "ggt", "alp"})
-SEX_CODES = {"F": 0.0, "M": 1.0}
+SEX_CODES = {code: float(i) for i, code in enumerate(schema.SEX_CODES)}  # F -> 0, M -> 1
 CENSORED_SUFFIX = "_censored"  # the indicator columns of liver_mm.io.codes
 _FORMAT_VERSION = 1
 

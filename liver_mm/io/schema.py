@@ -23,6 +23,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from liver_mm import catalog
 from liver_mm.io.codes import CENSORED_SUFFIX, apply_maps, substitute_censored
 from liver_mm.io.csvread import ManifestError, read_csv_table
 from liver_mm.io.dialect import TableOptions
@@ -32,7 +33,7 @@ from liver_mm.stats import encode_labels
 
 LABELS = ("benign", "malignant")  # index = integer label (malignant = 1)
 SPLITS = ("train", "dev", "test")
-SEX_CODES = ("F", "M")
+SEX_CODES = ("F", "M")  # index = the model's input code (F = 0, M = 1; liver_mm.features.tabular)
 REQUIRED_COLUMNS = ("case_id", "patient_id", "image_path", "label")
 BBOX_COLUMNS = ("bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1")  # pixels, x1/y1 exclusive
 BBOX2_COLUMNS = ("bbox2_x0", "bbox2_y0", "bbox2_x1", "bbox2_y1")  # second observer (synthetic)
@@ -104,15 +105,11 @@ CLINICAL: dict[str, ClinicalColumn] = {c.name: c for c in (
     ClinicalColumn("alp", "alkaline phosphatase", "U/L", plausible=(5, 10000), typical=(20, 1000),
                    conversions=_ENZYME),
 )}
-# clinical columns each model adds (m1 = image only); MODEL_COLUMNS is cumulative
-CLINICAL_GROUPS: dict[str, tuple[str, ...]] = {
-    "m2": ("age", "sex"), "m3": ("ast", "alt"), "m4": ("platelets",), "m5": ("albumin",)}
 KNOWN_COLUMNS = (*REQUIRED_COLUMNS, "mask_path", *BBOX_COLUMNS, *BBOX2_COLUMNS, "subtype", "diagnostic_basis",
                  "split", FRAME_COLUMN, *MM_COLUMNS, *CLINICAL)
 LAB_COLUMNS = tuple(c for c, s in CLINICAL.items() if s.kind == "continuous")
-MODEL_COLUMNS: dict[str, tuple[str, ...]] = {"m1": ()}
-for _m, _cols in CLINICAL_GROUPS.items():
-    MODEL_COLUMNS[_m] = (*list(MODEL_COLUMNS.values())[-1], *_cols)
+#: modality set -> the clinical columns its models use (conf/modalities/<name>.yaml, the one source; m1 = image only)
+MODEL_COLUMNS = catalog.modality_features()
 
 #: benign -> 0, malignant -> 1 ((n,) int8; 0/1 text accepted): the one label encoding, from liver_mm.stats
 label_to_int = encode_labels

@@ -6,6 +6,7 @@ Imports: nothing of liver_mm outside ``liver_mm.models`` (no MLflow, no files of
 from liver_mm.models.encoders import TabularEncoder, create_image_encoder, encoder_out_dim
 from liver_mm.models.film import FiLMFusionClassifier
 from liver_mm.models.fusion import (
+    FUSION_CLASSES,
     FUSIONS,
     IMAGENET_GRAY_MEAN,
     IMAGENET_GRAY_STD,
@@ -18,6 +19,7 @@ from liver_mm.models.late import LateFusionClassifier
 
 __all__ = [
     "FUSIONS",
+    "FUSION_CLASSES",
     "IMAGENET_GRAY_MEAN",
     "IMAGENET_GRAY_STD",
     "FiLMFusionClassifier",

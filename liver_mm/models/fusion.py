@@ -25,10 +25,13 @@ from torch import nn
 
 from liver_mm.models.branches import IMAGENET_GRAY_MEAN, IMAGENET_GRAY_STD, BranchNetwork, mlp_head
 from liver_mm.models.encoders import TabularEncoder, create_image_encoder, encoder_out_dim
+from liver_mm.models.film import FiLMFusionClassifier
+from liver_mm.models.gated import GatedFusionClassifier
+from liver_mm.models.late import LateFusionClassifier
 
 log = logging.getLogger(__name__)
-__all__ = ["FUSIONS", "IMAGENET_GRAY_MEAN", "IMAGENET_GRAY_STD", "FusionClassifier", "build_fusion_model",
-           "effective_fusion"]
+__all__ = ["FUSIONS", "FUSION_CLASSES", "IMAGENET_GRAY_MEAN", "IMAGENET_GRAY_STD", "FusionClassifier",
+           "build_fusion_model", "effective_fusion"]
 
 
 class FusionClassifier(BranchNetwork):
@@ -65,17 +68,13 @@ class FusionClassifier(BranchNetwork):
         return self.head(z).squeeze(-1)
 
 
-def _variants() -> dict[str, type[BranchNetwork]]:
-    from liver_mm.models.film import FiLMFusionClassifier
-    from liver_mm.models.gated import GatedFusionClassifier
-    from liver_mm.models.late import LateFusionClassifier
-
-    return {"concat": FusionClassifier, "late": LateFusionClassifier, "film": FiLMFusionClassifier,
-            "gated": GatedFusionClassifier}
-
-
-#: the ``fusion`` names (conf/fusion/<name>.yaml)
-FUSIONS = ("concat", "late", "film", "gated")
+#: ``fusion`` name -> its network, the one list of fusions (conf/fusion/<name>.yaml names the same set:
+#: tests/models/test_fusion.py checks it against liver_mm.catalog.fusion_names())
+FUSION_CLASSES: dict[str, type[BranchNetwork]] = {
+    "concat": FusionClassifier, "late": LateFusionClassifier, "film": FiLMFusionClassifier,
+    "gated": GatedFusionClassifier}
+#: the ``fusion`` names
+FUSIONS = tuple(FUSION_CLASSES)
 
 
 def effective_fusion(fusion: str | None, has_image: bool, has_tabular: bool) -> str:
@@ -135,7 +134,7 @@ def build_fusion_model(
             "build_fusion_model: no branch left (image=None and n_tabular=0); "
             "give an image encoder config or clinical features"
         )
-    cls = _variants()[effective_fusion(fusion, image_encoder is not None, tabular_encoder is not None)]
+    cls = FUSION_CLASSES[effective_fusion(fusion, image_encoder is not None, tabular_encoder is not None)]
     return cls(
         image_encoder,
         tabular_encoder,

@@ -8,7 +8,15 @@ A probability is always the probability of malignancy; labels are 0 = benign, 1 
 """
 
 from liver_mm.stats._inputs import encode_labels
-from liver_mm.stats.binary import Threshold, binary_metrics, roc_thresholds, wilson_ci, youden_threshold
+from liver_mm.stats.binary import (
+    THRESHOLD_METRICS,
+    THRESHOLD_SUFFIXES,
+    Threshold,
+    binary_metrics,
+    roc_thresholds,
+    wilson_ci,
+    youden_threshold,
+)
 from liver_mm.stats.calibration import (
     calibration_in_the_large,
     calibration_metrics,
@@ -46,6 +54,8 @@ __all__ = [
     "CONTINUOUS",
     "DCA_THRESHOLDS",
     "ICC_FORMS",
+    "THRESHOLD_METRICS",
+    "THRESHOLD_SUFFIXES",
     "AucResult",
     "CorrectedTTest",
     "DelongTest",

@@ -15,6 +15,12 @@ from liver_mm.stats._inputs import check_binary, check_scores
 
 log = logging.getLogger(__name__)
 
+#: the metrics at a threshold, in report order: the keys of :func:`binary_metrics`, the columns of Table 3 and the
+#: child runs' ``test_<name>`` metrics (the one list: liver_mm.training.evaluate and liver_mm.study.tables use it)
+THRESHOLD_METRICS = ("accuracy", "sensitivity", "specificity")
+#: what each metric comes with: value, k, n, Wilson bounds (``accuracy``, ``accuracy_k``, ...)
+THRESHOLD_SUFFIXES = ("", "_k", "_n", "_ci_low", "_ci_high")
+
 
 @dataclass(frozen=True)
 class Threshold:
@@ -62,11 +68,11 @@ def binary_metrics(y_true: object, prob: object, threshold: float, alpha: float 
         raise ValueError("threshold is NaN")
     pred = p >= threshold
     pos = y == 1
-    counts = {
-        "accuracy": (int((pred == pos).sum()), int(y.size)),
-        "sensitivity": (int((pred & pos).sum()), int(pos.sum())),
-        "specificity": (int((~pred & ~pos).sum()), int((~pos).sum())),
-    }
+    counts = dict(zip(THRESHOLD_METRICS, (
+        (int((pred == pos).sum()), int(y.size)),  # accuracy
+        (int((pred & pos).sum()), int(pos.sum())),  # sensitivity
+        (int((~pred & ~pos).sum()), int((~pos).sum())),  # specificity
+    ), strict=True))
     out: dict[str, float] = {"threshold": float(threshold)}
     for name, (k, n) in counts.items():
         if n == 0:

@@ -5,14 +5,18 @@
 * ``cv.repeats``: an integer >= 1.
 * ``study.arms``: known arm configs (``conf/arm/<name>.yaml``, or an added config search path), no duplicates.
 * ``study.reference``: one of ``study.arms`` (checked before training, not after every arm has trained).
+* ``study.holm_families``: a list of ``{name, arms}`` entries, each name once, each with arms.
+* ``early_stopping.patience`` given on the command line while early stopping is off
+  (:func:`liver_mm.training.checks.idle_settings`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from importlib import resources
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+
+from liver_mm import catalog
 
 
 def _is_int(value: object) -> bool:
@@ -38,8 +42,7 @@ def known_arms() -> list[str]:
 
     if GlobalHydra.instance().is_initialized():
         return list(GlobalHydra.instance().config_loader().get_group_options("arm"))
-    folder = resources.files("liver_mm.conf") / "arm"
-    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return list(catalog.arm_names())
 
 
 def check_arms(arms: Sequence[str], reference: str, available: Sequence[str]) -> None:
@@ -56,10 +59,36 @@ def check_arms(arms: Sequence[str], reference: str, available: Sequence[str]) ->
                          f"reference, so add it to study.arms or set study.reference to one of them")
 
 
+def holm_families(config: DictConfig) -> dict[str, list[str]] | None:
+    """``study.holm_families`` (a list of ``{name, arms}``, conf/study.yaml) as {family: [arms]} in list order
+    (None when unset: one family). ValueError naming the entry for a malformed or repeated family."""
+    fam = config.study.get("holm_families")
+    if fam is None:
+        return None
+    if not OmegaConf.is_list(fam):
+        raise ValueError("study.holm_families must be a list of {name: NAME, arms: [a, b, ...]} entries "
+                         f"(conf/study.yaml); got {OmegaConf.to_container(fam) if OmegaConf.is_config(fam) else fam!r}")
+    out: dict[str, list[str]] = {}
+    for i, entry in enumerate(fam):
+        name = entry.get("name") if OmegaConf.is_dict(entry) else None
+        arms = entry.get("arms") if OmegaConf.is_dict(entry) else None
+        if not name or not OmegaConf.is_list(arms) or not arms or set(entry) != {"name", "arms"}:
+            raise ValueError(f"study.holm_families[{i}]: expected {{name: NAME, arms: [a, b, ...]}} with at least "
+                             f"one arm; got {OmegaConf.to_container(entry) if OmegaConf.is_config(entry) else entry!r}")
+        if str(name) in out:
+            raise ValueError(f"study.holm_families[{i}]: family {name!r} is listed twice")
+        out[str(name)] = [str(a) for a in arms]
+    return out
+
+
 def check_study_config(cfg: DictConfig) -> None:
     """Every check of this module, made before any arm trains (the study's first step)."""
+    from liver_mm.training.checks import check_idle_settings
+
     check_cv(cfg)
+    check_idle_settings(cfg)
     arms = cfg.study.arms
     if isinstance(arms, str) or not isinstance(arms, Sequence) or not arms:
         raise ValueError(f"study.arms must be a non-empty list of arm names, e.g. study.arms=[m1,m5]; got {arms!r}")
     check_arms(list(arms), str(cfg.study.reference), known_arms())
+    holm_families(cfg)

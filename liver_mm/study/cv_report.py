@@ -26,7 +26,7 @@ from liver_mm.study.report import (
     _save,
     write_cohort_tables,
 )
-from liver_mm.study.tables import fmt_auc, fmt_number, fmt_proportion
+from liver_mm.study.tables import METRICS, fmt_auc, fmt_number, fmt_proportion
 from liver_mm.training.evaluate import DegenerateThresholdError, check_threshold
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def format_summary(summary: pd.DataFrame) -> pd.DataFrame:
                                                                           r["pooled_auc_ci_high"]),
                      **{f"{m.capitalize()} (n/N; 95% CI)": fmt_proportion(r[m], r[f"{m}_ci_low"], r[f"{m}_ci_high"],
                                                                           r[f"{m}_k"], r[f"{m}_n"])
-                        for m in ("accuracy", "sensitivity", "specificity")}})
+                        for m in METRICS}})
     return pd.DataFrame(rows)
 
 

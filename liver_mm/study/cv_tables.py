@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from liver_mm.stats import (
+    THRESHOLD_METRICS,
     auc_ci,
     compare_fold_aucs,
     comparison_families,
@@ -102,9 +103,10 @@ def pooled_metrics(part: pd.DataFrame) -> dict[str, float]:
                              "pooled_excluded_folds": int(part.loc[bad, "fold"].nunique()),
                              "pooled_excluded_cases": int(bad.sum())}
     y, called = y[~bad], called[~bad]
-    counts = {"accuracy": (int((called == (y == 1)).sum()), len(y)),
-              "sensitivity": (int((called & (y == 1)).sum()), int((y == 1).sum())),
-              "specificity": (int((~called & (y == 0)).sum()), int((y == 0).sum()))}
+    counts = dict(zip(THRESHOLD_METRICS, ((int((called == (y == 1)).sum()), len(y)),  # accuracy
+                                          (int((called & (y == 1)).sum()), int((y == 1).sum())),  # sensitivity
+                                          (int((~called & (y == 0)).sum()), int((y == 0).sum()))),  # specificity
+                      strict=True))
     for name, (k, n) in counts.items():
         value, lo, hi = _proportion(k, n)
         out.update({name: value, f"{name}_k": k, f"{name}_n": n, f"{name}_ci_low": lo, f"{name}_ci_high": hi})

@@ -12,6 +12,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from liver_mm.cohort.prepare import prepare_cohort
+from liver_mm.study.checks import holm_families
 from liver_mm.study.clinical_value import gather_child_outputs
 from liver_mm.study.compare import compare_study, parent_metrics
 from liver_mm.study.parent import MARKER, arm_configs, arm_key, check_out_dir, parent_run
@@ -32,12 +33,6 @@ def config_summary(config: DictConfig) -> dict[str, object]:
     keys = ("data", "image_size", "crop", "split", "cv", "loader", "augment", "early_stopping", "trainer", "seed")
     return {k: OmegaConf.to_container(config[k], resolve=True) if OmegaConf.is_config(config[k]) else config[k]
             for k in keys if k in config}
-
-
-def holm_families(config: DictConfig) -> dict[str, list[str]] | None:
-    """``study.holm_families`` as {family: [arms]} (None: one family)."""
-    fam = config.study.get("holm_families")
-    return None if fam is None else {str(k): [str(a) for a in v] for k, v in fam.items()}
 
 
 def replace_folder(tmp_out: Path, out: Path) -> None:

@@ -74,15 +74,9 @@ def arm_key(cfg: DictConfig) -> str:
 def task_overrides(cfg: DictConfig) -> list[str]:
     """The study command's overrides, less the sweep's per-job ones: from ``cfg.hydra`` in the sweep's callbacks
     (where Hydra's global config is not set), from Hydra's global config in a job; [] outside Hydra."""
-    from hydra.core.hydra_config import HydraConfig
+    from liver_mm.training.checks import task_overrides as command_overrides
 
-    if "hydra" in cfg:
-        overrides = list(cfg.hydra.overrides.task)
-    elif HydraConfig.initialized():
-        overrides = list(HydraConfig.get().overrides.task)
-    else:
-        return []
-    return [o for o in overrides if _override_key(o) not in SWEEP_PARAMS]
+    return [o for o in command_overrides(cfg) if _override_key(o) not in SWEEP_PARAMS]
 
 
 def arm_overrides(cfg: DictConfig) -> list[str]:

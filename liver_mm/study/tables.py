@@ -13,19 +13,21 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from liver_mm import catalog
 from liver_mm.io.schema import BBOX2_COLUMNS, BBOX_COLUMNS
-from liver_mm.stats import ICC_FORMS, format_p, icc
+from liver_mm.stats import ICC_FORMS, THRESHOLD_METRICS, THRESHOLD_SUFFIXES, format_p, icc
 
 log = logging.getLogger(__name__)
 
-#: the study's arms in stepwise order (the seed's models 1-5, then the two clinical-only controls)
-ARM_ORDER = ("m1", "m2", "m3", "m4", "m5", "tab_mlp", "tab_logreg")
+#: the study's arms in stepwise order (the seed's models 1-5, then the two clinical-only controls):
+#: ``study.arms`` of conf/study.yaml
+ARM_ORDER = catalog.study_arms()
 
 #: numeric Table 3 columns; the child runs log the same names with a ``test_`` prefix (threshold as is)
-METRICS = ("accuracy", "sensitivity", "specificity")
+METRICS = THRESHOLD_METRICS
 TABLE3_COLUMNS = (
     "arm", "description", "n_test", "n_malignant", "n_benign", "auc", "auc_ci_low", "auc_ci_high",
-    *(f"{m}{s}" for m in METRICS for s in ("", "_k", "_n", "_ci_low", "_ci_high")),
+    *(f"{m}{s}" for m in METRICS for s in THRESHOLD_SUFFIXES),
     "threshold", "selection_dev_auc",
 )
 BBOX1, BBOX2 = BBOX_COLUMNS, BBOX2_COLUMNS  # the two observers' boxes

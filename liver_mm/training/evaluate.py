@@ -13,12 +13,19 @@ import math
 import numpy as np
 import pandas as pd
 
-from liver_mm.stats import auc_ci, binary_metrics, calibration_metrics, youden_threshold
+from liver_mm.stats import (
+    THRESHOLD_METRICS,
+    THRESHOLD_SUFFIXES,
+    auc_ci,
+    binary_metrics,
+    calibration_metrics,
+    youden_threshold,
+)
 from liver_mm.stats._inputs import encode_labels
 
 log = logging.getLogger(__name__)
-METRICS = ("accuracy", "sensitivity", "specificity")
-COUNT_SUFFIXES = ("", "_k", "_n", "_ci_low", "_ci_high")
+METRICS = THRESHOLD_METRICS  # accuracy, sensitivity, specificity (liver_mm.stats.binary: the one list)
+COUNT_SUFFIXES = THRESHOLD_SUFFIXES
 
 
 class DegenerateThresholdError(ValueError):

@@ -160,6 +160,9 @@ def test_missing_clinical_column_warns_unless_required(tmp_path, rows):
         del r["platelets"]
     report = check(tmp_path, rows)
     assert report.ok and findings(report, "missing_clinical_column") == [(None, None, "platelets")]
+    # every modality set that uses it (conf/modalities), the clinical-only control included
+    assert [f.message for f in report.findings if f.code == "missing_clinical_column"] == [
+        "no 'platelets' column: modality set(s) m4, m5, tabular_only cannot be trained on this cohort"]
     report = check(tmp_path, rows, require_clinical=("age", "platelets"))
     assert findings(report, "missing_column") == [(None, None, "platelets")] and not report.ok
 

@@ -127,7 +127,7 @@ def test_interrupted_run_is_killed_not_failed(tmp_path, tiny_cohort, sig):
     """A real `liver-mm train` process, interrupted by a real signal after its first epochs."""
     db = tmp_path / "mlflow.db"
     cmd = [LIVER_MM, *_cli(tmp_path, tiny_cohort, "image_size=32", "image_encoder=mobilenetv2_050",
-                           "trainer.max_epochs=200", "early_stopping.patience=200", "loader.batch_size=8",
+                           "trainer.max_epochs=200", "loader.batch_size=8",
                            "logger.log_model=false")]
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
