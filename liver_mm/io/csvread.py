@@ -137,7 +137,7 @@ def read_csv_table(path: str | Path, known_columns: Collection[str] = (), log_re
             if not any(c.strip() for c in rec):
                 continue
             if len(rec) > width and (sheet is None or any(c.strip() for c in rec[width:])):
-                raise ManifestError(_surplus_message(path, sheet, start, rec, names, known_columns, seen))
+                raise ManifestError(_surplus_message(path, sheet, start, rec, names, known_columns, seen, records))
             rows.append((rec + [""] * width)[:width])
             kept.append(start)
         decimal = options.decimal or (detect_decimal(rows, names, kept, seen, TEXT_COLUMNS, path, _SeparatorError)
@@ -173,8 +173,9 @@ def _find_header_row(path: Path, sheet: str | None, header: list[str], records: 
 
 
 def _surplus_message(path: Path, sheet: str | None, line: int, rec: list[str], names: list[str],
-                     known_columns: Collection[str], sep: str) -> str:
-    """Why a record with more fields than the header is refused, and the remedy."""
+                     known_columns: Collection[str], sep: str, records: list[list[str]]) -> str:
+    """Why a record with more fields than the header is refused, and the remedy (with the columns whose
+    number may have split at a decimal comma: those holding decimals in the well-formed ``records``)."""
     width = len(names)
     if sheet is not None:
         from openpyxl.utils import get_column_letter
@@ -189,11 +190,15 @@ def _surplus_message(path: Path, sheet: str | None, line: int, rec: list[str], n
     msg = f"{path}, line {line}: {len(rec)} fields but the header names {width}"
     if width == 1:
         return f"{msg} (the header has no {sep!r}: is the separator {sep!r}? pass --sep)"
-    pair = next((f"{a.strip()},{b.strip()}" for a, b in reversed(list(zip(rec, rec[1:], strict=False)))
-                 if _INT.fullmatch(a.strip()) and b.strip().isdigit()), None)
-    if sep == "," and pair:
-        return (f"{msg}: a number with a decimal comma such as {pair!r} splits into two fields in a comma CSV; "
-                f"quote it (\"{pair}\"), write it with a point, or save with ';' separators and pass "
+    # a split number "a,b" at fields k, k+1 belongs to column names[k] (the fields before it are still aligned)
+    split = [k for k in range(min(width, len(rec) - 1))
+             if _INT.fullmatch(rec[k].strip()) and rec[k + 1].strip().isdigit()]
+    decimal = {k for k in split if any(len(r) == width and _DECIMAL.fullmatch(r[k].strip()) for r in records)}
+    pairs = [f"{names[k]} {rec[k].strip()},{rec[k + 1].strip()}" for k in (sorted(decimal) or split)]
+    if sep == "," and pairs:
+        shown = "; ".join(f"'{p}'" for p in pairs[:4]) + (" ..." if len(pairs) > 4 else "")
+        return (f"{msg}: a number with a decimal comma splits into two fields in a comma CSV (candidates: "
+                f"{shown}); quote it (\"12,5\"), write it with a point, or save with ';' separators and pass "
                 "--sep ';' --decimal ','; otherwise delete the surplus separators")
     return f"{msg}: quote values holding {sep!r}, or delete the surplus separators"
 
@@ -226,6 +231,7 @@ def _refuse_split_numbers(path: Path, rows: list[list[str]], names: list[str], l
 
 #: text columns whose values nothing checks later (a stray number would be kept silently)
 _FREE_TEXT = frozenset({"case_id", "patient_id", "subtype", "diagnostic_basis"})
+_DECIMAL = re.compile(r"[+-]?\d*\.\d+")
 _INT = re.compile(r"[+-]?\d+")
 _NUMBER = re.compile(r"[+-]?\d+(\.\d+)?")
 

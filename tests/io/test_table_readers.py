@@ -30,8 +30,8 @@ def test_decimal_comma_with_empty_last_column_is_an_error(tmp_path, capsys):
     with pytest.raises(ManifestError) as exc:
         read_manifest(path)
     assert str(exc.value).startswith(
-        f"{path}, line 4: 16 fields but the header names 15: a number with a decimal comma such as '12,5' "
-        "splits into two fields in a comma CSV; quote it (\"12,5\")")
+        f"{path}, line 4: 16 fields but the header names 15: a number with a decimal comma splits into two fields "
+        "in a comma CSV (candidates: 'platelets 12,5'); quote it (\"12,5\")")
     assert "pass --sep ';' --decimal ','" in str(exc.value)
     report = validate_manifest(path)
     assert [(f.code, f.message) for f in report.errors] == [("manifest_unreadable", str(exc.value))]
