@@ -64,10 +64,13 @@ def model_settings(cfg: DictConfig) -> dict[str, object]:
     """One arm's model settings for the report: its modality set, its resolved ``model`` node and, for a
     network with both branches, the fusion (no patient data: configuration only)."""
     out: dict[str, object] = {"modalities": str(cfg.modalities.name)}
+    from liver_mm.training.estimators import estimator_for
+
     model = OmegaConf.to_container(cfg.model, resolve=True)
     assert isinstance(model, dict)
+    model.pop("_target_", None)  # the class that runs model.kind: code, not a setting
     out["model"] = model
-    if cfg.model.kind == "lightning" and cfg.modalities.image and list(cfg.modalities.features):
+    if estimator_for(cfg).has_network and cfg.modalities.image and list(cfg.modalities.features):
         out["fusion"] = str(cfg.fusion.name)
     return out
 

@@ -33,30 +33,42 @@ def _title(cfg: DictConfig, synthetic: bool) -> str:
     return f"{name}{' [synthetic]' if synthetic else ''}: "
 
 
-def explain_fitted(cfg: DictConfig, cohort: PreparedCohort, feats: Features, model: object, threshold: float,
-                   out: Path) -> list[Path]:
-    """Explain a fitted model (``fit.Fitted.model``) on the test rows; returns the files written under
-    ``out/explain`` ([] when the run explains nothing), the per-case overlays in ``out/explain/overlays`` last."""
+def explain_network(cfg: DictConfig, cohort: PreparedCohort, feats: Features, net, threshold: float,
+                    out: Path) -> list[Path]:
+    """Grad-CAM (image branch) and lab importance of a fitted network (``inference_net``) on the test rows;
+    returns the files written under ``out/explain`` ([] when the run explains nothing), the overlays last."""
     from liver_mm.explain import explain_run, feature_groups
 
     settings = explain_settings(cfg)
-    if settings is None or cfg.model.kind == "score":
+    if settings is None:
         return []
     test = cohort.df["split"].to_numpy() == "test"
     case_ids = cohort.df.loc[test, "case_id"].astype(str).tolist()
-    y = feats.labels[test]
     tab = feats.tabular[test]
-    groups = feature_groups(feats.preprocessor.feature_names_out)
-    folder = out / "explain"
-    title = _title(cfg, cohort.synthetic)
-    if cfg.model.kind == "sklearn":
-        written = _explain_estimator(model, tab, y, groups, folder, settings, title, int(cfg.seed))
-    else:
-        images = None if feats.images is None else feats.images[test]
-        net = model.inference_net.eval()  # type: ignore[attr-defined]
-        written = explain_run(net, images, tab if tab.shape[1] else None, groups, y, case_ids, folder,
-                              threshold=threshold, n_cases=settings["cases"], n_repeats=settings["repeats"],
-                              seed=int(cfg.seed), title=title)
+    images = None if feats.images is None else feats.images[test]
+    written = explain_run(net.eval(), images, tab if tab.shape[1] else None,
+                          feature_groups(feats.preprocessor.feature_names_out), feats.labels[test], case_ids,
+                          out / "explain", threshold=threshold, n_cases=settings["cases"],
+                          n_repeats=settings["repeats"], seed=int(cfg.seed), title=_title(cfg, cohort.synthetic))
+    return _written_files(written)
+
+
+def explain_estimator(cfg: DictConfig, cohort: PreparedCohort, feats: Features, est, out: Path) -> list[Path]:
+    """Lab importance (drop in test AUC) of a fitted scikit-learn estimator; the files written under
+    ``out/explain`` ([] when the run explains nothing)."""
+    from liver_mm.explain import feature_groups
+
+    settings = explain_settings(cfg)
+    if settings is None:
+        return []
+    test = cohort.df["split"].to_numpy() == "test"
+    written = _explain_estimator(est, feats.tabular[test], feats.labels[test],
+                                 feature_groups(feats.preprocessor.feature_names_out), out / "explain", settings,
+                                 _title(cfg, cohort.synthetic), int(cfg.seed))
+    return _written_files(written)
+
+
+def _written_files(written: dict) -> list[Path]:
     return sorted(p for p in written.values() if Path(p).is_file()) + sorted(
         f for p in written.values() if Path(p).is_dir() for f in Path(p).rglob("*.png"))
 

@@ -23,9 +23,9 @@ from liver_mm.features.inputs import Features, build_features
 from liver_mm.fileio import check_writable_dir
 from liver_mm.training import fit
 from liver_mm.training.checks import check_settings
+from liver_mm.training.estimators import Estimator, estimator_for
 from liver_mm.training.evaluate import run_metrics
-from liver_mm.training.explanations import explain_fitted
-from liver_mm.training.outputs import write_bundle, write_run_files
+from liver_mm.training.outputs import write_run_files
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
 def run_tags(cfg: DictConfig, cohort: PreparedCohort) -> dict[str, str]:
     """Tags of a training run (never a patient identifier)."""
     study = cfg.get("study") or {}
-    tags = {"modalities": str(cfg.modalities.name), "model_kind": str(cfg.model.kind),
+    tags = {"modalities": str(cfg.modalities.name), "model_kind": estimator_for(cfg).kind,
             "synthetic": str(bool(cohort.synthetic)).lower(), "data_kind": str(cfg.data.kind),
             "manifest_hash": cohort.manifest_hash, "split_hash": cohort.split_hash,
             "selection_metric": "dev_auc"}
@@ -104,10 +104,10 @@ def run_tags(cfg: DictConfig, cohort: PreparedCohort) -> dict[str, str]:
     return tags
 
 
-def built_fusion(cfg: DictConfig, feats: Features) -> dict[str, str]:
+def built_fusion(cfg: DictConfig, feats: Features, estimator: Estimator | None = None) -> dict[str, str]:
     """The fusion params a run logs: the network actually built (``concat`` when one branch is missing), with the
     requested name beside it when it differs; none for a model without a network (a fusion is never built)."""
-    if cfg.model.kind != "lightning":
+    if not (estimator or estimator_for(cfg)).has_network:
         return {}
     from liver_mm.models import effective_fusion
 
@@ -136,6 +136,7 @@ def train(cfg: DictConfig, cohort: PreparedCohort | None = None, out: Path | Non
     import pytorch_lightning as pl
 
     check_settings(cfg)
+    estimator = estimator_for(cfg)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     configure_threads(cfg)
     out = out or output_dir(cfg)
@@ -145,13 +146,14 @@ def train(cfg: DictConfig, cohort: PreparedCohort | None = None, out: Path | Non
         cohort = prepare_cohort(cfg.data, cfg.split, cfg.cache_dir, features=list(cfg.modalities.features))
     feats = build_features(cfg, cohort)
     if process_rank() != 0:  # a DDP worker started by Lightning's launcher: rank 0 owns the MLflow run
-        fit.fit_lightning(cfg, cohort, feats)
+        estimator.fit(cohort, feats)
         return None
-    return _tracked_fit(cfg, cohort, feats, out)
+    return _tracked_fit(cfg, estimator, cohort, feats, out)
 
 
-def _tracked_fit(cfg: DictConfig, cohort: PreparedCohort, feats: Features, out: Path) -> TrainResult:
-    from liver_mm.tracking import artifacts, models
+def _tracked_fit(cfg: DictConfig, estimator: Estimator, cohort: PreparedCohort, feats: Features,
+                 out: Path) -> TrainResult:
+    from liver_mm.tracking import artifacts
     from liver_mm.tracking.epochs import EpochMetricsToMlflow
     from liver_mm.tracking.runs import create_run, flatten, heartbeat, last_step, log_metrics, set_status
     from liver_mm.tracking.store import connect
@@ -159,57 +161,30 @@ def _tracked_fit(cfg: DictConfig, cohort: PreparedCohort, feats: Features, out: 
     client, exp_id = connect(cfg.logger)
     params = flatten(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
     params.update(manifest_hash=cohort.manifest_hash, split_hash=cohort.split_hash, crop_cache_key=str(feats.crop_key))
-    if cfg.model.kind != "lightning":  # no network: no fusion is built
+    if not estimator.has_network:  # no fusion is built
         params = {k: v for k, v in params.items() if not k.startswith("fusion.")}
-    params.update(built_fusion(cfg, feats))
+    params.update(built_fusion(cfg, feats, estimator))
     name = str((cfg.get("study") or {}).get("run_name") or (cfg.get("study") or {}).get("arm") or cfg.modalities.name)
     run_id = create_run(client, exp_id, name, run_tags(cfg, cohort), params)
     status = "FAILED"
     try:
         with sigterm_as_interrupt(), heartbeat(client, run_id):
-            if cfg.model.kind == "sklearn":
-                result = fit.fit_sklearn(cfg, cohort, feats)
-            elif cfg.model.kind == "score":  # FIB-4 / APRI: a formula, calibrated monotonically on train
-                from liver_mm.training.scores import fit_score
-
-                result = fit_score(cfg, cohort, feats)
-            else:
-                result = fit.fit_lightning(cfg, cohort, feats, callbacks=[EpochMetricsToMlflow(client, run_id)])
-                assert result is not None  # only rank 0 gets here
-        probs, fitted = result.probs, result.model
+            result = estimator.fit(cohort, feats, callbacks=[EpochMetricsToMlflow(client, run_id)])
+            assert result is not None  # only rank 0 gets here
         client.set_tag(run_id, "world_size", str(result.world_size))
         pred = cohort.df.loc[cohort.df["split"].isin(fit.EVAL_SPLITS), ["case_id", "split", "label"]].copy()
-        pred["prob"] = probs
-        if cfg.model.kind == "score":
-            pred["score"] = fitted.raw  # the published formula's value (prob is its monotone calibration)
+        pred["prob"] = result.probs
+        estimator.add_outputs(result, pred)  # a score's raw value beside its probability
         pred = pred.reset_index(drop=True)
         metrics = run_metrics(pred, allow_degenerate=(cfg.get("study") or {}).get("level") == "fold")
-        if cfg.model.kind == "score":  # the published cut-offs beside the dev-Youden threshold
-            metrics.update(fitted.metrics)
-            metrics["threshold_score"] = fitted.raw_threshold(metrics["threshold"])
-        files = write_run_files(cfg, cohort, feats, pred, metrics, out)
-        if cfg.model.kind == "score":
-            fitted.cutoffs.to_csv(out / "cutoffs.csv", index=False)
-            files.append(out / "cutoffs.csv")
-        explained = explain_fitted(cfg, cohort, feats, fitted, metrics["threshold"], out)
+        estimator.add_outputs(result, pred, metrics)  # a score's published cut-offs beside the dev-Youden threshold
+        files = write_run_files(cfg, cohort, feats, pred, metrics, out) + estimator.write_files(result, out)
+        explained = estimator.explain(cohort, feats, result, metrics["threshold"], out)
         log_metrics(client, run_id, metrics, step=last_step(client, run_id, "dev_auc"))
         artifacts.log_files(client, run_id, files)
         # the per-case overlays (named by case_id) stay in the run folder; the montage and tables are logged
         artifacts.log_files(client, run_id, [p for p in explained if p.parent == out / "explain"], "explain")
-        log_model = bool(cfg.logger.get("log_model", True))
-        if cfg.model.kind == "score":
-            pass  # a published formula: no trained model to log
-        elif cfg.model.kind == "sklearn":
-            if log_model:
-                models.log_sklearn_model(client, run_id, fitted, feats.tabular.shape[1])
-        else:
-            bundle = write_bundle(cfg, feats, metrics, cohort.synthetic, fitted.inference_net, out)
-            if log_model:  # the pyfunc carries the bundle: the weights are stored once more only as torch_model
-                models.log_network_models(client, run_id, bundle, fitted.inference_net,
-                                          int(cfg.image_size) if cfg.modalities.image else None,
-                                          feats.preprocessor.n_features_out)
-            else:
-                artifacts.log_folder(client, run_id, bundle, "model_bundle")
+        estimator.log_model(client, run_id, result, feats, metrics, cohort.synthetic, out)
         artifacts.mark_outputs_logged(client, run_id)
         status = "FINISHED"
         log.info("run %s: test AUC %.3f (%.3f-%.3f)", run_id, metrics["test_auc"], metrics["test_auc_ci_low"],
