@@ -23,10 +23,10 @@ ARM_SPECIFIC = ("modalities", "model", "fusion", "hydra", "arm")
 #: the sweep's own overrides of each job (not the user's command)
 SWEEP_PARAMS = ("arm", "cv.job")
 # settings that change how a run executes or where it is tracked, never its results: a study resumed
-# with other threads, workers, logger, cache or report folder is the same study; ``model._target_`` names the class
-# that runs ``model.kind`` (which stays in the key): arms trained before it existed keep their keys
+# with other threads, workers, logger, cache or report folder is the same study (``model._target_``, the class
+# that fits the model, is a result setting: another class is another arm)
 EXECUTION_ONLY = {"trainer": ("num_threads",), "loader": ("num_workers", "pin_memory"), "study": ("out_dir",),
-                  "cv": ("job",), "model": ("_target_",)}
+                  "cv": ("job",)}
 NOT_IN_KEY = ("logger", "cache_dir")
 MARKER = ".liver-mm-study"
 
