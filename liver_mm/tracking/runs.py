@@ -57,14 +57,15 @@ def git_commit() -> str:
 
 
 def provenance() -> dict[str, str]:
-    """Package versions and the git commit, recorded with every run."""
+    """Package versions, the git commit and the CPU's vector instruction set torch's kernels use (``AVX512``,
+    ``AVX2``, ...: CPU-trained floats, hence a study's numbers, differ between them), recorded with every run."""
     import pytorch_lightning
     import timm
     import torch
 
     return {"liver_mm_version": liver_mm.__version__, "git_commit": git_commit(),
             "torch_version": torch.__version__, "lightning_version": pytorch_lightning.__version__,
-            "timm_version": timm.__version__}
+            "timm_version": timm.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
 def log_params(client: MlflowClient, run_id: str, params: Mapping[str, object]) -> None:

@@ -161,3 +161,13 @@ def test_study_provenance_collects_versions(monkeypatch):
     for key in ("git_commit", "liver_mm_version", "torch_version", "numpy_version", "pandas_version"):
         assert prov[key], key
     assert prov["config"] == {"image_size": 64}
+
+
+def test_run_provenance_names_the_cpu_kernels():
+    """CPU-trained floats depend on the vector instruction set torch dispatches to: every run records it."""
+    import torch
+
+    from liver_mm.tracking.runs import provenance
+
+    assert provenance()["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert provenance()["cpu_capability"] in {"DEFAULT", "AVX2", "AVX512", "NO AVX", "ZVECTOR", "SVE256", "VSX"}
