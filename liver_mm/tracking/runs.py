@@ -94,11 +94,14 @@ def process_start(pid: int) -> str | None:
 
 
 def owner_tags() -> dict[str, str]:
-    """Tags naming the process that creates (and owns) a run: pid, host, start time and a first heartbeat."""
+    """Tags naming the process that creates (and owns) a run: pid, host, start time and a first heartbeat; in a
+    SLURM job also its id (``slurm_job_id``: ``scancel`` / ``sacct`` it)."""
     tags = {"owner_pid": str(os.getpid()), "owner_host": socket.gethostname(), "owner_heartbeat": str(time.time())}
     start = process_start(os.getpid())
     if start is not None:
         tags["owner_start"] = start
+    if os.environ.get("SLURM_JOB_ID"):
+        tags["slurm_job_id"] = os.environ["SLURM_JOB_ID"]
     return tags
 
 
