@@ -100,9 +100,19 @@ def owner_tags() -> dict[str, str]:
     start = process_start(os.getpid())
     if start is not None:
         tags["owner_start"] = start
-    if os.environ.get("SLURM_JOB_ID"):
-        tags["slurm_job_id"] = os.environ["SLURM_JOB_ID"]
+    job = slurm_job_id()
+    if job:
+        tags["slurm_job_id"] = job
     return tags
+
+
+def slurm_job_id() -> str | None:
+    """This process's SLURM job as ``scancel`` and ``sacct`` name it: ``ARRAYID_TASK`` for a task of a job array
+    (its raw id is refused by scancel), else ``$SLURM_JOB_ID``; None outside SLURM."""
+    env = os.environ
+    if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
+        return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
+    return env.get("SLURM_JOB_ID") or None
 
 
 @contextmanager
