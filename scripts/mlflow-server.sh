@@ -29,12 +29,12 @@ install() {
       || die "apt-get install postgresql failed"
     PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
   fi
-  "$PY" -c "import mlflow, psycopg" 2>/dev/null \
-    || die "$PY lacks mlflow or psycopg: pip install -e '.[server]'"
 }
 
 up() {
   install
+  "$PY" -c "import mlflow, psycopg" 2>/dev/null \
+    || die "$PY lacks mlflow or psycopg: pip install -e '.[server]'"
   mkdir -p "$D"/{pg,artifacts,log}
   [ "$(id -u)" = 0 ] && chown postgres "$D/pg" "$D/log"
   if [ ! -s "$D/pg/PG_VERSION" ]; then
