@@ -60,7 +60,8 @@ SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 ReturnToService=2
-KillWait=5
+# scancel: SIGTERM (submitit's jobs ignore it, waiting for a requeue), SIGKILL 2 s later
+KillWait=2
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1
 JobAcctGatherType=jobacct_gather/none
