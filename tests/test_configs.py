@@ -103,7 +103,7 @@ def test_groups_hold_the_documented_options():
     assert options("logger") == ["mlflow"]
     assert options("experiment") == ["demo", "fusion", "paper"]
     assert options("arm") == sorted(ARMS)
-    assert options("hydra/launcher") == ["joblib_local", "slurm"]
+    assert options("hydra/launcher") == ["joblib_local", "slurm", "slurm_local"]
 
 
 @pytest.mark.parametrize("group", ["data", "modalities", "model", "fusion", "trainer", "logger", "experiment"])

@@ -168,6 +168,6 @@ def arm_descriptions(client, runs: dict) -> dict[str, str]:
 
 def ui_hint(client, exp_id: str, parent_id: str) -> str:
     """Where the study's runs are in the MLflow UI (``make ui``) and which columns to show."""
-    from liver_mm.tracking.ui import runs_link
+    from liver_mm.tracking.ui import runs_link, ui_base
 
-    return runs_link(exp_id, parent_id)
+    return runs_link(exp_id, parent_id, ui_base(str(client.tracking_uri)))

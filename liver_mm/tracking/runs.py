@@ -95,12 +95,25 @@ def process_start(pid: int) -> str | None:
 
 
 def owner_tags() -> dict[str, str]:
-    """Tags naming the process that creates (and owns) a run: pid, host, start time and a first heartbeat."""
+    """Tags naming the process that creates (and owns) a run: pid, host, start time and a first heartbeat; in a
+    SLURM job also its id (``slurm_job_id``: ``scancel`` / ``sacct`` it)."""
     tags = {"owner_pid": str(os.getpid()), "owner_host": socket.gethostname(), "owner_heartbeat": str(time.time())}
     start = process_start(os.getpid())
     if start is not None:
         tags["owner_start"] = start
+    job = slurm_job_id()
+    if job:
+        tags["slurm_job_id"] = job
     return tags
+
+
+def slurm_job_id() -> str | None:
+    """This process's SLURM job as ``scancel`` and ``sacct`` name it: ``ARRAYID_TASK`` for a task of a job array
+    (its raw id is refused by scancel), else ``$SLURM_JOB_ID``; None outside SLURM."""
+    env = os.environ
+    if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
+        return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
+    return env.get("SLURM_JOB_ID") or None
 
 
 @contextmanager

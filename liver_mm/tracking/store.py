@@ -3,7 +3,8 @@
 MLflow's convention is honoured: an explicit ``logger.tracking_uri`` wins, then
 ``$MLFLOW_TRACKING_URI``, else an embedded sqlite store ``./mlflow.db`` with a file artifact root
 (``./mlartifacts``). A new sqlite store is created once, under a file lock, so parallel study arms
-never race on its schema migration.
+never race on its schema migration. A tracking server (``http(s)://``, e.g. ``scripts/mlflow-server.sh``) or a
+database URI (``postgresql://``, ``mysql://``) needs no lock and takes none: the server serialises the writes.
 """
 
 from __future__ import annotations
@@ -40,12 +41,15 @@ def file_lock(path: Path, timeout: float = -1) -> FileLock:
 
 
 def open_client(uri: str) -> MlflowClient:
-    """A client on ``uri``; a sqlite store is created (schema migrated) once, under ``<db>.lock``.
+    """A client on ``uri``; a sqlite store is created (schema migrated) once, under ``<db>.lock``; a tracking
+    server must answer (:func:`check_server`). No lock is taken for any other store.
 
     Raises ``OSError`` naming the folder when a sqlite store's folder cannot be written.
     """
     db = sqlite_path(uri)
     if db is None:
+        if uri.startswith(("http://", "https://")):
+            check_server(uri)
         return MlflowClient(uri)
     from liver_mm.fileio import check_writable_dir
 
@@ -54,6 +58,27 @@ def open_client(uri: str) -> MlflowClient:
         client = MlflowClient(uri)
         client.search_experiments(max_results=1)  # forces schema creation while holding the lock
     return client
+
+
+class TrackingServerDown(ConnectionError):
+    """The MLflow tracking server does not answer."""
+
+
+def check_server(uri: str, timeout: float = 10.0) -> None:
+    """Raise :class:`TrackingServerDown` naming ``uri`` when its ``/health`` does not answer within ``timeout``
+    seconds (a job then fails at once with this message instead of MLflow's retries; finished runs are kept)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
+            return
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TrackingServerDown(
+            f"MLflow tracking server {uri} does not answer ({reason}): start it (scripts/mlflow-server.sh up) "
+            "or set MLFLOW_TRACKING_URI / logger.tracking_uri, then rerun the same command: finished runs are "
+            "kept and the study resumes") from None
 
 
 def experiment_id(client: MlflowClient, name: str, artifact_root: str | None = None) -> str:

@@ -11,9 +11,15 @@ TABLE3_COLUMNS = ("metrics.test_auc", "metrics.test_auc_ci_low", "metrics.test_a
 def runs_link(exp_id: str, parent_id: str, base: str = UI_URL) -> str:
     """A direct link to the study's runs (the experiment's runs table) and to its parent run, with the
     columns to add in the UI's "Columns" menu."""
-    return (f"MLflow UI (make ui): runs {base}/#/experiments/{exp_id}/runs  ·  "
+    where = "MLflow UI (make ui)" if base == UI_URL else "MLflow server"
+    return (f"{where}: runs {base}/#/experiments/{exp_id}/runs  ·  "
             f"study parent run {base}/#/experiments/{exp_id}/runs/{parent_id}\n"
             f"In the runs table, expand the parent row and add the columns {', '.join(TABLE3_COLUMNS)}.")
+
+
+def ui_base(uri: str) -> str:
+    """The UI of a tracking server (``http(s)://`` URI: the server itself), else ``make ui``'s address."""
+    return uri.rstrip("/") if uri.startswith(("http://", "https://")) else UI_URL
 
 
 def study_links(uri: str, base: str = UI_URL) -> list[str]:
