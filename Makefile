@@ -12,7 +12,7 @@ export MALLOC_MMAP_THRESHOLD_ ?= 4294967296
 export MALLOC_TRIM_THRESHOLD_ ?= 4294967296
 export MALLOC_TOP_PAD_ ?= 1073741824
 
-.PHONY: install test lint demo record ui bench clean
+.PHONY: install test test-cluster lint demo record ui bench clean
 
 install: $(STAMP)
 
@@ -20,14 +20,18 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_PINS)
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,slurm,server]'
 	touch $(STAMP)
 
 lint: install
 	$(BIN)/ruff check .
 
 test: install lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -m "not cluster"
+
+# the real one-node SLURM cluster and MLflow-on-PostgreSQL tests (tests/scale; root + apt: scripts/*.sh install)
+test-cluster: install
+	$(BIN)/pytest -q -m cluster
 
 demo: install
 	$(BIN)/liver-mm study experiment=demo

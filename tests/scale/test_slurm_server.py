@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 LIVER_MM = str(Path(sys.executable).with_name("liver-mm"))
 TINY = ["image_size=32", "trainer.max_epochs=1", "image_encoder=mobilenetv2_050"]
 
