@@ -12,7 +12,7 @@ export MALLOC_MMAP_THRESHOLD_ ?= 4294967296
 export MALLOC_TRIM_THRESHOLD_ ?= 4294967296
 export MALLOC_TOP_PAD_ ?= 1073741824
 
-.PHONY: install test test-cluster lint demo record ui bench clean
+.PHONY: install test test-slow test-cluster lint demo record ui bench clean
 
 install: $(STAMP)
 
@@ -27,7 +27,11 @@ lint: install
 	$(BIN)/ruff check .
 
 test: install lint
-	$(BIN)/pytest -q -m "not cluster"
+	$(BIN)/pytest -q -m "not slow and not cluster"
+
+# the long end-to-end tests (real subprocesses, studies, signals, the wheel)
+test-slow: install
+	$(BIN)/pytest -q -m "slow and not cluster"
 
 # the real one-node SLURM cluster and MLflow-on-PostgreSQL tests (tests/scale; root + apt: scripts/*.sh install)
 test-cluster: install
