@@ -36,8 +36,16 @@ wait_for() {  # wait_for SECONDS WHAT CMD...
   die "$what did not come up (logs: $D/log)"
 }
 
+# only a config this script wrote (its first line) is replaced: a machine's own SLURM config is never touched
+ours_or_absent() {
+  [ ! -e "$1" ] || head -n 1 "$1" | grep -q "^# written by liver-mm scripts/slurm-local.sh" ||
+    die "$1 exists and was not written by this script: a SLURM installation of this machine's own; not replacing it"
+}
+
 write_conf() {
   local cpus mem
+  ours_or_absent /etc/slurm/slurm.conf
+  ours_or_absent /etc/slurm/slurmdbd.conf
   cpus=$(nproc)
   mem=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 1024 ))
   mkdir -p /etc/slurm "$D"/{ctld,d,log,run,mysql}
@@ -69,6 +77,7 @@ NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=local Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 CONF
   cat > /etc/slurm/slurmdbd.conf <<CONF
+# written by liver-mm scripts/slurm-local.sh: the accounting daemon of the one-node cluster
 AuthType=auth/munge
 DbdAddr=127.0.0.1
 DbdHost=$HOST
