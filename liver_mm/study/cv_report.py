@@ -27,6 +27,7 @@ from liver_mm.study.report import (
     write_cohort_tables,
 )
 from liver_mm.study.tables import METRICS, fmt_auc, fmt_number, fmt_proportion
+from liver_mm.study.tripod import cv_evidence, tripod_section
 from liver_mm.training.evaluate import DegenerateThresholdError, check_threshold
 
 log = logging.getLogger(__name__)
@@ -182,6 +183,8 @@ def write_cv_study(config: DictConfig, cohort: PreparedCohort, fold_preds: Mappi
     lines += _provenance_section(provenance, command)
     lines += _cohort_section(write_cohort_tables(cohort.df, out))
     lines += _cv_section(summary, comp, k, r, reference)
+    lines += tripod_section(cv_evidence(out, cohort.df, fold_preds, summary, reference, provenance, cohort.synthetic,
+                                        command), out)
     lines += ["## Figures", "", "### Test AUC of each fold", "", f"![fold AUCs]({figures[0]})", "",
               "### Pooled out-of-fold ROC curves (repeat 0)", "", f"![ROC]({figures[1]})", ""]
     listed = sorted(p.name for p in out.iterdir() if p.is_file() and p.name != "report.md" and not p.name.startswith("."))

@@ -30,7 +30,8 @@ def study_command(config: DictConfig) -> str:
 
 
 def config_summary(config: DictConfig) -> dict[str, object]:
-    keys = ("data", "image_size", "crop", "split", "cv", "loader", "augment", "early_stopping", "trainer", "seed")
+    keys = ("data", "image_size", "crop", "split", "cv", "loader", "augment", "checkpoint", "early_stopping", "trainer",
+            "seed")
     return {k: OmegaConf.to_container(config[k], resolve=True) if OmegaConf.is_config(config[k]) else config[k]
             for k in keys if k in config}
 
@@ -61,9 +62,11 @@ def current_children(client, exp_id: str, key: str, configs: dict[str, DictConfi
 
 
 def model_settings(cfg: DictConfig) -> dict[str, object]:
-    """One arm's model settings for the report: its modality set, its resolved ``model`` node and, for a
-    network with both branches, the fusion (no patient data: configuration only)."""
-    out: dict[str, object] = {"modalities": str(cfg.modalities.name)}
+    """One arm's model settings for the report: its modality set (name, image or not, clinical features), its
+    resolved ``model`` node and, for a network with both branches, the fusion (no patient data: configuration
+    only)."""
+    out: dict[str, object] = {"modalities": str(cfg.modalities.name), "image": bool(cfg.modalities.image),
+                              "features": [str(f) for f in cfg.modalities.features]}
     from liver_mm.training.estimators import estimator_for
 
     model = OmegaConf.to_container(cfg.model, resolve=True)

@@ -21,7 +21,7 @@ PROVENANCE = {"study": "tiny", "seed": 0, "manifest_hash": "abc123", "split_hash
 COMMAND = "liver-mm study experiment=demo data.n=60"
 ALWAYS = ["report.md", "table3.csv", "table3.md", "delong.csv", "delong.json", "delong.md", "test_predictions.csv",
           "predictions.csv", "figure2_roc.png", "calibration.png", "auc_by_step.png", "counts.csv",
-          "table1.csv", "table1.md", "table2.csv", "table2.md"]
+          "table1.csv", "table1.md", "table2.csv", "table2.md", "tripod.csv"]
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +84,10 @@ def test_writes_every_file(written, study, cohort):
         assert f"]({fig})" in text
     assert "| test | " in text and "| all | " in text  # cohort counts per split
     assert f"--scores {','.join(ORDER)} --reference m1" in text
+    # the TRIPOD+AI section (tests/study/test_tripod.py checks its items), before the figures; tripod.csv listed
+    assert text.count("## TRIPOD+AI checklist") == 1 and "- [tripod.csv](tripod.csv)" in text
+    assert text.index("## TRIPOD+AI checklist") < text.index("## Figures")
+    assert len(pd.read_csv(out / "tripod.csv")) == 52
 
 
 def test_icc_of_bbox_areas(written, cohort):
