@@ -24,6 +24,7 @@ from liver_mm.study.tripod_items import CHECKLIST, CITATION
 TITLE = "TRIPOD+AI checklist"
 CSV_NAME = "tripod.csv"
 COLUMNS = ("item", "section", "topic", "status", "text", "evidence")
+POOLED = ("pooled_auc", "pooled_auc_ci_low", "pooled_auc_ci_high")  # cv_summary.csv columns
 
 
 def _files(out: Path) -> frozenset[str]:
@@ -36,7 +37,8 @@ def split_evidence(out: Path, comparison: StudyComparison, cohort_df: pd.DataFra
     """The single-split report's records: Table 3, the calibration table, the cohort's ``split`` column."""
     t3 = comparison.table3.set_index("arm")
     cal = {} if calibration is None else {
-        r["Model"]: f"Brier {r['Brier score']}, intercept {r['Calibration intercept']}, slope {r['Calibration slope']}"
+        r["Model"]: (f"Brier {r['Brier score']}, intercept {r['Calibration intercept']}, "
+                     f"slope {r['Calibration slope']}")
         for r in format_calibration(calibration).to_dict("records")}
     parts = None
     if cohort_df is not None and "split" in cohort_df.columns:
@@ -78,9 +80,8 @@ def cv_evidence(out: Path, cohort_df: pd.DataFrame, fold_preds: Mapping[tuple[st
     return Evidence(
         design="cv", provenance=provenance, arms=tuple(summary["arm"]), reference=reference, synthetic=synthetic,
         command=command, cohort=cohort_df, parts=fold_parts(fold_preds, cohort_df["case_id"].astype(str).tolist()),
-        discrimination={a: (f"pooled AUC {fmt_auc(s.at[a, 'pooled_auc'], s.at[a, 'pooled_auc_ci_low'], s.at[a, 'pooled_auc_ci_high'])}"
-                            f", fold AUC mean {s.at[a, 'auc_mean']:.3f} (SD {fmt_number(s.at[a, 'auc_sd'])})")
-                        for a in s.index},
+        discrimination={a: f"pooled AUC {fmt_auc(*s.loc[a, list(POOLED)])}, fold AUC mean {s.at[a, 'auc_mean']:.3f} "
+                           f"(SD {fmt_number(s.at[a, 'auc_sd'])})" for a in s.index},
         files=_files(out),
         performance_note=(f"Pooled out-of-fold predictions of repeat 0 ({int(s['n'].max())} nodules); fold AUCs "
                           f"over {k} fold models ({r} repeat(s)) (cv_summary.csv)"))

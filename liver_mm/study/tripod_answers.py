@@ -238,8 +238,8 @@ def _performance(ev: Evidence) -> Answer:
 
 def _specification(ev: Evidence) -> Answer:
     runs = _sub(ev.provenance, "child_runs")
-    arms = "; ".join(f"{a} ({_inputs(ev, a)}): {_model_type(ev, a)}" + (f", MLflow run {runs[a]}" if a in runs else "")
-                     for a in ev.arms)
+    arms = "; ".join(f"{a} ({_inputs(ev, a)}): {_model_type(ev, a)}"
+                     + (f", MLflow run {runs[a]}" if a in runs else "") for a in ev.arms)
     where = "the fold runs nested under each arm's run" if ev.design == "cv" else "each arm's run"
     return (PARTLY, f"{arms}. The trained models are kept in {where} (MLflow, parent run "
                     f"{ev.provenance.get('parent_run_id', 'not recorded')}); every setting is in the model "
@@ -275,7 +275,8 @@ def answers(ev: Evidence) -> dict[str, Answer]:
                                          if CLINICAL[f].unit else " (F/M)") for f in feats if f in CLINICAL)
                        + ("; image: a B-mode ultrasound frame with the tumour rectangle drawn (bbox columns or mask)"
                           if any(ev.image(a) for a in ev.arms) else "")
-                       + ". For the authors: how and when they were measured, and any blinding.", "liver-mm README: The cohort manifest"),
+                       + ". For the authors: how and when they were measured, and any blinding.",
+                       "liver-mm README: The cohort manifest"),
         "11": lambda: _handling(ev),
         "12a": lambda: _partition(ev),
         "12b": lambda: _predictor_handling(ev),
@@ -298,7 +299,8 @@ def answers(ev: Evidence) -> dict[str, Answer]:
         "27a": lambda: (PARTLY, "`liver-mm predict` validates new cases as the training cohort was validated and "
                                 "refuses an empty input the model uses unless --allow-missing (then the training "
                                 "median is imputed and the output's imputed column names it). For the authors: how "
-                                "poor-quality inputs are to be handled in practice.", "liver-mm README: Command line"),
+                                "poor-quality inputs are to be handled in practice.",
+                        "liver-mm README: Command line"),
         "27b": lambda: (PARTLY, "Each case needs "
                                 + ("the tumour rectangle drawn on its image (or a mask)" if any(
                                     ev.image(a) for a in ev.arms) else "no image")

@@ -53,7 +53,8 @@ def cohort() -> pd.DataFrame:
     i = np.arange(n)
     df = pd.DataFrame({"case_id": [f"c{k:03d}" for k in i], "patient_id": [f"p{k // 2:03d}" for k in i],
                        "label": np.where(i % 5 < 2, "malignant", "benign"),
-                       "split": np.select([np.isin(i % 20, [0, 3]), np.isin(i % 20, [1, 7])], ["test", "dev"], "train"),
+                       "split": np.select([np.isin(i % 20, [0, 3]), np.isin(i % 20, [1, 7])], ["test", "dev"],
+                                          "train"),
                        "diagnostic_basis": np.where(i % 3 == 0, "histology", "follow-up"),
                        "age": rng.normal(60, 10, n).round(), "sex": rng.choice(["F", "M"], n),
                        "ast": rng.uniform(15, 90, n).round(), "alt": rng.uniform(10, 80, n).round(),
@@ -125,7 +126,8 @@ def test_performance_and_calibration_are_the_tables_strings(tmp_path, comparison
 def test_missing_data_model_and_code_items(tmp_path, comparison, cohort):
     rows = _rows(tmp_path, comparison, cohort)
     assert "ast 3, alt 0, platelets 0, albumin 1" in rows.at["11", "text"]
-    assert "<feature>_missing input" in rows.at["11", "text"] and "empty score input is an error" in rows.at["11", "text"]
+    assert "<feature>_missing input" in rows.at["11", "text"]
+    assert "empty score input is an error" in rows.at["11", "text"]
     assert rows.at["11", "status"] == ANSWERED
     spec = rows.at["22", "text"]
     assert "m3 (image + age, sex, ast, alt): neural network: CNN mobilenetv2_100 on the crop + MLP [64, 32] on the " \
@@ -199,10 +201,12 @@ def test_cross_validated_report_has_the_section_with_fold_counts(tmp_path, cohor
         train = ~test
         train[dev] = False
         assert (f"r0f{fold}: train {int(train.sum())} ({int(mal[train].sum())} malignant), dev 8 "
-                f"({int(mal[dev].sum())} malignant), test 40 ({int(mal[test].sum())} malignant)") in rows.at["21", "text"]
+                f"({int(mal[dev].sum())} malignant), test 40 ({int(mal[test].sum())} malignant)"
+                in rows.at["21", "text"])
     summary = format_summary(pd.read_csv(out / "cv_summary.csv")).set_index("Model")
     for arm in ("m1", "tab_logreg"):
-        assert f"{arm} pooled AUC {summary.at[arm, 'Pooled out-of-fold AUC, repeat 0 (95% CI)']}" in rows.at["23a", "text"]
+        auc = summary.at[arm, "Pooled out-of-fold AUC, repeat 0 (95% CI)"]
+        assert f"{arm} pooled AUC {auc}" in rows.at["23a", "text"]
     assert "Calibration and decision curves: not computed" in rows.at["23a", "text"]
     assert "2-fold cross-validation repeated 1 time(s)" in rows.at["12a", "text"]
 
