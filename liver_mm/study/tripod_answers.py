@@ -14,49 +14,21 @@ import pandas as pd
 
 from liver_mm.features.tabular import LOG_FEATURES
 from liver_mm.io.schema import CLINICAL
-from liver_mm.study.tripod_evidence import PARTS, Evidence, epp, part_counts
+from liver_mm.study.tripod_evidence import (
+    PARTS,
+    Evidence,
+    epp,
+    inputs_text,
+    missing_text,
+    model_type,
+    part_counts,
+    sub,
+)
 
 ANSWERED, PARTLY, AUTHORS = "answered here", "partly answered here", "for the authors to write"
 Answer = tuple[str, str, str]  # status, text, evidence (file names or report.md sections)
 REPORT_PROVENANCE = "report.md: How this was produced"
 MODEL_SETTINGS = "report.md: Model settings of each arm"
-
-
-def _inputs(ev: Evidence, arm: str) -> str:
-    features, image = ev.features(arm), ev.image(arm)
-    if features is None or image is None:
-        return "inputs not recorded"
-    return " + ".join((["image"] if image else []) + ([", ".join(features)] if features else [])) or "none"
-
-
-def _sub(node: object, key: str) -> Mapping[str, object]:
-    value = node.get(key) if isinstance(node, Mapping) else None
-    return value if isinstance(value, Mapping) else {}
-
-
-def _model_type(ev: Evidence, arm: str) -> str:
-    model = ev.model(arm)
-    kind = model.get("kind")
-    if kind == "lightning":
-        net = _sub(model, "net")
-        parts = [f"CNN {_sub(net, 'image').get('name')} on the crop"] if ev.image(arm) else []
-        if ev.features(arm):
-            parts.append(f"MLP {_sub(net, 'tabular').get('hidden')} on the labs")
-        fusion = ev.settings(arm).get("fusion")
-        return "neural network: " + " + ".join(parts) + (f", {fusion} fusion" if fusion else "")
-    if kind == "sklearn":
-        return f"scikit-learn {str(_sub(model, 'estimator').get('_target_', '?')).rsplit('.', 1)[-1]}"
-    if kind == "score":
-        return f"{model.get('description', model.get('score'))}, logistic calibration on log score (training rows)"
-    return f"model kind {kind}" if kind else "model not recorded"
-
-
-def _missing(ev: Evidence) -> str:
-    assert ev.cohort is not None
-    cols = ev.all_features() or [c for c in CLINICAL if c in ev.cohort.columns]
-    counts = ", ".join(f"{c} {int(ev.cohort[c].isna().sum())}" if c in ev.cohort.columns else f"{c} (no column)"
-                       for c in cols)
-    return f"missing values among the {len(ev.cohort)} nodules: {counts or 'no clinical column'}"
 
 
 def _augmentation(ev: Evidence) -> str:
@@ -97,7 +69,7 @@ def _sample_size(ev: Evidence) -> Answer:
 
 def _handling(ev: Evidence) -> Answer:
     text = ("Cases without a case_id, patient_id, image or label are refused by the cohort validation before "
-            "any training; no case is dropped by the analysis. Clinical features: the training rows' median "
+            "any training; every validated case enters the analysis. Clinical features: the training rows' median "
             "(on the transformed scale) fills a missing value, and a feature with missing values in the "
             "training rows also gets a 0/1 <feature>_missing input; a value missing only outside the training "
             "rows is filled the same way with a logged warning. Medians are fitted on the training rows only"
@@ -106,8 +78,9 @@ def _handling(ev: Evidence) -> Answer:
         text += (" Clinical scores: a dev or test case with an empty score input is an error; training cases "
                  "without a score are left out of the score's calibration.")
     if ev.cohort is not None and any(c.endswith("_censored") for c in ev.cohort.columns):
-        text += " Censored labs (data.censored limit) enter at their limit with a 0/1 <lab>_censored input."
-    return (ANSWERED, text + (f" In this cohort, {_missing(ev)}." if ev.cohort is not None else ""),
+        text += (" Censored labs (data.censored limit) enter at their limit, with a 0/1 <lab>_censored input when "
+                 "training rows hold one.")
+    return (ANSWERED, text + (f" In this cohort, {missing_text(ev)}." if ev.cohort is not None else ""),
             ev.pointer("table2.csv"))
 
 
@@ -141,20 +114,25 @@ def _predictor_handling(ev: Evidence) -> Answer:
              if any(ev.image(a) for a in ev.arms) else "")
     fit = "each fold's" if ev.design == "cv" else "the"
     body = f"Clinical features: {labs} (mean and SD of {fit} training rows); no other transformation." if labs else ""
-    return (ANSWERED, " ".join(t for t in (body, image) if t) or "No arm's inputs are recorded.", MODEL_SETTINGS)
+    score = ("Clinical scores take the raw values into their published formula."
+             if any(ev.model(a).get("kind") == "score" for a in ev.arms) else "")
+    return (ANSWERED, " ".join(t for t in (body, score, image) if t) or "No arm's inputs are recorded.",
+            MODEL_SETTINGS)
 
 
 def _model_building(ev: Evidence) -> Answer:
-    arms = "; ".join(f"{a}: {_model_type(ev, a)}" for a in ev.arms)
+    arms = "; ".join(f"{a}: {model_type(ev, a)}" for a in ev.arms)
     es = ev.config("early_stopping", "enabled")
     select = ev.config("checkpoint", "select")
-    steps = (f"Networks train for {ev.config('trainer', 'max_epochs')} epochs, early stopping "
+    steps = [f"networks train for {ev.config('trainer', 'max_epochs')} epochs, early stopping "
              f"{'on (patience ' + str(ev.config('early_stopping', 'patience')) + ')' if es else 'off'}"
-             + (f", keeping the {'epoch with the best dev AUC' if select == 'best' else 'last epoch'}"
-                if select else "") + f"; seed {ev.provenance.get('seed')}.")
+             + (f", keeping the {'epoch with the best dev AUC' if select == 'best' else 'last epoch'}" if select else "")
+             ] if any(ev.model(a).get("kind") == "lightning" for a in ev.arms) else []
+    steps.append(f"seed {ev.provenance.get('seed')}")
     valid = ("internal validation by cross-validation (item 12a)" if ev.design == "cv"
              else "internal validation on the held-out test part (item 12a)")
-    return (PARTLY, f"{arms}. {steps} Settings are fixed by the configuration; liver-mm tunes no hyperparameter "
+    steps_text = "; ".join(steps)
+    return (PARTLY, f"{arms}. {steps_text[:1].upper() + steps_text[1:]}. Settings are fixed by the configuration; liver-mm tunes no hyperparameter "
                     f"beyond the dev part's choice of epoch and threshold; {valid}. For the authors: the rationale "
                     "for the models and settings.", MODEL_SETTINGS)
 
@@ -179,7 +157,7 @@ def _imbalance(ev: Evidence) -> Answer:
     weights = [f"{a}: pos_weight {m.get('pos_weight')}" for a in ev.arms
                if (m := ev.model(a)).get("pos_weight") is not None]
     weights += [f"{a}: class_weight {est.get('class_weight')}" for a in ev.arms
-                if (est := _sub(ev.model(a), "estimator")).get("class_weight") is not None]
+                if (est := sub(ev.model(a), "estimator")).get("class_weight") is not None]
     counts = ""
     if ev.cohort is not None:
         y = ev.y()
@@ -237,8 +215,8 @@ def _performance(ev: Evidence) -> Answer:
 
 
 def _specification(ev: Evidence) -> Answer:
-    runs = _sub(ev.provenance, "child_runs")
-    arms = "; ".join(f"{a} ({_inputs(ev, a)}): {_model_type(ev, a)}"
+    runs = sub(ev.provenance, "child_runs")
+    arms = "; ".join(f"{a} ({inputs_text(ev, a)}): {model_type(ev, a)}"
                      + (f", MLflow run {runs[a]}" if a in runs else "") for a in ev.arms)
     where = "the fold runs nested under each arm's run" if ev.design == "cv" else "each arm's run"
     return (PARTLY, f"{arms}. The trained models are kept in {where} (MLflow, parent run "
@@ -269,7 +247,7 @@ def answers(ev: Evidence) -> dict[str, Answer]:
                               "boxes and masks, labels, lab units and plausible ranges, duplicate cases, "
                               f"pixel-identical images). {_augmentation(ev)} For the authors: whether preparation "
                               "was similar across sociodemographic groups.", ev.pointer(REPORT_PROVENANCE)),
-        "9a": lambda: (PARTLY, "Inputs of each arm: " + "; ".join(f"{a} {_inputs(ev, a)}" for a in ev.arms)
+        "9a": lambda: (PARTLY, "Inputs of each arm: " + "; ".join(f"{a} {inputs_text(ev, a)}" for a in ev.arms)
                                + ". For the authors: why these predictors.", MODEL_SETTINGS),
         "9b": lambda: (PARTLY, "; ".join(f"{f}: {CLINICAL[f].description}" + (f" ({CLINICAL[f].unit})"
                                          if CLINICAL[f].unit else " (F/M)") for f in feats if f in CLINICAL)
@@ -315,7 +293,7 @@ def answers(ev: Evidence) -> dict[str, Answer]:
         out["10"] = lambda: _sample_size(ev)
         out["20a"] = lambda: _flow(ev)
         out["20b"] = lambda: (PARTLY, f"Table 1 (subtypes by diagnostic basis) and Table 2 (clinical data by "
-                                      f"class); {_missing(ev)}. For the authors: dates, setting, treatments and "
+                                      f"class); {missing_text(ev)}. For the authors: dates, setting, treatments and "
                                       "differences across demographic groups.",
                               ev.pointer("table1.csv", "table2.csv"))
         out["20c"] = lambda: _outcome_by_part(ev)

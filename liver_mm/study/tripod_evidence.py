@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from liver_mm.features.tabular import TabularPreprocessor
+from liver_mm.io.schema import CLINICAL
 from liver_mm.stats import encode_labels
 
 PARTS = ("train", "dev", "test")
@@ -141,3 +142,44 @@ def _span(values: list, digits: int = 0) -> str:
     lo, hi = min(values), max(values)
     fmt = (lambda v: f"{v:.{digits}f}") if digits else (lambda v: str(int(v)))
     return fmt(lo) if fmt(lo) == fmt(hi) else f"{fmt(lo)}–{fmt(hi)}"
+
+
+def inputs_text(ev: Evidence, arm: str) -> str:
+    """What the arm sees: ``image + age, sex`` (``inputs not recorded`` without model settings)."""
+    features, image = ev.features(arm), ev.image(arm)
+    if features is None or image is None:
+        return "inputs not recorded"
+    return " + ".join((["image"] if image else []) + ([", ".join(features)] if features else [])) or "none"
+
+
+def sub(node: object, key: str) -> Mapping[str, object]:
+    """``node[key]`` when both are mappings, else {}."""
+    value = node.get(key) if isinstance(node, Mapping) else None
+    return value if isinstance(value, Mapping) else {}
+
+
+def model_type(ev: Evidence, arm: str) -> str:
+    """The arm's kind of model in words, from its recorded ``model`` node."""
+    model = ev.model(arm)
+    kind = model.get("kind")
+    if kind == "lightning":
+        net = sub(model, "net")
+        parts = [f"CNN {sub(net, 'image').get('name')} on the crop"] if ev.image(arm) else []
+        if ev.features(arm):
+            parts.append(f"MLP {sub(net, 'tabular').get('hidden')} on the labs")
+        fusion = ev.settings(arm).get("fusion")
+        return "neural network: " + " + ".join(parts) + (f", {fusion} fusion" if fusion else "")
+    if kind == "sklearn":
+        return f"scikit-learn {str(sub(model, 'estimator').get('_target_', '?')).rsplit('.', 1)[-1]}"
+    if kind == "score":
+        return f"{model.get('description', model.get('score'))}, logistic calibration on log score (training rows)"
+    return f"model kind {kind}" if kind else "model not recorded"
+
+
+def missing_text(ev: Evidence) -> str:
+    """Missing values per clinical feature (those the arms use, else every clinical column) in the cohort."""
+    assert ev.cohort is not None
+    cols = ev.all_features() or [c for c in CLINICAL if c in ev.cohort.columns]
+    counts = ", ".join(f"{c} {int(ev.cohort[c].isna().sum())}" if c in ev.cohort.columns else f"{c} (no column)"
+                       for c in cols)
+    return f"missing values among the {len(ev.cohort)} nodules: {counts or 'no clinical column'}"
