@@ -17,8 +17,8 @@ from liver_mm.stats import markdown_table
 from liver_mm.study.clinical_value import format_calibration
 from liver_mm.study.compare import StudyComparison
 from liver_mm.study.tables import fmt_auc, fmt_number
-from liver_mm.study.tripod_answers import ANSWERED, AUTHORS, PARTLY, answers
-from liver_mm.study.tripod_evidence import Evidence
+from liver_mm.study.tripod_answers import answers
+from liver_mm.study.tripod_evidence import ANSWERED, AUTHORS, PARTLY, Evidence
 from liver_mm.study.tripod_items import CHECKLIST, CITATION
 
 TITLE = "TRIPOD+AI checklist"

@@ -15,20 +15,20 @@ import pandas as pd
 from liver_mm.features.tabular import LOG_FEATURES
 from liver_mm.io.schema import CLINICAL
 from liver_mm.study.tripod_evidence import (
-    PARTS,
+    ANSWERED,
+    AUTHORS,
+    MODEL_SETTINGS,
+    PARTLY,
+    REPORT_PROVENANCE,
+    Answer,
     Evidence,
     epp,
     inputs_text,
     missing_text,
     model_type,
-    part_counts,
     sub,
 )
-
-ANSWERED, PARTLY, AUTHORS = "answered here", "partly answered here", "for the authors to write"
-Answer = tuple[str, str, str]  # status, text, evidence (file names or report.md sections)
-REPORT_PROVENANCE = "report.md: How this was produced"
-MODEL_SETTINGS = "report.md: Model settings of each arm"
+from liver_mm.study.tripod_results import counts_answer, flow, outcome_by_part, performance, specification
 
 
 def _augmentation(ev: Evidence) -> str:
@@ -182,48 +182,6 @@ def _output(ev: Evidence) -> Answer:
             ev.pointer("table3.csv", "score_cutoffs.csv"))
 
 
-def _counts(ev: Evidence) -> Answer:
-    c = part_counts(ev)
-    per = []
-    for analysis, g in c.groupby("analysis", sort=False):
-        each = ", ".join(f"{r.part} {r.n} ({r.malignant} malignant)" for r in g.itertuples())
-        per.append(each if ev.design == "split" else f"{analysis}: {each}")
-    return (ANSWERED, "Nodules (events) per part: " + "; ".join(per) + ". Every arm uses the same parts.",
-            ev.pointer("counts.csv" if ev.design == "split" else "cv_fold_sizes.csv"))
-
-
-def _outcome_by_part(ev: Evidence) -> Answer:
-    if ev.design == "cv":
-        return (PARTLY, "Every nodule is evaluated once per repeat; the outcome per fold is in item 21. For the "
-                        "authors: predictor distributions by fold (not tabulated by liver-mm).", "cv_fold_sizes.csv")
-    c = part_counts(ev)
-    share = ", ".join(f"{r.part} {100 * r.malignant / r.n:.1f}%" for r in c.itertuples() if r.n)
-    return (PARTLY, f"Malignant share by part: {share}. For the authors: predictor distributions of the test part "
-                    "against the training part (not tabulated by liver-mm).", ev.pointer("counts.csv"))
-
-
-def _performance(ev: Evidence) -> Answer:
-    text = f"{ev.performance_note}. Discrimination: " + "; ".join(f"{a} {t}" for a, t in ev.discrimination.items())
-    if ev.calibration:
-        text += ". Calibration: " + "; ".join(f"{a} {t}" for a, t in ev.calibration.items())
-        text += ". Clinical utility: decision curves (net benefit of every arm, treat-all, treat-none)"
-    else:
-        text += ". Calibration and decision curves: not computed in this report"
-    files = ("table3.csv", "calibration.csv", "decision_curve.csv", "decision_curve.png", "calibration.png")
-    return (PARTLY, text + ". For the authors: key subgroups (not computed by liver-mm).",
-            ev.pointer(*(("cv_summary.csv", "cv_auc.csv") if ev.design == "cv" else files)))
-
-
-def _specification(ev: Evidence) -> Answer:
-    runs = sub(ev.provenance, "child_runs")
-    arms = "; ".join(f"{a} ({inputs_text(ev, a)}): {model_type(ev, a)}"
-                     + (f", MLflow run {runs[a]}" if a in runs else "") for a in ev.arms)
-    where = "the fold runs nested under each arm's run" if ev.design == "cv" else "each arm's run"
-    return (PARTLY, f"{arms}. The trained models are kept in {where} (MLflow, parent run "
-                    f"{ev.provenance.get('parent_run_id', 'not recorded')}); every setting is in the model "
-                    "settings table. For the authors: restrictions to access or re-use.", MODEL_SETTINGS)
-
-
 def _code(ev: Evidence) -> Answer:
     prov = ev.provenance
     versions = ", ".join(f"{k.removesuffix('_version')} {v}" for k, v in prov.items() if k.endswith("_version"))
@@ -271,8 +229,8 @@ def answers(ev: Evidence) -> dict[str, Answer]:
                                  + ("folds" if ev.design == "cv" else "one split") + "), with the same setting, "
                                  "eligibility, outcome definition and predictors.", ev.pointer("report.md: Cohort")),
         "18f": lambda: _code(ev),
-        "22": lambda: _specification(ev),
-        "23a": lambda: _performance(ev),
+        "22": lambda: specification(ev),
+        "23a": lambda: performance(ev),
         "24": lambda: (ANSWERED, "No model updating was done.", ""),
         "27a": lambda: (PARTLY, "`liver-mm predict` validates new cases as the training cohort was validated and "
                                 "refuses an empty input the model uses unless --allow-missing (then the training "
@@ -291,13 +249,13 @@ def answers(ev: Evidence) -> dict[str, Answer]:
     if has_cohort:
         out["8a"] = lambda: _outcome(ev)
         out["10"] = lambda: _sample_size(ev)
-        out["20a"] = lambda: _flow(ev)
+        out["20a"] = lambda: flow(ev)
         out["20b"] = lambda: (PARTLY, f"Table 1 (subtypes by diagnostic basis) and Table 2 (clinical data by "
                                       f"class); {missing_text(ev)}. For the authors: dates, setting, treatments and "
                                       "differences across demographic groups.",
                               ev.pointer("table1.csv", "table2.csv"))
-        out["20c"] = lambda: _outcome_by_part(ev)
-        out["21"] = lambda: _counts(ev)
+        out["20c"] = lambda: outcome_by_part(ev)
+        out["21"] = lambda: counts_answer(ev)
     return {number: make() for number, make in out.items()}
 
 
@@ -312,12 +270,3 @@ def _outcome(ev: Evidence) -> Answer:
                            "across sociodemographic groups.", ev.pointer("table1.csv"))
 
 
-def _flow(ev: Evidence) -> Answer:
-    assert ev.cohort is not None
-    y = ev.y()
-    n_pat = ev.cohort["patient_id"].nunique() if "patient_id" in ev.cohort.columns else "?"
-    parts = f" (parts: {', '.join(PARTS)})" if ev.design == "split" else ""
-    return (PARTLY, f"{len(y)} nodules of {n_pat} patients entered the analysis, {int(y.sum())} malignant and "
-                    f"{int(len(y) - y.sum())} benign{parts}; none was excluded by liver-mm. For the authors: the "
-                    "flow before the manifest (screened, excluded) and a diagram.",
-            ev.pointer("counts.csv", "cv_fold_sizes.csv"))

@@ -19,6 +19,10 @@ from liver_mm.io.schema import CLINICAL
 from liver_mm.stats import encode_labels
 
 PARTS = ("train", "dev", "test")
+ANSWERED, PARTLY, AUTHORS = "answered here", "partly answered here", "for the authors to write"
+Answer = tuple[str, str, str]  # status, text, evidence (file names or report.md sections)
+REPORT_PROVENANCE = "report.md: How this was produced"
+MODEL_SETTINGS = "report.md: Model settings of each arm"
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from liver_mm.study.compare import compare_study
 from liver_mm.study.cv_report import format_summary, write_cv_study
 from liver_mm.study.tables import format_table3
 from liver_mm.study.tripod import TITLE, split_evidence, tripod_rows, tripod_section
-from liver_mm.study.tripod_answers import ANSWERED, AUTHORS, PARTLY
+from liver_mm.study.tripod_evidence import ANSWERED, AUTHORS, PARTLY
 from liver_mm.study.tripod_items import CHECKLIST, NUMBERS
 from tests.study.test_compare import make_predictions
 
