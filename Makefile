@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_PINS)
-	$(PY) -m pip install -q -e '.[dev,slurm,server]'
+	$(PY) -m pip install -q -e '.[dev,slurm,server,tune]'
 	touch $(STAMP)
 
 lint: install

@@ -17,6 +17,7 @@ from liver_mm.study.clinical_value import gather_child_outputs
 from liver_mm.study.compare import compare_study, parent_metrics
 from liver_mm.study.parent import MARKER, arm_configs, arm_key, check_out_dir, parent_run
 from liver_mm.study.report import study_provenance, write_report
+from liver_mm.study.tuning_report import tuning_table
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,7 @@ def finish_study(config: DictConfig) -> bool:
             children = gather_child_outputs(client, {a: done[a] for a in arms}, tmp_out, Path(tmp))
             children["youden_scores"] = {a: done[a].data.metrics["threshold_score"] for a in arms
                                          if "threshold_score" in done[a].data.metrics}
+            children["tuning"] = tuning_table({(a,): done[a] for a in arms}, arms)
             write_report(tmp_out, comparison, predictions, cohort.df, prov, cohort.synthetic,
                          study_command(config), title=out.name, child_outputs=children)
             metrics = parent_metrics(comparison)

@@ -26,6 +26,7 @@ from liver_mm.study.tables import (
     format_icc,
     has_second_observer,
 )
+from liver_mm.study.tuning_report import tuning_section
 
 log = logging.getLogger(__name__)
 
@@ -266,6 +267,7 @@ def write_report(
         lines += ["## Cohort", "", "No cohort table was given; cohort tables omitted.", ""]
     lines += _results_section(comparison)
     lines += clinical_value_section(value, dict(value.get("youden_scores") or {}))  # type: ignore[arg-type]
+    lines += tuning_section(value.get("tuning"), out)  # type: ignore[arg-type]
     lines += ["## Figures", ""]
     for name, caption in figures.items():
         lines += [f"### {caption}", "", f"![{caption}]({name})", ""]
