@@ -20,7 +20,8 @@ CHOSEN = "tune.chosen."
 
 def tuning_table(runs: Mapping[tuple[str, ...], object], order: Sequence[str]) -> pd.DataFrame | None:
     """One row per tuned job run: ``runs`` maps (arm,) or (arm, repeat, fold) to its MLflow run; columns arm
-    [, repeat, fold], trials, sampler, seed, best_dev_auc, then each chosen setting. None when no run was tuned."""
+    [, repeat, fold], trials, sampler, seed, best_dev_auc, then each chosen setting (sorted by name). None when
+    no run was tuned."""
     rows = []
     for key, run in runs.items():
         params, metrics = run.data.params, run.data.metrics  # type: ignore[attr-defined]
@@ -36,7 +37,8 @@ def tuning_table(runs: Mapping[tuple[str, ...], object], order: Sequence[str]) -
     table = pd.DataFrame(rows)
     by = [c for c in ("arm", "repeat", "fold") if c in table.columns]
     table = table.sort_values(by, key=lambda c: c.map(rank) if c.name == "arm" else c, kind="stable")
-    return table.reset_index(drop=True)
+    first = [*by, "trials", "sampler", "seed", "best_dev_auc"]
+    return table[first + sorted(c for c in table.columns if c not in first)].reset_index(drop=True)
 
 
 def _fmt(value: object) -> str:
@@ -61,7 +63,7 @@ def tuning_section(table: pd.DataFrame | None, out: Path) -> list[str]:
                                                                                      "trials")})
     (out / "tuning.md").write_text(markdown_table(shown), encoding="utf-8")
     folds = "repeat" in table.columns
-    samplers = ", ".join(sorted({f"{s} (seed {d})" for s, d in zip(table["sampler"], table["seed"], strict=True)}))
+    samplers = "; ".join(sorted({f"sampler {s}, seed {d}" for s, d in zip(table["sampler"], table["seed"], strict=True)}))
     return [
         "## Tuning (nested in the training data)", "",
         f"Before training, each arm{' in each fold' if folds else ''} searched its training settings with the Hydra "
