@@ -17,7 +17,7 @@ from liver_mm.study.clinical_value import gather_child_outputs
 from liver_mm.study.compare import compare_study, parent_metrics
 from liver_mm.study.parent import MARKER, arm_configs, arm_key, check_out_dir, parent_run
 from liver_mm.study.report import study_provenance, write_report
-from liver_mm.study.tuning_report import tuning_table
+from liver_mm.study.tuning_report import mark_tuned, tuning_table
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def finish_study(config: DictConfig) -> bool:
     prov = study_provenance(config_summary(config), cohort.manifest_hash, cohort.split_hash, int(config.seed))
     commits = child_commits(client, {a: done[a] for a in arms})
     prov = {**prov, "parent_run_id": parent_id, "child_runs": {a: done[a].info.run_id for a in arms},
-            "model_settings": {a: model_settings(configs[a]) for a in arms}}
+            "model_settings": {a: mark_tuned(model_settings(configs[a]), configs[a]) for a in arms}}
     if set(commits.values()) != {prov.get("git_commit")}:
         prov["child_commits"] = commits  # trained at other commits than this report was written at
     if missing:

@@ -8,14 +8,36 @@ row per arm, or per arm, repeat and fold: trials, the chosen trial's dev AUC, ea
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
+from omegaconf import DictConfig
 
 from liver_mm.stats import markdown_table
 
 CHOSEN = "tune.chosen."
+TUNED = "tuned (see Tuning)"
+
+
+def mark_tuned(settings: dict[str, object], cfg: DictConfig) -> dict[str, object]:
+    """An arm's model settings for the report (:func:`liver_mm.study.finish.model_settings`) with every ``model.*``
+    setting its search chose shown as :data:`TUNED`: the configured value is not what the arm trained with."""
+    from liver_mm.training.tune_space import search_space, setting_name, tuning_on
+
+    if not tuning_on(cfg):
+        return settings
+    out = copy.deepcopy(settings)
+    for key in search_space(cfg):
+        path = setting_name(key).split(".")
+        if path[0] != "model":
+            continue
+        node = out.setdefault("model", {})
+        for part in path[1:-1]:
+            node = node.setdefault(part, {})  # type: ignore[union-attr, assignment]
+        node[path[-1]] = TUNED  # type: ignore[index]
+    return out
 
 
 def tuning_table(runs: Mapping[tuple[str, ...], object], order: Sequence[str]) -> pd.DataFrame | None:
@@ -69,7 +91,9 @@ def tuning_section(table: pd.DataFrame | None, out: Path) -> list[str]:
         f"Before training, each arm{' in each fold' if folds else ''} searched its training settings with the Hydra "
         f"Optuna sweeper ({samplers}): every trial trained on the training part's train rows and was scored by the "
         f"AUC of its dev rows; the test {'fold' if folds else 'split'} was never passed to a trial. The arm was then "
-        "trained with the chosen settings and tested as without tuning. Chosen settings:", "",
+        "trained with the chosen settings and tested as without tuning; where this report lists a searched setting "
+        f"elsewhere (the model settings show \"{TUNED}\", the configuration its starting value), these replace it. "
+        "Chosen settings:", "",
         markdown_table(shown),
         "The chosen trial's dev AUC is in [tuning.csv](tuning.csv) (optimistic: it is the best of the trials on "
         "that dev part, not an estimate of performance); every trial is an MLflow run nested under its job's run.", "",

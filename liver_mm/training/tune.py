@@ -107,6 +107,9 @@ class _TrialTask:
                                             callbacks=[EpochMetricsToMlflow(self.client, run_id)])
             assert fitted is not None
             y, prob = self.feats.labels[self.dev], fitted.probs  # probs: the dev rows (a trial has no test rows)
+            if not np.isfinite(prob).all():
+                raise ValueError(f"{self.name} trial {number} ({' '.join(hydra.overrides.task)}): non-finite dev "
+                                 "predictions (the training diverged); narrow tune.space")
             auc = float(roc_auc_score(y, prob))
             loss = float(log_loss(y, np.clip(prob, 1e-7, 1 - 1e-7), labels=[0, 1]))
             log_metrics(self.client, run_id, {f"objective_{OBJECTIVE}": auc, "dev_log_loss": loss})

@@ -59,3 +59,23 @@ def test_a_single_split_table_has_one_row_per_arm(tmp_path):
 def test_a_study_without_tuning_writes_no_tuning_file_and_no_section(tmp_path):
     assert tuning_table({("m1",): _untuned()}, ["m1"]) is None
     assert tuning_section(None, tmp_path) == [] and list(tmp_path.iterdir()) == []
+
+
+def test_the_model_settings_show_each_searched_setting_as_tuned():
+    from hydra import compose, initialize_config_module
+
+    from liver_mm.study.finish import model_settings
+    from liver_mm.study.tuning_report import TUNED, mark_tuned
+
+    with initialize_config_module("liver_mm.conf", version_base="1.3"):
+        off, on, gbm = (compose("study", overrides=o) for o in (["arm=m5"], ["arm=m5", "tune.trials=4"],
+                                                               ["arm=tab_gbm", "tune.trials=4"]))
+    assert mark_tuned(model_settings(off), off) == model_settings(off)
+    marked = mark_tuned(model_settings(on), on)["model"]
+    assert marked["optimizer"]["lr"] == marked["optimizer"]["weight_decay"] == marked["ema"]["enabled"] == TUNED
+    assert marked["net"]["tabular"]["hidden"] == marked["net"]["tabular"]["dropout"] == marked["net"]["tta_hflip"] == TUNED
+    assert marked["optimizer"]["_target_"] == "torch.optim.AdamW" and marked["net"]["head_hidden"] == 64
+    assert model_settings(on)["model"]["optimizer"]["lr"] == 1e-3  # the configured value, left as it was
+    assert mark_tuned(model_settings(gbm), gbm)["model"]["estimator"] == {
+        "_target_": "sklearn.ensemble.HistGradientBoostingClassifier", "random_state": 0, "learning_rate": TUNED,
+        "max_leaf_nodes": TUNED, "min_samples_leaf": TUNED}
