@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_PINS)
-	$(PY) -m pip install -q -e '.[dev,slurm,server]'
+	$(PY) -m pip install -q -e '.[dev,slurm,server,tune]'
 	touch $(STAMP)
 
 lint: install
@@ -52,13 +52,15 @@ ui: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --default-artifact-root ./mlartifacts \
 		--host 127.0.0.1 --port $(UI_PORT)
 
-# about 7 minutes on 2 cores; the GPU lines only where CUDA is present (bench_gpu.py: about 4 minutes on an H200)
+# about 7 minutes on 2 cores plus the tuning line's 3 demo trials (minutes each); the GPU lines only where CUDA
+# is present (bench_gpu.py: about 4 minutes on an H200)
 bench: install
 	$(PY) tests/benchmarks/bench_delong.py
 	$(PY) tests/benchmarks/bench_train.py
 	$(PY) tests/benchmarks/bench_predict.py
 	$(PY) tests/benchmarks/bench_study.py
 	$(PY) tests/benchmarks/bench_threads.py --threads auto,2
+	$(PY) tests/benchmarks/bench_tune.py --trials 3
 	@if $(PY) -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then \
 		$(PY) tests/benchmarks/bench_gpu.py --no-compile; \
 	else echo; echo "GPU: no CUDA device here; the GPU ratio and paper-study lines come from bench_gpu.py on one"; fi

@@ -1,4 +1,4 @@
-"""``liver-mm train`` and ``liver-mm study``: Hydra-composed runs (overrides as Hydra takes them)."""
+"""``liver-mm train``, ``liver-mm study`` and ``liver-mm tune``: Hydra-composed runs (overrides as Hydra takes them)."""
 
 from __future__ import annotations
 
@@ -100,11 +100,18 @@ def _study(args: argparse.Namespace) -> int:
     return run_hydra_app("study", run_arm, args.overrides)
 
 
+def _tune(args: argparse.Namespace) -> int:
+    from liver_mm.training.tune_app import tune_task
+
+    return run_hydra_app("tune", tune_task, args.overrides)
+
+
 # what a Ctrl-C leaves behind and how to go on (liver_mm.training.run ends an interrupted run KILLED;
 # a rerun of a study finds its parent run and trains only the arms not yet finished)
 _ON_INTERRUPT = {
     "train": "the run in progress is marked KILLED; rerun the same command to train it again",
     "study": "runs in progress are marked KILLED; rerun the same command to resume (finished arms are kept)",
+    "tune": "the tuning run and its trial in progress are marked KILLED; rerun the same command to search again",
 }
 
 _COMMANDS = {
@@ -119,6 +126,13 @@ _COMMANDS = {
         "the stepwise study: m1..m5 + controls as child runs, then DeLong comparison and report",
         "Run the seed's stepwise study as a Hydra multirun (conf/study.yaml). Arguments are Hydra "
         "overrides, e.g. data.n=300 image_size=64 trainer.max_epochs=1 hydra/launcher=joblib_local.",
+    ),
+    "tune": (
+        _tune,
+        "search one arm's training recipe on its dev split (hydra-optuna-sweeper; e.g. arm=m5 tune.trials=8)",
+        "Search the training settings of one arm (conf/tune.yaml) with the Hydra Optuna sweeper: every trial trains "
+        "on the train split and is scored by its dev AUC; the test split is never used. Arguments are Hydra "
+        "overrides, e.g. arm=m5 experiment=demo tune.trials=8.",
     ),
 }
 

@@ -8,6 +8,7 @@
 * ``study.holm_families``: a list of ``{name, arms}`` entries, each name once, each with arms.
 * ``early_stopping.patience`` given on the command line while early stopping is off
   (:func:`liver_mm.training.checks.idle_settings`).
+* ``tune.*`` when ``tune.trials`` > 0, for every arm (:func:`liver_mm.training.tune_space.tune_problems`).
 """
 
 from __future__ import annotations
@@ -92,3 +93,16 @@ def check_study_config(cfg: DictConfig) -> None:
         raise ValueError(f"study.arms must be a non-empty list of arm names, e.g. study.arms=[m1,m5]; got {arms!r}")
     check_arms(list(arms), str(cfg.study.reference), known_arms())
     holm_families(cfg)
+    check_tune(cfg)
+
+
+def check_tune(cfg: DictConfig) -> None:
+    """``tune.*`` for every arm of the study (each searches its own part of ``tune.space``), when tuning is on."""
+    from liver_mm.study.parent import arm_configs
+    from liver_mm.training.tune_space import trials, tune_problems
+
+    if trials(cfg) == 0:
+        return
+    problems = list(dict.fromkeys(p for arm_cfg in arm_configs(cfg).values() for p in tune_problems(arm_cfg)))
+    if problems:
+        raise ValueError("invalid tuning settings; nothing was trained:\n  " + "\n  ".join(problems))

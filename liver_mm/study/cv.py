@@ -191,6 +191,7 @@ def finish_cv(config: DictConfig, cohort: PreparedCohort, client, exp_id: str, k
     """Gather the finished fold runs of each arm (report order) trained with its arm key ``arm_keys[arm]`` and
     write the cross-validation report into ``out``."""
     from liver_mm.study.cv_report import write_cv_study
+    from liver_mm.study.tuning_report import tuning_table
     from liver_mm.tracking.registry import finished_by, study_runs
 
     assignment, _ = prepare_study_folds(config, cohort)
@@ -205,4 +206,4 @@ def finish_cv(config: DictConfig, cohort: PreparedCohort, client, exp_id: str, k
                 path = client.download_artifacts(run.info.run_id, "predictions.csv", f"{tmp}/{arm}-{rep}-{fold}")
                 preds[(arm, int(rep), int(fold))] = pd.read_csv(path)
     return write_cv_study(config, cohort, preds, fold_sizes(assignment), arms, out, provenance, command, families,
-                          title)
+                          title, tuning=tuning_table({k: r for k, r in runs.items() if k[0] in arm_keys}, arms))

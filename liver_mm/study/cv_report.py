@@ -28,6 +28,7 @@ from liver_mm.study.report import (
 )
 from liver_mm.study.tables import METRICS, fmt_auc, fmt_number, fmt_proportion
 from liver_mm.study.tripod import cv_evidence, tripod_section
+from liver_mm.study.tuning_report import tuning_section
 from liver_mm.training.evaluate import DegenerateThresholdError, check_threshold
 
 log = logging.getLogger(__name__)
@@ -156,7 +157,8 @@ def _cv_section(summary: pd.DataFrame, comp: pd.DataFrame, k: int, r: int, refer
 
 def write_cv_study(config: DictConfig, cohort: PreparedCohort, fold_preds: Mapping[tuple[str, int, int], pd.DataFrame],
                    sizes: pd.DataFrame, order: Sequence[str], out: Path, provenance: Mapping[str, object],
-                   command: str, families: Mapping[str, Sequence[str]] | None, title: str) -> dict[str, float]:
+                   command: str, families: Mapping[str, Sequence[str]] | None, title: str,
+                   tuning: pd.DataFrame | None = None) -> dict[str, float]:
     """Write the CV files and report.md into ``out``; returns the parent run's metrics."""
     patients = dict(zip(cohort.df["case_id"].astype(str), cohort.df["patient_id"].astype(str), strict=True))
     oof = pd.concat([fold_predictions(p, a, rep, f, patients) for (a, rep, f), p in fold_preds.items()],
@@ -183,6 +185,7 @@ def write_cv_study(config: DictConfig, cohort: PreparedCohort, fold_preds: Mappi
     lines += _provenance_section(provenance, command)
     lines += _cohort_section(write_cohort_tables(cohort.df, out))
     lines += _cv_section(summary, comp, k, r, reference)
+    lines += tuning_section(tuning, out)  # the settings each fold's search chose; none without tuning
     lines += tripod_section(cv_evidence(out, cohort.df, fold_preds, summary, reference, provenance, cohort.synthetic,
                                         command), out)
     lines += ["## Figures", "", "### Test AUC of each fold", "", f"![fold AUCs]({figures[0]})", "",

@@ -17,6 +17,7 @@ from liver_mm.study.clinical_value import gather_child_outputs
 from liver_mm.study.compare import compare_study, parent_metrics
 from liver_mm.study.parent import MARKER, arm_configs, arm_key, check_out_dir, parent_run
 from liver_mm.study.report import study_provenance, write_report
+from liver_mm.study.tuning_report import mark_tuned, tuning_table
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ def study_command(config: DictConfig) -> str:
 
 def config_summary(config: DictConfig) -> dict[str, object]:
     keys = ("data", "image_size", "crop", "split", "cv", "loader", "augment", "checkpoint", "early_stopping", "trainer",
-            "seed")
+            "seed", "tune")
     return {k: OmegaConf.to_container(config[k], resolve=True) if OmegaConf.is_config(config[k]) else config[k]
             for k in keys if k in config}
 
@@ -112,7 +113,7 @@ def finish_study(config: DictConfig) -> bool:
     prov = study_provenance(config_summary(config), cohort.manifest_hash, cohort.split_hash, int(config.seed))
     commits = child_commits(client, {a: done[a] for a in arms})
     prov = {**prov, "parent_run_id": parent_id, "child_runs": {a: done[a].info.run_id for a in arms},
-            "model_settings": {a: model_settings(configs[a]) for a in arms}}
+            "model_settings": {a: mark_tuned(model_settings(configs[a]), configs[a]) for a in arms}}
     if set(commits.values()) != {prov.get("git_commit")}:
         prov["child_commits"] = commits  # trained at other commits than this report was written at
     if missing:
@@ -135,6 +136,7 @@ def finish_study(config: DictConfig) -> bool:
             children = gather_child_outputs(client, {a: done[a] for a in arms}, tmp_out, Path(tmp))
             children["youden_scores"] = {a: done[a].data.metrics["threshold_score"] for a in arms
                                          if "threshold_score" in done[a].data.metrics}
+            children["tuning"] = tuning_table({(a,): done[a] for a in arms}, arms)
             write_report(tmp_out, comparison, predictions, cohort.df, prov, cohort.synthetic,
                          study_command(config), title=out.name, child_outputs=children)
             metrics = parent_metrics(comparison)

@@ -7,6 +7,8 @@ nodes (``++model.optimizer.lr=0.5``, ``fusion=film``). Rerunning the same study 
 same key, hence the same parent and finished children. Each child also carries its *arm key*, the hash of the
 arm's whole resolved config less what only changes how it runs: a finished child counts only while its arm key
 is the one the arm's settings give now (an edited config file retrains the arm instead of reusing it).
+With ``tune.trials`` > 0 the ``tune`` node enters the study key and each arm's own search (trials, sampler, seed,
+its part of the space) its arm key; with tuning off (the default) neither key changes.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from liver_mm.cohort.prepare import PreparedCohort
+from liver_mm.training.tune_space import trials, tuning_identity
 
 ARM_SPECIFIC = ("modalities", "model", "fusion", "hydra", "arm")
 #: the sweep's own overrides of each job (not the user's command)
@@ -41,6 +44,8 @@ def _without_execution(cfg: DictConfig, drop: tuple[str, ...]) -> dict:
     assert isinstance(raw, dict)
     for key in (*drop, *NOT_IN_KEY):  # (the hydra node only resolves inside a job)
         raw.pop(key, None)
+    if not trials(cfg):  # tuning off: the tune node changes nothing (the keys of studies made before it stay)
+        raw.pop("tune", None)
     for group, keys in EXECUTION_ONLY.items():
         for key in keys:
             (raw.get(group) or {}).pop(key, None)
@@ -69,7 +74,12 @@ def arm_key(cfg: DictConfig) -> str:
     execution-only settings and the study's bookkeeping: equal arm keys train the same model on the same data."""
     settings = _without_execution(cfg, ("hydra",))
     study = settings.pop("study", {}) or {}
-    return _hash({"arm": study.get("arm"), "settings": settings})
+    settings.pop("tune", None)  # only what this arm's search can change (another kind's space is not its own)
+    ident = {"arm": study.get("arm"), "settings": settings}
+    tuning = tuning_identity(cfg)
+    if tuning is not None:
+        ident["tune"] = tuning
+    return _hash(ident)
 
 
 def task_overrides(cfg: DictConfig) -> list[str]:

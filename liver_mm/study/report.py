@@ -27,6 +27,7 @@ from liver_mm.study.tables import (
     has_second_observer,
 )
 from liver_mm.study.tripod import split_evidence, tripod_section
+from liver_mm.study.tuning_report import tuning_section
 
 log = logging.getLogger(__name__)
 
@@ -267,6 +268,7 @@ def write_report(
         lines += ["## Cohort", "", "No cohort table was given; cohort tables omitted.", ""]
     lines += _results_section(comparison)
     lines += clinical_value_section(value, dict(value.get("youden_scores") or {}))  # type: ignore[arg-type]
+    lines += tuning_section(value.get("tuning"), out)  # type: ignore[arg-type]
     lines += tripod_section(split_evidence(out, comparison, cohort_df, provenance, synthetic, command,
                                            value.get("calibration")), out)  # type: ignore[arg-type]
     lines += ["## Figures", ""]

@@ -132,9 +132,21 @@ def _model_building(ev: Evidence) -> Answer:
     valid = ("internal validation by cross-validation (item 12a)" if ev.design == "cv"
              else "internal validation on the held-out test part (item 12a)")
     steps_text = "; ".join(steps)
-    return (PARTLY, f"{arms}. {steps_text[:1].upper() + steps_text[1:]}. Settings are fixed by the configuration; liver-mm tunes no hyperparameter "
-                    f"beyond the dev part's choice of epoch and threshold; {valid}. For the authors: the rationale "
-                    "for the models and settings.", MODEL_SETTINGS)
+    return (PARTLY, f"{arms}. {steps_text[:1].upper() + steps_text[1:]}. {_tuning_text(ev)}; {valid}. For the "
+                    "authors: the rationale for the models and settings.", MODEL_SETTINGS)
+
+
+def _tuning_text(ev: Evidence) -> str:
+    """How the settings were chosen: fixed by the configuration, or searched per training job (``tune.trials``)."""
+    trials = ev.config("tune", "trials")
+    if not trials:
+        return ("Settings are fixed by the configuration; liver-mm tunes no hyperparameter beyond the dev part's "
+                "choice of epoch and threshold")
+    where = "each fold's" if ev.design == "cv" else "the"
+    table = " (chosen settings per arm: tuning.csv, section Tuning)" if "tuning.csv" in ev.files else ""
+    return (f"Hyperparameters searched by Optuna (hydra-optuna-sweeper, {ev.config('tune', 'sampler')} sampler, "
+            f"{trials} trials per training job, objective dev AUC) on {where} training part only, the test part "
+            f"never seen by a trial{table}")
 
 
 def _measures(ev: Evidence) -> Answer:

@@ -100,6 +100,9 @@ def remove_unfinished(client: MlflowClient, runs: list[Run], what: str) -> list[
             busy.append((run, owner))
             continue
         log.warning("removing unfinished run %s of %s (status %s)", run.info.run_id, what, run.info.status)
+        for trial in client.search_runs([run.info.experiment_id], "tags.study_level = 'tuning_trial' and "
+                                        f"tags.`mlflow.parentRunId` = '{run.info.run_id}'"):
+            client.delete_run(trial.info.run_id)  # its tuning trials go with it
         client.delete_run(run.info.run_id)
     return busy
 

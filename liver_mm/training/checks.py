@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
+from liver_mm.training.tune_space import tune_problems
+
 MIN_IMAGE_SIZE = 32  # the encoders' total stride: smaller crops shrink to nothing before pooling
 
 
@@ -27,6 +29,7 @@ def check_settings(cfg: DictConfig) -> None:
     if not 0 <= float(cfg.crop.margin) <= 1:
         problems.append(f"crop.margin={cfg.crop.margin}: a fraction of the box in [0, 1]")
     problems += idle_settings(cfg)
+    problems += tune_problems(cfg)
     if problems:
         raise ValueError("invalid settings; nothing was trained:\n  " + "\n  ".join(problems))
 

@@ -26,6 +26,7 @@ from liver_mm.training.checks import check_settings
 from liver_mm.training.estimators import Estimator, estimator_for
 from liver_mm.training.evaluate import run_metrics
 from liver_mm.training.outputs import write_run_files
+from liver_mm.training.tune_space import search_space, setting_name, tuning_on
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,22 @@ def built_fusion(cfg: DictConfig, feats: Features, estimator: Estimator | None =
     return out
 
 
+def run_params(cfg: DictConfig, cohort: PreparedCohort, feats: Features) -> dict[str, object]:
+    """The params of a training run: its flattened resolved config, the cohort's hashes, the fusion built."""
+    from liver_mm.tracking.runs import flatten
+
+    params = flatten(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+    params.update(manifest_hash=cohort.manifest_hash, split_hash=cohort.split_hash, crop_cache_key=str(feats.crop_key))
+    estimator = estimator_for(cfg)
+    if not estimator.has_network:  # no fusion is built
+        params = {k: v for k, v in params.items() if not k.startswith("fusion.")}
+    params.update(built_fusion(cfg, feats, estimator))
+    params = {k: v for k, v in params.items() if not k.startswith("tune.space.")}  # every kind's: only its own
+    if tuning_on(cfg):
+        params.update({f"tune.space.{setting_name(k)}": v for k, v in search_space(cfg).items()})
+    return params
+
+
 def _writable_places(cfg: DictConfig, out: Path) -> list[Path]:
     places = [out, Path(str(cfg.cache_dir))]
     if cfg.logger.get("artifact_root"):
@@ -155,20 +172,24 @@ def _tracked_fit(cfg: DictConfig, estimator: Estimator, cohort: PreparedCohort, 
                  out: Path) -> TrainResult:
     from liver_mm.tracking import artifacts
     from liver_mm.tracking.epochs import EpochMetricsToMlflow
-    from liver_mm.tracking.runs import create_run, flatten, heartbeat, last_step, log_metrics, set_status
+    from liver_mm.tracking.runs import create_run, heartbeat, last_step, log_metrics, log_params, set_status
     from liver_mm.tracking.store import connect
+    from liver_mm.training.tune import tune_job
 
     client, exp_id = connect(cfg.logger)
-    params = flatten(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
-    params.update(manifest_hash=cohort.manifest_hash, split_hash=cohort.split_hash, crop_cache_key=str(feats.crop_key))
-    if not estimator.has_network:  # no fusion is built
-        params = {k: v for k, v in params.items() if not k.startswith("fusion.")}
-    params.update(built_fusion(cfg, feats, estimator))
     name = str((cfg.get("study") or {}).get("run_name") or (cfg.get("study") or {}).get("arm") or cfg.modalities.name)
-    run_id = create_run(client, exp_id, name, run_tags(cfg, cohort), params)
+    tuned = tuning_on(cfg)  # the config's params are logged once the search has chosen the settings
+    run_id = create_run(client, exp_id, name, run_tags(cfg, cohort), {} if tuned else run_params(cfg, cohort, feats))
     status = "FAILED"
     try:
         with sigterm_as_interrupt(), heartbeat(client, run_id):
+            tuning_files: list[Path] = []
+            if tuned:  # trials on the train and dev rows only, nested under this run; then the chosen settings
+                cfg, search, tuning_files = tune_job(cfg, cohort, feats, client, exp_id, run_id, out, name)
+                estimator = estimator_for(cfg)
+                log_params(client, run_id, {**run_params(cfg, cohort, feats), **search.params()})
+                log_metrics(client, run_id, {"tune_best_dev_auc": search.chosen.dev_auc,
+                                             "tune_trials": len(search.trials)})
             result = estimator.fit(cohort, feats, callbacks=[EpochMetricsToMlflow(client, run_id)])
             assert result is not None  # only rank 0 gets here
         client.set_tag(run_id, "world_size", str(result.world_size))
@@ -182,6 +203,7 @@ def _tracked_fit(cfg: DictConfig, estimator: Estimator, cohort: PreparedCohort, 
         explained = estimator.explain(cohort, feats, result, metrics["threshold"], out)
         log_metrics(client, run_id, metrics, step=last_step(client, run_id, "dev_auc"))
         artifacts.log_files(client, run_id, files)
+        artifacts.log_files(client, run_id, tuning_files, "tuning")
         # the per-case overlays (named by case_id) stay in the run folder; the montage and tables are logged
         artifacts.log_files(client, run_id, [p for p in explained if p.parent == out / "explain"], "explain")
         estimator.log_model(client, run_id, result, feats, metrics, cohort.synthetic, out)

@@ -143,6 +143,16 @@ def test_missing_data_model_and_code_items(tmp_path, comparison, cohort):
             in rows.at["8a", "text"])
 
 
+def test_model_building_says_whether_settings_were_tuned(tmp_path, comparison, cohort):
+    fixed = _rows(tmp_path, comparison, cohort).at["12c", "text"]
+    assert "Settings are fixed by the configuration; liver-mm tunes no hyperparameter" in fixed
+    tuned = {**PROVENANCE, "config": {**PROVENANCE["config"], "tune": {"trials": 8, "sampler": "tpe"}}}
+    text = _rows(tmp_path, comparison, cohort, provenance=tuned).at["12c", "text"]
+    assert ("Hyperparameters searched by Optuna (hydra-optuna-sweeper, tpe sampler, 8 trials per training job, "
+            "objective dev AUC) on the training part only, the test part never seen by a trial;") in text
+    assert "tunes no hyperparameter" not in text
+
+
 def test_items_only_the_authors_can_write_are_listed_for_them(tmp_path, comparison, cohort):
     rows = _rows(tmp_path, comparison, cohort)
     for item in ("1", "2", "3a", "3b", "3c", "5b", "6a", "6b", "6c", "8b", "8c", "9c", "12d", "14", "17", "18a",

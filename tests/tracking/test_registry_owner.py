@@ -96,3 +96,15 @@ def test_an_arm_another_study_trains_is_waited_for_not_removed(store, other_proc
     threading.Thread(target=finish_later, daemon=True).start()
     done = _finished_or_free(client, exp_id, "k", "m1", "a1", poll_s=0.2)
     assert done is not None and done.info.run_id == run_id
+
+
+def test_a_removed_job_takes_its_tuning_trials_with_it(store):
+    client, exp_id = store
+    job = create_run(client, exp_id, "m1 r0 f0", {"arm": "m1"})
+    client.set_terminated(job, "FAILED")
+    trials = [create_run(client, exp_id, f"m1 r0 f0 trial {i}", {"study_level": "tuning_trial",
+                                                                  "mlflow.parentRunId": job}) for i in range(2)]
+    other = create_run(client, exp_id, "not a trial", {"study_level": "fold", "mlflow.parentRunId": job})
+    assert remove_unfinished(client, [client.get_run(job)], "arm m1") == []
+    assert {r.info.run_id for r in client.search_runs([exp_id])} == {other}
+    assert {client.get_run(r).info.lifecycle_stage for r in [job, *trials]} == {"deleted"}
