@@ -115,6 +115,14 @@ def source_manifest(data: Mapping, cache_dir: str | Path) -> tuple[Path, bool]:
     raise ValueError(f"data.kind must be synthetic, folder or manifest, not {kind!r}")
 
 
+def synthetic_meta(manifest: str | Path) -> dict | None:
+    """The ``cohort.json`` record of a synthetic manifest (generator settings, ``site`` when not the home
+    site); None for a cohort not marked synthetic."""
+    from liver_mm.synth.cohort import is_synthetic, read_cohort_meta
+
+    return (read_cohort_meta(manifest) or {"synthetic": True}) if is_synthetic(manifest) else None
+
+
 def _file_state(df: pd.DataFrame) -> list[tuple[str, int, int]]:
     """(path, size, mtime) of every image and mask file the cohort references."""
     paths: set[str] = set()
