@@ -79,9 +79,15 @@ def run_models(client: MlflowClient, run) -> frozenset[str]:
 
 def download_run_model(client: MlflowClient, run_id: str, name: str, dst: Path) -> Path:
     """A local copy (under ``dst``) of the model ``name`` run ``run_id`` logged (``runs:/<run_id>/<name>``, read
-    from the client's store)."""
-    return Path(mlflow.artifacts.download_artifacts(artifact_uri=f"runs:/{run_id}/{name}", dst_path=str(dst),
-                                                    tracking_uri=client.tracking_uri))
+    from the client's store); ``ValueError`` when it cannot be fetched."""
+    from mlflow.exceptions import MlflowException
+
+    mlflow.set_tracking_uri(client.tracking_uri)  # MLflow resolves a run's logged model through the global store
+    try:
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=f"runs:/{run_id}/{name}", dst_path=str(dst),
+                                                        tracking_uri=client.tracking_uri))
+    except MlflowException as exc:
+        raise ValueError(f"cannot fetch model {name!r} of run {run_id}: {exc}") from None
 
 
 def load_sklearn_model(client: MlflowClient, run_id: str, dst: Path):

@@ -64,3 +64,13 @@ def test_unknown_site_is_refused_before_writing(tmp_path, capsys):
     assert "unknown site 'nowhere'" in capsys.readouterr().err
     assert main(["synth", "--out", str(tmp_path / "z"), "--n", "4", "--frame-size", "96x120", "--site", "b"]) == 0
     assert "(site b)" in capsys.readouterr().out and read_cohort_meta(tmp_path / "z" / "manifest.csv")["site"]
+
+
+def test_a_hydra_run_gets_the_site_as_a_data_option(tmp_path):
+    from liver_mm.cohort.prepare import source_manifest
+
+    manifest, synthetic = source_manifest({"kind": "synthetic", "n": 6, "seed": 2, "site": "b"}, tmp_path)
+    assert synthetic and manifest.parent.name.endswith("-siteb")
+    assert read_cohort_meta(manifest)["site"]["name"] == "b"
+    home, _ = source_manifest({"kind": "synthetic", "n": 6, "seed": 2}, tmp_path)
+    assert home.parent.name == "synthetic-n6-seed2-signalNone" and "site" not in read_cohort_meta(home)
