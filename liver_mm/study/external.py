@@ -10,9 +10,9 @@ experiment, nested under its parent run. Nothing is trained; each arm's threshol
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
+import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -25,7 +25,7 @@ from liver_mm.cohort.validate import ManifestValidationError
 from liver_mm.cohort.validate_report import Collector
 from liver_mm.io.codes import unmapped_codes
 from liver_mm.io.dialect import TableOptions
-from liver_mm.io.schema import LABELS
+from liver_mm.io.schema import LABELS, manifest_hash
 from liver_mm.stats import calibration_metrics, encode_labels
 from liver_mm.study import recalibration as rc
 from liver_mm.study.compare import StudyComparison, metric_name, parent_metrics
@@ -77,10 +77,12 @@ def validate_external(manifest: str | Path, source: StudySource, units: Mapping[
     report, df = validate_cases(manifest, units, features, use_image, allow_missing=False, options=options)
     if df is not None:
         out = Collector(df, str(manifest))
-        for col in ("label", *([recal_column] if recal_column else [])):
+        needs = {"label": "every case's outcome (benign/malignant)"}
+        if recal_column:
+            needs[recal_column] = "each row's recalibration part (fit/eval; --recal-column)"
+        for col, what in needs.items():
             if col not in df.columns:
-                out.add("error", "missing_column", f"column {col!r} is missing: external validation needs "
-                        f"{'every case' + chr(39) + 's outcome' if col == 'label' else 'the recalibration part'}",
+                out.add("error", "missing_column", f"column {col!r} is missing: external validation needs {what}",
                         column=col)
         if "label" in df.columns:
             for idx in df.index[df["label"].isna()]:
@@ -170,12 +172,19 @@ def evaluate(study: str, manifest: str | Path, out: str | Path, *, tracking: str
 
     out, manifest = Path(out), Path(manifest)
     check_out(out)
-    check_writable_dir(out.parent if not out.exists() else out)
+    check_writable_dir(out.parent)  # the folder is written beside --out, then swapped in
     if recal is not None and recal.method not in rc.METHODS:
         raise ValueError(f"--recalibrate {recal.method}: expected one of {', '.join(rc.METHODS)}")
     with tempfile.TemporaryDirectory() as tmp:
         source = resolve_study(study, tracking, Path(tmp))
+        if source.folder is not None and out.resolve().is_relative_to(source.folder.resolve()):
+            raise ValueError(f"--out {out} is inside the study folder {source.folder}, which the study replaces whole "
+                             "when it is rerun: choose a folder outside it")
         df = validate_external(manifest, source, units, options, recal.column if recal else None)
+        mhash = manifest_hash(manifest, options)
+        if mhash == source.manifest_hash:
+            raise ValueError(f"{manifest}: the study's own cohort (same manifest hash {mhash[:12]}): evaluating it "
+                             "is not external validation; its test split is in the study's report")
         parts = None
         if recal is not None:
             parts = (rc.column_parts(df, recal.column) if recal.column
@@ -185,22 +194,23 @@ def evaluate(study: str, manifest: str | Path, out: str | Path, *, tracking: str
         wide = _wide(df, {a: scorer(df) for a, scorer in scorers.items()}, source)
         comparison = _compare(wide, source)
         recalibrated = None if parts is None else _recalibrate(wide, parts, source, recal)  # type: ignore[arg-type]
-        run_id = _create_run(source, manifest, recal)
+        run_id = _create_run(source, manifest, mhash, recal)
+        tmp_out = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
         try:
-            tmp_out = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent if out.parent.exists() else tmp))
-            table = _write(tmp_out, source, manifest, df, wide, comparison, recalibrated, recal, run_id, command,
-                           out.resolve().name)
+            table = _write(tmp_out, source, manifest, mhash, df, wide, comparison, recalibrated, recal, run_id,
+                           command, out.resolve().name)
             replace_folder(tmp_out, out, check=check_out, marker=MARKER, note=NOTE)
             _finish_run(source, run_id, out, run_metrics(comparison, table))
         except BaseException:
             from liver_mm.tracking.runs import set_status
 
+            shutil.rmtree(tmp_out, ignore_errors=True)  # (gone already once swapped in)
             set_status(source.client, run_id, "FAILED")
             raise
     return Evaluation(out, run_id, comparison, table)
 
 
-def _write(tmp_out: Path, source: StudySource, manifest: Path, df: pd.DataFrame, wide: pd.DataFrame,
+def _write(tmp_out: Path, source: StudySource, manifest: Path, mhash: str, df: pd.DataFrame, wide: pd.DataFrame,
            comparison: StudyComparison, recalibrated, recal: Recalibration | None, run_id: str, command: str,
            title: str) -> pd.DataFrame | None:
     from liver_mm.cohort.prepare import synthetic_meta
@@ -225,7 +235,7 @@ def _write(tmp_out: Path, source: StudySource, manifest: Path, df: pd.DataFrame,
     prov = {"study": source.name, "study_folder": str(source.folder.resolve()) if source.folder else "",
             "parent_run_id": source.parent_id, "experiment_id": source.experiment_id, "evaluate_run_id": run_id,
             "child_runs": {a: r.run_id for a, r in source.arms.items()},
-            "external_manifest": str(manifest.resolve()), "external_manifest_sha256": _sha256(manifest),
+            "external_manifest": str(manifest.resolve()), "external_manifest_hash": mhash,
             "external_synthetic": external_synthetic, **({"external_site": site} if site else {}),
             **({"recalibration": settings} if settings else {}), **provenance()}
     table = None
@@ -237,11 +247,7 @@ def _write(tmp_out: Path, source: StudySource, manifest: Path, df: pd.DataFrame,
     return table
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _create_run(source: StudySource, manifest: Path, recal: Recalibration | None) -> str:
+def _create_run(source: StudySource, manifest: Path, mhash: str, recal: Recalibration | None) -> str:
     """The evaluate run (RUNNING) in the study's experiment, nested under its parent; no patient data."""
     from liver_mm.cohort.prepare import synthetic_meta
     from liver_mm.tracking.runs import create_run
@@ -249,7 +255,7 @@ def _create_run(source: StudySource, manifest: Path, recal: Recalibration | None
     tags = {"mlflow.parentRunId": source.parent_id, "study_parent_run_id": source.parent_id,
             "evaluated_study": source.name, "run_type": RUN_TYPE,
             "synthetic": str(synthetic_meta(manifest) is not None or source.synthetic).lower(),
-            "external_manifest_sha256": _sha256(manifest)}
+            "external_manifest_hash": mhash}
     params = {"evaluated_study": source.name, "study_parent_run_id": source.parent_id,
               "arms": ",".join(source.arms), "reference": source.reference,
               "recalibrate": recal.method if recal else "none"}

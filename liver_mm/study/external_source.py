@@ -64,7 +64,8 @@ class ArmRun:
 @dataclass(frozen=True)
 class StudySource:
     """A finished study: name, parent run, experiment, arms in study order, reference, Holm families (None: one
-    family), synthetic cohort or not, the folder it was read from (None for a run id) and an MLflow client."""
+    family), synthetic cohort or not, the folder it was read from (None for a run id), an MLflow client and the
+    content hash of the study's cohort manifest (:func:`liver_mm.io.schema.manifest_hash`)."""
 
     name: str
     parent_id: str
@@ -75,6 +76,7 @@ class StudySource:
     synthetic: bool
     folder: Path | None
     client: object
+    manifest_hash: str = ""
 
 
 def folder_tracking_uri(folder: Path) -> str | None:
@@ -205,4 +207,5 @@ def resolve_study(study: str, tracking: str | None, tmp: Path) -> StudySource:
     if reference not in arms:
         raise StudySourceError(f"study {name}: its reference arm {reference} has no finished run{where}")
     return StudySource(name, parent_id, exp_id, arms, reference, holm_families(config),
-                       parent.data.tags.get("synthetic") == "true", folder, client)
+                       parent.data.tags.get("synthetic") == "true", folder, client,
+                       parent.data.tags.get("manifest_hash", ""))

@@ -56,8 +56,12 @@ def wide() -> pd.DataFrame:
     return out
 
 
-def test_table3_and_delong_at_frozen_thresholds_equal_the_stats_functions(wide):
-    comp = compare_frozen(wide, ARMS, THRESHOLDS, "m1", families=FAMILIES, selection_dev_auc={"m1": 0.71})
+@pytest.fixture(scope="module")
+def comp(wide):
+    return compare_frozen(wide, ARMS, THRESHOLDS, "m1", families=FAMILIES, selection_dev_auc={"m1": 0.71})
+
+
+def test_table3_and_delong_at_frozen_thresholds_equal_the_stats_functions(wide, comp):
     y = encode_labels(wide["label"].to_numpy(dtype=object))
     t3 = comp.table3.set_index("arm")
     for arm in ARMS:
@@ -208,14 +212,14 @@ def test_the_out_folder_must_be_new_empty_or_an_earlier_evaluates(tmp_path):
     check_out(tmp_path / "mine")
 
 
-def test_recalibration_table_and_run_metrics_equal_a_recomputation(wide):
+def test_recalibration_table_and_run_metrics_equal_a_recomputation(wide, comp):
     parts = pd.Series(np.where(np.arange(len(wide)) % 2 == 0, "fit", "eval"))
     y = encode_labels(wide["label"].to_numpy(dtype=object))
     fit = (parts == "fit").to_numpy()
     fits = {a: rc.fit_recalibration(y[fit], wide[a].to_numpy()[fit], "intercept") for a in ARMS}
     rest = wide[~fit]
     recal = rest.assign(**{a: rc.recalibrate(rest[a].to_numpy(), *fits[a]) for a in ARMS})
-    original, recalibrated = (compare_frozen(t, ARMS, THRESHOLDS, "m1", families=FAMILIES) for t in (rest, recal))
+    original, recalibrated = (compare_frozen(t, ARMS, THRESHOLDS, "m1") for t in (rest, recal))
     table = recalibration_table(original, recalibrated, fits, "intercept", int(fit.sum()))
     assert list(zip(table["arm"], table["version"], strict=True)) == [
         (a, v) for a in ARMS for v in ("original", "recalibrated")]
@@ -226,7 +230,6 @@ def test_recalibration_table_and_run_metrics_equal_a_recomputation(wide):
         assert (row["brier"], row["cal_intercept"], row["cal_slope"]) == (cal["brier"], cal["cal_intercept"],
                                                                          cal["cal_slope"])
         assert row["sensitivity"] == binary_metrics(y_rest, p, THRESHOLDS[row["arm"]])["sensitivity"]
-    comp = compare_frozen(wide, ARMS, THRESHOLDS, "m1", families=FAMILIES)
     metrics = run_metrics(comp, table)
     assert metrics["external_auc_m5"] == comp.table3.set_index("arm").at["m5", "auc"]
     assert metrics["external_cal_intercept_m5"] == calibration_metrics(y, wide["m5"].to_numpy())["cal_intercept"]

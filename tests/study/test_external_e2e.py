@@ -173,4 +173,10 @@ def test_a_rerun_replaces_its_own_folder_and_a_foreign_one_is_refused(study, eva
                  str(root / "home")]) == 1
     assert "no .liver-mm-evaluate marker" in capsys.readouterr().err
     assert sorted(p.name for p in (root / "home").iterdir()) == before
+    assert main(["evaluate", "--study", str(root / "study"), "--manifest", str(site_b), "--out",
+                 str(root / "study" / "external")]) == 1
+    assert "inside the study folder" in capsys.readouterr().err
+    assert main(["evaluate", "--study", str(root / "study"), "--manifest", str(root / "home" / "manifest.csv"),
+                 "--out", str(root / "not-external")]) == 1
+    assert "the study's own cohort" in capsys.readouterr().err and not (root / "not-external").exists()
     assert not Path(root / "study" / ".liver-mm-evaluate").exists()
