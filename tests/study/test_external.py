@@ -4,6 +4,7 @@ a score arm's calibration read back, the study folder's provenance, the external
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -246,3 +247,15 @@ def test_the_cli_refuses_two_fit_parts_or_a_part_without_a_method(capsys):
     assert "give one" in capsys.readouterr().err
     assert main([*base, "--recal-fraction", "0.3"]) == 1
     assert "need --recalibrate" in capsys.readouterr().err
+
+
+def test_an_arm_without_a_saved_model_is_a_clear_error(tmp_path):
+    from liver_mm.serve.predict import ModelLoadError
+    from liver_mm.study.external_arms import load_scorer
+
+    cfg = OmegaConf.create({"modalities": {"features": ["age"], "image": True}, "model": {"kind": "x"}})
+    for kind, remedy in (("sklearn", "rerun the study with logger.log_model=true"),
+                         ("lightning", "no logged model 'model', no model_bundle artifact")):
+        run = ArmRun("arm_x", "f" * 32, kind, cfg, 0.5, math.nan, "", frozenset({"config.yaml"}), frozenset())
+        with pytest.raises(ModelLoadError, match=rf"arm arm_x \(run f{{32}}\): .*{re.escape(remedy)}"):
+            load_scorer(None, run, tmp_path)
