@@ -35,7 +35,9 @@ LAYERS: dict[str, frozenset[str] | str] = {
     "explain": frozenset({"serve", "io", "cohort", "features", "models", "stats", "figures"}) | LEAVES,
     "training": frozenset({"tracking", "explain", "io", "cohort", "features", "models", "stats", "figures",
                            "serve.bundle"}) | LEAVES,
-    "study": frozenset({"training", "explain", "tracking", "io", "cohort", "features", "stats", "figures"}) | LEAVES,
+    # serve: evaluate applies a study's saved networks as predict does (study is above serve in the chain)
+    "study": frozenset({"training", "explain", "tracking", "serve", "io", "cohort", "features", "stats",
+                        "figures"}) | LEAVES,
     "cli": ALL,
     "figures": frozenset(),
     "runtime": frozenset(),

@@ -18,7 +18,7 @@ import sys
 
 INTERRUPTED_STATUS = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
 # command modules, in the order their commands appear in --help
-_MODULES = ("data_cmds", "synth_cmds", "stats_cmds", "hydra_cmds", "serve_cmds", "explain_cmds")
+_MODULES = ("data_cmds", "synth_cmds", "stats_cmds", "hydra_cmds", "serve_cmds", "explain_cmds", "evaluate_cmds")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     if rest and not getattr(args, "accepts_overrides", False):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     args.overrides = rest
+    args.argv = argv[1:]  # the command's own arguments, as given (a command may record its command line)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -48,8 +48,10 @@ def _synthetic_manifest(data: Mapping, cache_dir: Path) -> Path:
 
     signal = data.get("image_signal")
     interaction = float(data.get("interaction") or 0.0)
+    site = data.get("site") or None  # +data.site=b: another site's scanner and labs (liver_mm.synth.site)
     name = f"synthetic-n{data['n']}-seed{data['seed']}-signal{signal}"
-    out = cache_dir / "cohorts" / (name + (f"-interaction{interaction:g}" if interaction else ""))
+    name += (f"-interaction{interaction:g}" if interaction else "") + (f"-site{site}" if site else "")
+    out = cache_dir / "cohorts" / name
     manifest = out / "manifest.csv"
     if manifest.exists():
         return manifest
@@ -58,7 +60,8 @@ def _synthetic_manifest(data: Mapping, cache_dir: Path) -> Path:
     kwargs: dict[str, float] = {} if signal is None else {"image_signal": float(signal)}
     if interaction:
         kwargs["interaction"] = interaction
-    generate_cohort(tmp, n=int(data["n"]), seed=int(data["seed"]), **kwargs)
+    generate_cohort(tmp, n=int(data["n"]), seed=int(data["seed"]), site=None if site is None else str(site),
+                    **kwargs)
     try:
         os.replace(tmp, out)  # atomic: a parallel run or a killed one never sees half a cohort
     except OSError:  # another process finished first
@@ -110,6 +113,14 @@ def source_manifest(data: Mapping, cache_dir: str | Path) -> tuple[Path, bool]:
 
         return path, bool(data.get("synthetic")) or is_synthetic(path)
     raise ValueError(f"data.kind must be synthetic, folder or manifest, not {kind!r}")
+
+
+def synthetic_meta(manifest: str | Path) -> dict | None:
+    """The ``cohort.json`` record of a synthetic manifest (generator settings, ``site`` when not the home
+    site); None for a cohort not marked synthetic."""
+    from liver_mm.synth.cohort import is_synthetic, read_cohort_meta
+
+    return (read_cohort_meta(manifest) or {"synthetic": True}) if is_synthetic(manifest) else None
 
 
 def _file_state(df: pd.DataFrame) -> list[tuple[str, int, int]]:

@@ -51,9 +51,11 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def write_calibration_and_dca(comparison: StudyComparison, out: Path, synthetic: bool) -> dict[str, object]:
+def write_calibration_and_dca(comparison: StudyComparison, out: Path, synthetic: bool,
+                              where: str = "the test split") -> dict[str, object]:
     """calibration.csv/.md, calibration.png (LOESS reliability curves over a histogram), decision_curve.csv and
-    decision_curve.png in ``out``; returns the tables by name."""
+    decision_curve.png in ``out``; returns the tables by name. ``where``: the cases, as the figure titles name
+    them."""
     from liver_mm.figures import decision_curve_figure, reliability_figure
 
     tag = "SYNTHETIC: " if synthetic else ""
@@ -64,11 +66,11 @@ def write_calibration_and_dca(comparison: StudyComparison, out: Path, synthetic:
     curves = {a: (comparison.prob(a), reliability_curve(y, comparison.prob(a)))
               for a in comparison.order if np.ptp(comparison.prob(a)) > 0}
     if curves:
-        _save(reliability_figure(curves, f"{tag}calibration on the test split (n={y.size})"), out / "calibration.png")
+        _save(reliability_figure(curves, f"{tag}calibration on {where} (n={y.size})"), out / "calibration.png")
     dca = decision_table(comparison)
     dca.to_csv(out / "decision_curve.csv", index=False)
     per_arm = {a: g.reset_index(drop=True) for a, g in dca.groupby("arm", sort=False)}
-    _save(decision_curve_figure(per_arm, f"{tag}decision curves on the test split (n={y.size})"),
+    _save(decision_curve_figure(per_arm, f"{tag}decision curves on {where} (n={y.size})"),
           out / "decision_curve.png")
     return {"calibration": cal, "decision_curve": dca}
 
@@ -140,9 +142,11 @@ def format_cutoffs(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def clinical_value_section(tables: Mapping[str, object], youden_scores: Mapping[str, float]) -> list[str]:
-    """report.md lines: calibration, decision curves, Grad-CAM, lab importance, score cut-offs."""
-    lines = ["## Calibration and clinical usefulness (test split)", "",
+def clinical_value_section(tables: Mapping[str, object], youden_scores: Mapping[str, float],
+                           where: str = "test split") -> list[str]:
+    """report.md lines: calibration, decision curves, Grad-CAM, lab importance, score cut-offs (``where``: the
+    cases, in the heading)."""
+    lines = [f"## Calibration and clinical usefulness ({where})", "",
              "Brier score (0 is perfect); calibration intercept (calibration-in-the-large: logistic fit with the "
              "model's logit as offset; 0 is ideal, < 0 over-predicts malignancy); calibration slope (logistic "
              "recalibration of the logit, rms::val.prob's Slope; 1 is ideal, < 1 too extreme).", "",

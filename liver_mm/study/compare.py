@@ -43,7 +43,7 @@ class StudyComparison:
 
     order: arms in stepwise order; reference: the arm every other is tested against.
     test: (N, 2 + k) case_id, label (benign/malignant) and one probability column per arm,
-    sorted by case_id. table3: numeric Table 3, one row per arm (:data:`TABLE3_COLUMNS`);
+    sorted by case_id (:func:`compare_study`) or as given (:func:`compare_frozen`). table3: numeric Table 3, one row per arm (:data:`TABLE3_COLUMNS`);
     delong: the :func:`~liver_mm.stats.delong_report` dict (JSON-ready).
     """
 
@@ -172,18 +172,7 @@ def compare_study(
     descriptions: arm -> what it sees (from the arm's config; empty when not given).
     families: Holm families (family -> arms), see :func:`liver_mm.stats.delong_report`.
     """
-    order = tuple(order)
-    if not order:
-        raise ValueError("no arms to compare (order is empty)")
-    if len(set(order)) != len(order):
-        raise ValueError(f"duplicate arms in order {list(order)}")
-    if reference not in order:
-        raise ValueError(f"reference arm {reference!r} is not one of {list(order)}")
-    for arm in order:
-        if arm in _RESERVED:
-            raise ValueError(f"arm name {arm!r} is reserved; rename the arm")
-        if arm not in predictions:
-            raise ValueError(f"arm {arm!r}: no predictions (arms with predictions: {sorted(predictions)})")
+    order = check_order(order, reference, predictions)
     ignored = sorted(set(predictions) - set(order))
     if ignored:
         log.warning("predictions of arm(s) %s ignored: not in the study order %s", ignored, list(order))
@@ -207,6 +196,31 @@ def compare_study(
         test[arm] = probs.reindex(test["case_id"]).to_numpy(dtype=np.float64)
     desc = dict(descriptions or {})
     rows = [{"arm": arm, "description": desc.get(arm, ""), **arm_metrics(checked[arm], alpha)} for arm in order]
+    return assemble_comparison(test, order, reference, rows, alpha, families)
+
+
+def check_order(order: Sequence[str], reference: str, available: Mapping[str, object]) -> tuple[str, ...]:
+    """``order`` as a tuple after checking it is non-empty, distinct, holds ``reference``, uses no reserved
+    name and names only arms in ``available``."""
+    order = tuple(order)
+    if not order:
+        raise ValueError("no arms to compare (order is empty)")
+    if len(set(order)) != len(order):
+        raise ValueError(f"duplicate arms in order {list(order)}")
+    if reference not in order:
+        raise ValueError(f"reference arm {reference!r} is not one of {list(order)}")
+    for arm in order:
+        if arm in _RESERVED:
+            raise ValueError(f"arm name {arm!r} is reserved; rename the arm")
+        if arm not in available:
+            raise ValueError(f"arm {arm!r}: no predictions (arms with predictions: {sorted(available)})")
+    return order
+
+
+def assemble_comparison(test: pd.DataFrame, order: tuple[str, ...], reference: str, rows: list[dict], alpha: float,
+                        families: Mapping[str, Sequence[str]] | None) -> StudyComparison:
+    """The :class:`StudyComparison` of ``test`` (case_id, label, one column per arm) with Table 3 ``rows`` (one
+    dict per arm, :data:`TABLE3_COLUMNS`) and the DeLong report of the arms in ``order``."""
     table3 = pd.DataFrame(rows, columns=list(TABLE3_COLUMNS))
     y = encode_labels(test["label"].to_numpy(dtype=object))
     report = delong_report(y, {arm: test[arm].to_numpy() for arm in order}, reference=reference, alpha=alpha,
@@ -222,19 +236,20 @@ def metric_name(*parts: str) -> str:
     return _METRIC_NAME.sub("_", "_".join(parts))
 
 
-def parent_metrics(comparison: StudyComparison) -> dict[str, float]:
+def parent_metrics(comparison: StudyComparison, prefix: str = "test") -> dict[str, float]:
     """Metrics for the study's parent MLflow run, finite values only.
 
     Per arm: ``test_auc_<arm>`` (+ ``_ci_low``/``_ci_high`` as ``test_auc_ci_low_<arm>``),
     ``test_accuracy_<arm>``, ``test_sensitivity_<arm>``, ``test_specificity_<arm>``,
     ``threshold_<arm>``; per comparison a vs b: ``delong_diff_a_vs_b``, ``delong_z_a_vs_b``,
-    ``delong_p_a_vs_b``, ``delong_p_holm_a_vs_b``.
+    ``delong_p_a_vs_b``, ``delong_p_holm_a_vs_b``. ``prefix`` names the cases (``test``; ``external`` for an
+    external cohort).
     """
     out: dict[str, float] = {}
     per_arm = ["auc", "auc_ci_low", "auc_ci_high", *METRICS]
     for row in comparison.table3.to_dict("records"):
         for key in per_arm:
-            out[metric_name("test", key, row["arm"])] = row[key]
+            out[metric_name(prefix, key, row["arm"])] = row[key]
         out[metric_name("threshold", row["arm"])] = row["threshold"]
     for c in comparison.delong["comparisons"]:
         pair = f"{c['a']}_vs_{c['b']}"
@@ -257,16 +272,19 @@ def write_delong_json(comparison: StudyComparison, path: str | Path) -> Path:
     return path
 
 
-def write_comparison(comparison: StudyComparison, out_dir: str | Path) -> dict[str, Path]:
-    """table3.csv/.md, delong.csv/.json/.md and test_predictions.csv (the wide table ``liver-mm delong`` reads)."""
+def write_comparison(comparison: StudyComparison, out_dir: str | Path,
+                     wide_name: str | None = "test_predictions.csv") -> dict[str, Path]:
+    """table3.csv/.md, delong.csv/.json/.md and ``wide_name`` (the wide table ``liver-mm delong`` reads; None:
+    not written, the caller writes its own)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    files = {"table3.csv": out / "table3.csv", "table3.md": out / "table3.md", "delong.md": out / "delong.md",
-             "test_predictions.csv": out / "test_predictions.csv"}
+    files = {"table3.csv": out / "table3.csv", "table3.md": out / "table3.md", "delong.md": out / "delong.md"}
     comparison.table3.to_csv(files["table3.csv"], index=False)
     files["table3.md"].write_text(comparison.table3_md, encoding="utf-8")
     files["delong.md"].write_text(comparison.delong_md, encoding="utf-8")
-    comparison.test.to_csv(files["test_predictions.csv"], index=False)
+    if wide_name is not None:
+        files[wide_name] = out / wide_name
+        comparison.test.to_csv(files[wide_name], index=False)
     files["delong.csv"] = write_delong_csv(comparison, out / "delong.csv")
     files["delong.json"] = write_delong_json(comparison, out / "delong.json")
     return files

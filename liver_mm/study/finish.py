@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -37,10 +38,15 @@ def config_summary(config: DictConfig) -> dict[str, object]:
             for k in keys if k in config}
 
 
-def replace_folder(tmp_out: Path, out: Path) -> None:
-    """Swap a freshly written report folder in for ``out`` (which must be ours: marked or empty)."""
-    check_out_dir(out)
-    (tmp_out / MARKER).write_text("written by liver-mm study; the next run of the same study replaces this folder\n")
+STUDY_NOTE = "written by liver-mm study; the next run of the same study replaces this folder\n"
+
+
+def replace_folder(tmp_out: Path, out: Path, check: Callable[[Path], None] = check_out_dir, marker: str = MARKER,
+                   note: str = STUDY_NOTE) -> None:
+    """Swap a freshly written report folder in for ``out`` (which must be ours: ``check`` passes, i.e. empty or
+    marked); ``tmp_out`` gets the ``marker`` file holding ``note``."""
+    check(out)
+    (tmp_out / marker).write_text(note)
     if out.exists():
         old = out.with_name(out.name + f".old{os.getpid()}")
         os.replace(out, old)

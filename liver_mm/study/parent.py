@@ -151,12 +151,15 @@ def check_arm(cfg: DictConfig) -> None:
                              "override and choose arms with study.arms=[...]")
 
 
-def check_out_dir(out: Path) -> None:
-    """A study writes only into a folder it owns: new, empty, or marked by an earlier study (``.liver-mm-study``)."""
+def check_out_dir(out: Path, marker: str = MARKER, option: str = "study.out_dir", writer: str = "a liver-mm study",
+                  who: str = "the study") -> None:
+    """A study writes only into a folder it owns: new, empty, or marked by an earlier study (``.liver-mm-study``).
+    Another command that replaces a folder whole (``liver-mm evaluate``) passes its own ``marker``, the
+    ``option`` naming the folder, the ``writer`` of the marker and ``who`` replaces the content."""
     if out.exists() and not out.is_dir():
-        raise ValueError(f"study.out_dir={out} is a file, not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
-        raise ValueError(f"study.out_dir={out} holds files that a liver-mm study did not write (no {MARKER} "
-                         "marker); choose an empty or new folder: the study replaces its folder's content")
+        raise ValueError(f"{option}={out} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / marker).is_file():
+        raise ValueError(f"{option}={out} holds files that {writer} did not write (no {marker} "
+                         f"marker); choose an empty or new folder: {who} replaces its folder's content")
 
 

@@ -68,8 +68,10 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def write_figures(comparison: StudyComparison, out_dir: Path, synthetic: bool = False) -> dict[str, Path]:
-    """figure2_roc.png (a panel per arm + overlay) and auc_by_step.png of the test split.
+def write_figures(comparison: StudyComparison, out_dir: Path, synthetic: bool = False,
+                  where: str = "the test split") -> dict[str, Path]:
+    """figure2_roc.png (a panel per arm + overlay) and auc_by_step.png of the test split (``where``: the cases,
+    as the title names them).
 
     The ROC figure's title says SYNTHETIC cohort when the data are synthetic."""
     from liver_mm.figures import auc_by_step_figure, roc_label, roc_panels
@@ -80,7 +82,7 @@ def write_figures(comparison: StudyComparison, out_dir: Path, synthetic: bool = 
                                                        t3.at[arm, "auc_ci_high"]))
               for arm in comparison.order}
     n_pos = int(y.sum())
-    title = f"ROC on the test split ({n_pos} malignant / {y.size - n_pos} benign)"
+    title = f"ROC on {where} ({n_pos} malignant / {y.size - n_pos} benign)"
     if synthetic:
         title = "SYNTHETIC cohort (not clinical evidence): " + title
     arms = list(comparison.order)

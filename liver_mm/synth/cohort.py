@@ -30,6 +30,7 @@ from liver_mm.io.schema import BBOX2_COLUMNS, BBOX_COLUMNS
 from liver_mm.synth.clinical import LABS, class_counts, synth_clinical
 from liver_mm.synth.images import render_frame
 from liver_mm.synth.looks import interaction_echo_db
+from liver_mm.synth.site import Site, get_site, measure_labs
 
 __all__ = [
     "DEFAULT_FRAME_SIZE",
@@ -130,6 +131,7 @@ def generate_cohort(
     progress: bool | None = None,
     force: bool = False,
     interaction: float = 0.0,
+    site: str | None = None,
 ) -> Path:
     """Write a synthetic cohort of ``n`` nodules to ``out_dir``; return the path of its manifest.csv.
 
@@ -137,7 +139,9 @@ def generate_cohort(
     box in ``bbox_*`` (x1, y1 exclusive) and a second observer's box in ``bbox2_*``.
     ``image_signal`` in [0, 1] sets how much the image tells about the label. ``interaction`` in [0, 1]
     (default 0: off, same bytes as without it) lets a lesion's echogenicity depend on its label *and* its
-    platelet count (:func:`liver_mm.synth.looks.interaction_echo_db`). ``progress``:
+    platelet count (:func:`liver_mm.synth.looks.interaction_echo_db`). ``site`` (default None: the home site,
+    same bytes as without it) measures the same patients with another site's scanner and lab assays
+    (:data:`liver_mm.synth.site.SITES`; recorded in ``cohort.json``). ``progress``:
     show a tqdm bar (None: only on a terminal). ``out_dir`` must be new or empty; ``force``
     replaces a synthetic cohort written there earlier (``FileExistsError`` otherwise).
     """
@@ -145,6 +149,7 @@ def generate_cohort(
         raise ValueError(f"image_signal must lie in [0, 1], got {image_signal}")
     if not 0.0 <= float(interaction) <= 1.0:
         raise ValueError(f"interaction must lie in [0, 1], got {interaction}")
+    where = get_site(site)  # an unknown name is refused before anything is written
     height, width = (int(v) for v in frame_size)
     if height < 64 or width < 64:
         raise ValueError(f"frame_size must be at least (64, 64) pixels, got {frame_size}")
@@ -154,7 +159,7 @@ def generate_cohort(
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     (tmp / "images").mkdir(parents=True)
     try:
-        _write(tmp, n, seed, float(image_signal), (height, width), progress, float(interaction))
+        _write(tmp, n, seed, float(image_signal), (height, width), progress, float(interaction), where)
         _move_into_place(tmp, target, replace)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -165,15 +170,18 @@ def generate_cohort(
 
 
 def _write(out: Path, n: int, seed: int, image_signal: float, frame_size: tuple[int, int],
-           progress: bool | None, interaction: float = 0.0) -> None:
+           progress: bool | None, interaction: float = 0.0, site: Site | None = None) -> None:
     height, width = frame_size
     df = synth_clinical(n, seed)
+    # the lesion's biology follows the true platelets; the manifest holds what the site's lab reports
     shifts = interaction_echo_db(df["label"].to_numpy(), df["platelets"].to_numpy(dtype=float), interaction)
+    df = measure_labs(df, site)
+    scanner = None if site is None else site.scanner
     boxes, boxes2, paths = [], [], []
     bar = tqdm(df["case_id"], desc="synthetic images", unit="img", disable=None if progress is None else not progress)
     for k, (case_id, subtype) in enumerate(zip(bar, df["subtype"], strict=True)):
         frame = render_frame(subtype, np.random.default_rng([seed, k]), float(image_signal), (height, width),
-                             float(shifts[k]))
+                             float(shifts[k]), scanner)
         rel = f"images/{case_id}.png"
         _save_png(frame.pixels, out / rel)
         boxes.append(frame.bbox)
@@ -206,6 +214,8 @@ def _write(out: Path, n: int, seed: int, image_signal: float, frame_size: tuple[
     }
     if interaction:  # (absent when off: the sidecar of a default cohort is unchanged)
         sidecar["interaction"] = float(interaction)
+    if site is not None:  # (absent at the home site, likewise)
+        sidecar["site"] = site.record()
     (out / SIDECAR_NAME).write_text(json.dumps(sidecar, indent=2, sort_keys=True) + "\n")
 
 

@@ -24,6 +24,7 @@ from scipy.ndimage import gaussian_filter, map_coordinates
 from scipy.special import expit
 
 from liver_mm.synth.looks import LesionLook, draw_look
+from liver_mm.synth.site import Scanner
 
 #: probes: (kind, half-angle of the sector in degrees, apex distance above the field / H)
 PROBES = {"convex": ("sector", 34.0, 0.45), "convex_deep": ("sector", 26.0, 0.7), "linear": ("linear", 0.0, 0.0)}
@@ -172,10 +173,12 @@ def _smooth_noise(u: np.ndarray, v: np.ndarray, rng: np.random.Generator, cells:
 
 def render_frame(
     subtype: str, rng: np.random.Generator, image_signal: float, frame_size: tuple[int, int] = (256, 320),
-    echo_shift_db: float = 0.0,
+    echo_shift_db: float = 0.0, scanner: Scanner | None = None,
 ) -> SynthFrame:
     """Simulate one full B-mode frame of shape ``frame_size`` = (H, W) holding one lesion; ``echo_shift_db``:
-    the lab-dependent echo shift of :func:`liver_mm.synth.looks.interaction_echo_db` (0: none)."""
+    the lab-dependent echo shift of :func:`liver_mm.synth.looks.interaction_echo_db` (0: none); ``scanner``:
+    another site's gain, dynamic range and speckle (:mod:`liver_mm.synth.site`; None: the home scanner, same
+    bytes as before sites existed). The scanner draws no random numbers."""
     height, width = frame_size
     probe = list(PROBES)[rng.choice(len(PROBES), p=_PROBE_P)]
     geo = _geometry(probe, height, width)
@@ -217,7 +220,7 @@ def render_frame(
 
     # scatterers -> PSF -> envelope -> attenuation + TGC -> log compression
     amp = np.exp(db * np.float32(np.log(10.0) / 20.0))
-    sig_axial, sig_lateral = 0.8, 1.6
+    sig_axial, sig_lateral = (0.8, 1.6) if scanner is None else (float(v) for v in scanner.psf)
     scale = np.sqrt(4 * np.pi * sig_axial * sig_lateral)  # keeps unit speckle power
     re, im = (gaussian_filter(amp * rng.standard_normal((nd, nl), dtype=np.float32), (sig_axial, sig_lateral),
                               truncate=3.0) for _ in range(2))
@@ -226,10 +229,14 @@ def render_frame(
     # depth gain: uniform attenuation minus TGC, plus the lesion's extra (or missing) attenuation below it
     per_sample = _ATTEN_DB / nd
     offset = -_NET_DARKENING_DB * depth + rng.normal(0, 2.0) - _DB_FLOOR
+    span = _DB_SPAN
+    if scanner is not None:  # (the home scanner adds nothing: same floats as before sites existed)
+        offset = offset + scanner.gain_db
+        span = float(scanner.dynamic_range_db)
     extra = np.zeros((nd - win[0].start, win[1].stop - win[1].start), dtype=np.float32)
     extra[: win[0].stop - win[0].start] = per_sample * inside * (look.attenuation - 1.0)
     env_db[win[0].start:, win[1]] -= np.cumsum(extra, axis=0)
-    gray = (env_db + offset[:, None].astype(np.float32)) * np.float32(255.0 / _DB_SPAN)
+    gray = (env_db + offset[:, None].astype(np.float32)) * np.float32(255.0 / span)
 
     frame = np.rint(geo.scan @ np.clip(gray, 0, 255).ravel()).reshape(height, width).astype(np.uint8)
     return SynthFrame(frame, box, _second_observer(box, look, frame_size, rng), probe)

@@ -67,3 +67,45 @@ def log_sklearn_model(client: MlflowClient, run_id: str, estimator, n_features: 
     Model.log(None, name="model", flavor=mlflow.sklearn, run_id=run_id, sk_model=estimator,
               input_example=np.zeros((2, n_features)), pip_requirements=["scikit-learn"],
               skops_trusted_types=trusted or None)
+
+
+def run_models(client: MlflowClient, run) -> frozenset[str]:
+    """Names of the models ``run`` logged (MLflow 3 logged models whose source run it is: ``model``,
+    ``torch_model``); not run artifacts, so ``list_artifacts`` does not show them."""
+    found = client.search_logged_models(experiment_ids=[run.info.experiment_id],
+                                        filter_string=f"source_run_id = '{run.info.run_id}'")
+    return frozenset(m.name for m in found)
+
+
+def download_run_model(client: MlflowClient, run_id: str, name: str, dst: Path) -> Path:
+    """A local copy (under ``dst``) of the model ``name`` run ``run_id`` logged (``runs:/<run_id>/<name>``, read
+    from the client's store); ``ValueError`` when it cannot be fetched."""
+    from mlflow.exceptions import MlflowException
+
+    mlflow.set_tracking_uri(client.tracking_uri)  # MLflow resolves a run's logged model through the global store
+    try:
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=f"runs:/{run_id}/{name}", dst_path=str(dst),
+                                                        tracking_uri=client.tracking_uri))
+    except MlflowException as exc:
+        raise ValueError(f"cannot fetch model {name!r} of run {run_id}: {exc}") from None
+
+
+def load_sklearn_model(client: MlflowClient, run_id: str, dst: Path):
+    """The scikit-learn estimator :func:`log_sklearn_model` logged as ``model`` of ``run_id`` (downloaded into
+    ``dst``). Read with skops, never unpickled; only scikit-learn's own types are trusted, as at logging (a model
+    holding any other type is refused: ``ValueError`` naming them). MLflow's own loader is not used: it refuses
+    every format unless ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION`` is set, skops included."""
+    import skops.io as sio
+
+    local = download_run_model(client, run_id, "model", dst)
+    flavor = Model.load(str(local)).flavors.get("sklearn") or {}
+    if flavor.get("serialization_format") != "skops" or not flavor.get("pickled_model"):
+        raise ValueError(f"run {run_id}: model is not a scikit-learn model in skops format (flavor {flavor}); "
+                         "only skops models are read")
+    path = local / str(flavor["pickled_model"])
+    untrusted = sio.get_untrusted_types(file=str(path))
+    foreign = [t for t in untrusted if not t.startswith("sklearn.")]
+    if foreign:
+        raise ValueError(f"run {run_id}: model holds types other than scikit-learn's ({', '.join(foreign)}); "
+                         "not loaded")
+    return sio.load(str(path), trusted=untrusted)

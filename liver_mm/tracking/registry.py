@@ -54,6 +54,17 @@ def study_runs(client: MlflowClient, exp_id: str, key: str, level: str = "arm") 
             return runs
 
 
+def run_or_none(client: MlflowClient, run_id: str) -> Run | None:
+    """The run ``run_id`` of the client's store, or None when the store has no such run (or it was deleted)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        return None
+    return None if run.info.lifecycle_stage == "deleted" else run
+
+
 def finished_by(runs: list[Run], *tag_names: str) -> dict[tuple[str, ...], Run]:
     """(tag values) -> the latest finished run among ``runs``."""
     out: dict[tuple[str, ...], Run] = {}

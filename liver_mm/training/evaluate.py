@@ -47,15 +47,23 @@ def split_metrics(y_dev: np.ndarray, p_dev: np.ndarray, y_test: np.ndarray, p_te
     selection_dev_auc.
     """
     thr = float(youden_threshold(y_dev, p_dev).threshold)
-    test = auc_ci(y_test, p_test, alpha=alpha)
-    out: dict[str, float] = {"n_test": int(len(y_test)), "n_malignant": test.n_pos, "n_benign": test.n_neg,
+    out = frozen_metrics(y_test, p_test, thr, alpha=alpha)
+    out["selection_dev_auc"] = auc_ci(y_dev, p_dev, alpha=alpha).auc
+    return out
+
+
+def frozen_metrics(y: np.ndarray, p: np.ndarray, threshold: float, alpha: float = 0.05) -> dict[str, float]:
+    """Numbers of one model on evaluation cases (labels (n,) 0/1, probabilities (n,)) at a threshold frozen
+    before them (malignant when p >= threshold): n_test, n_malignant, n_benign, auc (+ _ci_low/_ci_high, DeLong),
+    accuracy / sensitivity / specificity (+ _k, _n, Wilson _ci_low/_ci_high), threshold."""
+    test = auc_ci(y, p, alpha=alpha)
+    out: dict[str, float] = {"n_test": int(len(y)), "n_malignant": test.n_pos, "n_benign": test.n_neg,
                              "auc": test.auc, "auc_ci_low": test.ci_low, "auc_ci_high": test.ci_high}
-    bm = binary_metrics(y_test, p_test, thr, alpha=alpha)
+    bm = binary_metrics(y, p, float(threshold), alpha=alpha)
     for name in METRICS:
         for suffix in COUNT_SUFFIXES:
             out[f"{name}{suffix}"] = float(bm[f"{name}{suffix}"])
-    out["threshold"] = thr
-    out["selection_dev_auc"] = auc_ci(y_dev, p_dev, alpha=alpha).auc
+    out["threshold"] = float(threshold)
     return out
 
 

@@ -1,0 +1,274 @@
+"""``liver-mm evaluate``: external validation of a finished study on another cohort.
+
+Order of work (each step refuses bad input before the next): the ``--out`` folder (new, empty, or an earlier
+evaluate's, marked ``.liver-mm-evaluate``) -> the study (:mod:`.external_source`: MLflow metadata only) -> the
+external manifest, validated as ``liver-mm predict`` validates it for every feature any arm reads, plus a label on
+every row -> the recalibration parts -> each arm's saved model (:mod:`.external_arms`) -> predictions -> the folder
+(:mod:`.external_report`, written beside ``--out`` and swapped in whole) -> one MLflow run in the study's
+experiment, nested under its parent run. Nothing is trained; each arm's threshold is the study's, frozen.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from liver_mm.cohort.validate import ManifestValidationError
+from liver_mm.cohort.validate_report import Collector
+from liver_mm.io.codes import unmapped_codes
+from liver_mm.io.dialect import TableOptions
+from liver_mm.io.schema import LABELS, manifest_hash
+from liver_mm.stats import calibration_metrics, encode_labels
+from liver_mm.study import recalibration as rc
+from liver_mm.study.compare import StudyComparison, metric_name, parent_metrics
+from liver_mm.study.external_source import StudySource, resolve_study
+from liver_mm.study.frozen import compare_frozen
+
+log = logging.getLogger(__name__)
+MARKER = ".liver-mm-evaluate"
+NOTE = "written by liver-mm evaluate; a later evaluate with this --out replaces this folder\n"
+RUN_TYPE = "external_validation"
+
+
+@dataclass(frozen=True)
+class Recalibration:
+    """``--recalibrate``: method (intercept | logistic) and the declared fit part: ``column`` (fit/eval per row)
+    or else a ``fraction`` of the cases drawn with ``seed`` (:mod:`liver_mm.study.recalibration`)."""
+
+    method: str
+    fraction: float = 0.5
+    seed: int = 0
+    column: str | None = None
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    out: Path
+    run_id: str
+    comparison: StudyComparison
+    recalibration: pd.DataFrame | None
+
+
+def check_out(out: Path) -> None:
+    """``--out`` must be new, empty, or an earlier evaluate's folder (``ValueError`` otherwise)."""
+    from liver_mm.study.parent import check_out_dir
+
+    check_out_dir(out, MARKER, "--out", "liver-mm evaluate", "evaluate")
+
+
+def validate_external(manifest: str | Path, source: StudySource, units: Mapping[str, str] | None = None,
+                      options: TableOptions | None = None, recal_column: str | None = None) -> pd.DataFrame:
+    """The external manifest as ``liver-mm predict`` validates it for the features every arm reads (filled, in
+    range, images and boxes when an arm sees images), with a benign/malignant label on every row, both classes,
+    and a ``recal_column`` of fit/eval cells when given. ``ManifestValidationError`` (file, line, case, column of
+    every problem) before any model is loaded."""
+    from liver_mm.serve.predict import validate_cases
+
+    features = list(dict.fromkeys(f for run in source.arms.values() for f in run.features))
+    use_image = any(run.use_image for run in source.arms.values())
+    report, df = validate_cases(manifest, units, features, use_image, allow_missing=False, options=options)
+    if df is not None:
+        out = Collector(df, str(manifest))
+        needs = {"label": "every case's outcome (benign/malignant)"}
+        if recal_column:
+            needs[recal_column] = "each row's recalibration part (fit/eval; --recal-column)"
+        for col, what in needs.items():
+            if col not in df.columns:
+                out.add("error", "missing_column", f"column {col!r} is missing: external validation needs {what}",
+                        column=col)
+        if "label" in df.columns:
+            for idx in df.index[df["label"].isna()]:
+                out.add("error", "missing_value", "label is empty: every case needs its outcome", idx, "label")
+            wrong, fix = unmapped_codes(df, "label", LABELS)
+            for idx, v in wrong.items():
+                out.add("error", "label_invalid", f"label {v!r} is not benign/malignant: {fix}", idx, "label")
+            if wrong.empty and df["label"].notna().all() and df["label"].nunique() < 2:
+                out.add("error", "one_class", "every case has one label: AUCs need benign and malignant cases",
+                        column="label")
+        if recal_column and recal_column in df.columns:
+            cells = df[recal_column].astype("string").str.strip().str.lower()
+            for idx in df.index[~cells.isin(rc.PARTS).fillna(False)]:
+                out.add("error", "recal_part_invalid", f"{recal_column} is {df.at[idx, recal_column]!r}: fit (the "
+                        "recalibration is fitted on the row) or eval (evaluated on it)", idx, recal_column)
+        report.findings = [*report.findings, *out]
+    if not report.ok or df is None:
+        raise ManifestValidationError(report)
+    for finding in report.warnings:
+        log.warning("%s", finding)
+    return df
+
+
+def _wide(df: pd.DataFrame, probs: Mapping[str, np.ndarray], source: StudySource) -> pd.DataFrame:
+    """predictions.csv: case_id, label, then per arm its probability (column named by the arm) and its call."""
+    wide = pd.DataFrame({"case_id": df["case_id"].astype(str).to_numpy(), "label": df["label"].to_numpy()})
+    for arm, p in probs.items():
+        wide[arm] = p
+        wide[f"{arm}_call"] = np.where(p >= source.arms[arm].threshold, "malignant", "benign")
+    return wide
+
+
+def _compare(wide: pd.DataFrame, source: StudySource, suffix: str = "") -> StudyComparison:
+    cols = {f"{a}{suffix}": a for a in source.arms}
+    return compare_frozen(wide[["case_id", "label", *cols]].rename(columns=cols), list(source.arms),
+                          {a: r.threshold for a, r in source.arms.items()}, source.reference,
+                          descriptions={a: r.description for a, r in source.arms.items()}, families=source.families,
+                          selection_dev_auc={a: r.selection_dev_auc for a, r in source.arms.items()})
+
+
+def _recalibrate(wide: pd.DataFrame, parts: pd.Series, source: StudySource, recal: Recalibration
+                 ) -> tuple[dict[str, tuple[float, float]], StudyComparison, StudyComparison]:
+    """Fit each arm's map on the fit rows, add ``<arm>_recal`` and ``<arm>_recal_call`` to ``wide`` (in place);
+    the original and recalibrated comparisons of the eval rows."""
+    wide.insert(2, "recal_part", parts.to_numpy())
+    fit = (wide["recal_part"] == rc.FIT).to_numpy()
+    y = encode_labels(wide["label"].to_numpy(dtype=object))
+    fits = {}
+    for arm, run in source.arms.items():
+        p = wide[arm].to_numpy(dtype=np.float64)
+        fits[arm] = rc.fit_recalibration(y[fit], p[fit], recal.method)
+        wide[f"{arm}_recal"] = rc.recalibrate(p, *fits[arm])
+        wide[f"{arm}_recal_call"] = np.where(wide[f"{arm}_recal"] >= run.threshold, "malignant", "benign")
+    rest = wide[~fit]
+    return fits, _compare(rest, source), _compare(rest, source, "_recal")
+
+
+def run_metrics(comparison: StudyComparison, recal: pd.DataFrame | None) -> dict[str, float]:
+    """The evaluate run's metrics, finite only: ``parent_metrics`` named ``external_*`` (+ ``threshold_<arm>``,
+    ``delong_*``), ``external_{brier,cal_intercept,cal_slope}_<arm>``, and with a recalibration
+    ``recal_{a,b}_<arm>`` and ``eval[_recal]_{brier,cal_intercept,cal_slope,auc,accuracy,sensitivity,
+    specificity}_<arm>`` on the evaluation part."""
+    out = parent_metrics(comparison, prefix="external")
+    y = comparison.y_test
+    for arm in comparison.order:
+        for key, value in calibration_metrics(y, comparison.prob(arm)).items():
+            out[metric_name("external", key, arm)] = value
+    keys = ("brier", "cal_intercept", "cal_slope", "auc", "accuracy", "sensitivity", "specificity")
+    for row in ([] if recal is None else recal.to_dict("records")):
+        part = "eval" if row["version"] == "original" else "eval_recal"
+        out.update({metric_name(part, k, row["arm"]): row[k] for k in keys})
+        if row["version"] == "recalibrated":
+            out.update({metric_name("recal", k, row["arm"]): row[k] for k in ("a", "b")})
+    return {k: float(v) for k, v in out.items() if v is not None and math.isfinite(float(v))}
+
+
+def evaluate(study: str, manifest: str | Path, out: str | Path, *, tracking: str | None = None,
+             units: Mapping[str, str] | None = None, options: TableOptions | None = None,
+             recal: Recalibration | None = None, batch_size: int = 32, command: str = "liver-mm evaluate"
+             ) -> Evaluation:
+    """Apply every arm of the finished ``study`` (folder or parent run id) to ``manifest`` and write ``out``
+    (see the module docstring). Raises ``ValueError`` subclasses naming what is wrong (``StudySourceError``,
+    ``ManifestValidationError``, ``ModelLoadError``) and ``OSError`` for files."""
+    from liver_mm.fileio import check_writable_dir
+    from liver_mm.study.external_arms import load_scorer
+    from liver_mm.study.finish import replace_folder
+
+    out, manifest = Path(out), Path(manifest)
+    check_out(out)
+    check_writable_dir(out.parent)  # the folder is written beside --out, then swapped in
+    if recal is not None and recal.method not in rc.METHODS:
+        raise ValueError(f"--recalibrate {recal.method}: expected one of {', '.join(rc.METHODS)}")
+    with tempfile.TemporaryDirectory() as tmp:
+        source = resolve_study(study, tracking, Path(tmp))
+        if source.folder is not None and out.resolve().is_relative_to(source.folder.resolve()):
+            raise ValueError(f"--out {out} is inside the study folder {source.folder}, which the study replaces whole "
+                             "when it is rerun: choose a folder outside it")
+        df = validate_external(manifest, source, units, options, recal.column if recal else None)
+        mhash = manifest_hash(manifest, options)
+        if mhash == source.manifest_hash:
+            raise ValueError(f"{manifest}: the study's own cohort (same manifest hash {mhash[:12]}): evaluating it "
+                             "is not external validation; its test split is in the study's report")
+        parts = None
+        if recal is not None:
+            parts = (rc.column_parts(df, recal.column) if recal.column
+                     else rc.fraction_parts(df, recal.fraction, recal.seed))
+        scorers = {a: load_scorer(source.client, r, Path(tmp) / "models" / a, batch_size)
+                   for a, r in source.arms.items()}
+        wide = _wide(df, {a: scorer(df) for a, scorer in scorers.items()}, source)
+        comparison = _compare(wide, source)
+        recalibrated = None if parts is None else _recalibrate(wide, parts, source, recal)  # type: ignore[arg-type]
+        run_id = _create_run(source, manifest, mhash, recal)
+        tmp_out = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        try:
+            table = _write(tmp_out, source, manifest, mhash, df, wide, comparison, recalibrated, recal, run_id,
+                           command, out.resolve().name)
+            replace_folder(tmp_out, out, check=check_out, marker=MARKER, note=NOTE)
+            _finish_run(source, run_id, out, run_metrics(comparison, table))
+        except BaseException:
+            from liver_mm.tracking.runs import set_status
+
+            shutil.rmtree(tmp_out, ignore_errors=True)  # (gone already once swapped in)
+            set_status(source.client, run_id, "FAILED")
+            raise
+    return Evaluation(out, run_id, comparison, table)
+
+
+def _write(tmp_out: Path, source: StudySource, manifest: Path, mhash: str, df: pd.DataFrame, wide: pd.DataFrame,
+           comparison: StudyComparison, recalibrated, recal: Recalibration | None, run_id: str, command: str,
+           title: str) -> pd.DataFrame | None:
+    from liver_mm.cohort.prepare import synthetic_meta
+    from liver_mm.study.external_report import write_evaluation, write_recalibration
+    from liver_mm.tracking.runs import provenance
+
+    meta = synthetic_meta(manifest)
+    external_synthetic = meta is not None
+    site = meta["site"].get("name") if meta is not None and isinstance(meta.get("site"), dict) else None
+    what = [w for w, s in (("the study's cohort", source.synthetic), ("the external cohort", external_synthetic)) if s]
+    synthetic = " and ".join(what) + (" were" if len(what) > 1 else " was") + " generated by liver-mm" if what else None
+    y = encode_labels(wide["label"].to_numpy(dtype=object))
+    note = (", SYNTHETIC" + (f", site {site}" if site else ", home site")) if external_synthetic else ""
+    summary = {"study": source.name, "parent_run_id": source.parent_id, "manifest": str(manifest), "title": title,
+               "n_cases": int(y.size), "n_malignant": int(y.sum()), "n_benign": int(y.size - y.sum()),
+               "cohort_note": note}
+    arms = pd.DataFrame({"Model": list(source.arms), "Kind": [r.kind for r in source.arms.values()],
+                         "Child run": [r.run_id for r in source.arms.values()],
+                         "Frozen threshold": [f"{r.threshold:.4f}" for r in source.arms.values()]})
+    settings = None if recal is None else {**asdict(recal), "n_fit": int((wide["recal_part"] == rc.FIT).sum()),
+                                           "n_eval": int((wide["recal_part"] == rc.EVAL).sum())}
+    prov = {"study": source.name, "study_folder": str(source.folder.resolve()) if source.folder else "",
+            "parent_run_id": source.parent_id, "experiment_id": source.experiment_id, "evaluate_run_id": run_id,
+            "child_runs": {a: r.run_id for a, r in source.arms.items()},
+            "external_manifest": str(manifest.resolve()), "external_manifest_hash": mhash,
+            "external_synthetic": external_synthetic, **({"external_site": site} if site else {}),
+            **({"recalibration": settings} if settings else {}), **provenance()}
+    table = None
+    if recalibrated is not None and recal is not None:
+        fits, original, recal_cmp = recalibrated
+        table = write_recalibration(tmp_out, original, recal_cmp, fits, recal.method, settings["n_fit"],  # type: ignore[index]
+                                    synthetic is not None)
+    write_evaluation(tmp_out, comparison, wide, df, summary, arms, prov, command, synthetic, settings, table)
+    return table
+
+
+def _create_run(source: StudySource, manifest: Path, mhash: str, recal: Recalibration | None) -> str:
+    """The evaluate run (RUNNING) in the study's experiment, nested under its parent; no patient data."""
+    from liver_mm.cohort.prepare import synthetic_meta
+    from liver_mm.tracking.runs import create_run
+
+    tags = {"mlflow.parentRunId": source.parent_id, "study_parent_run_id": source.parent_id,
+            "evaluated_study": source.name, "run_type": RUN_TYPE,
+            "synthetic": str(synthetic_meta(manifest) is not None or source.synthetic).lower(),
+            "external_manifest_hash": mhash}
+    params = {"evaluated_study": source.name, "study_parent_run_id": source.parent_id,
+              "arms": ",".join(source.arms), "reference": source.reference,
+              "recalibrate": recal.method if recal else "none"}
+    if recal is not None:
+        params.update({"recal_column": recal.column} if recal.column
+                      else {"recal_fraction": recal.fraction, "recal_seed": recal.seed})
+    return create_run(source.client, source.experiment_id, f"evaluate:{source.name}", tags, params)
+
+
+def _finish_run(source: StudySource, run_id: str, out: Path, metrics: Mapping[str, float]) -> None:
+    from liver_mm.tracking.artifacts import log_folder
+    from liver_mm.tracking.runs import log_metrics, set_status
+
+    log_metrics(source.client, run_id, metrics)
+    log_folder(source.client, run_id, out)
+    set_status(source.client, run_id, "FINISHED")
