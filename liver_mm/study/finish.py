@@ -34,8 +34,11 @@ def study_command(config: DictConfig) -> str:
 def config_summary(config: DictConfig) -> dict[str, object]:
     keys = ("data", "image_size", "crop", "split", "cv", "loader", "augment", "checkpoint", "early_stopping", "trainer",
             "seed", "tune")
-    return {k: OmegaConf.to_container(config[k], resolve=True) if OmegaConf.is_config(config[k]) else config[k]
-            for k in keys if k in config}
+    out = {k: OmegaConf.to_container(config[k], resolve=True) if OmegaConf.is_config(config[k]) else config[k]
+           for k in keys if k in config}
+    if not (out.get("tune") or {}).get("trials"):  # type: ignore[union-attr]
+        out.pop("tune", None)  # tuning off: its search space is not a setting of this study
+    return out
 
 
 STUDY_NOTE = "written by liver-mm study; the next run of the same study replaces this folder\n"

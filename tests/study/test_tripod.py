@@ -230,8 +230,11 @@ def test_model_settings_record_each_arms_inputs_and_the_epoch_rule():
 
     with initialize_config_module("liver_mm.conf", version_base="1.3"):
         m3, logreg = (compose("study", overrides=[f"arm={a}"]) for a in ("m3", "tab_logreg"))
+        tuned = compose("study", overrides=["arm=m3", "tune.trials=4"])
     assert model_settings(m3)["image"] is True and model_settings(m3)["features"] == list(
         catalog.modality_features()["m3"])
     assert model_settings(logreg)["image"] is False and model_settings(logreg)["features"] == list(
         catalog.modality_features()["tabular_only"])
     assert config_summary(m3)["checkpoint"] == {"select": "best"}
+    assert "tune" not in config_summary(m3)  # tuning off: no search space in the report's provenance
+    assert config_summary(tuned)["tune"]["trials"] == 4 and config_summary(tuned)["tune"]["sampler"] == "tpe"
