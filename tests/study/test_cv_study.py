@@ -68,6 +68,7 @@ def cv_study(tmp_path_factory):
     return root, client, exp.experiment_id, before
 
 
+@pytest.mark.slow  # a real 2-fold study (about 110 s on 2 cores)
 def test_every_case_once_per_arm_and_repeat(cv_study):
     root, *_ = cv_study
     oof = pd.read_csv(root / "report" / "oof_predictions.csv")
@@ -80,6 +81,7 @@ def test_every_case_once_per_arm_and_repeat(cv_study):
     assert set(oof["arm"]) == set(ARMS) and set(oof["repeat"]) == {0, 1} and set(oof["fold"]) == {0, 1, 2}
 
 
+@pytest.mark.slow  # a real 2-fold study (about 110 s on 2 cores)
 def test_parent_metrics_equal_a_recomputation(cv_study):
     root, client, exp_id, _ = cv_study
     parent = client.search_runs([exp_id], "tags.is_study_parent = 'true'")[0]
@@ -108,6 +110,7 @@ def test_parent_metrics_equal_a_recomputation(cv_study):
     assert comp.at[("m1", "tab_logreg"), "family"] == "controls"
 
 
+@pytest.mark.slow  # a real 2-fold study (about 110 s on 2 cores)
 def test_mlflow_holds_parent_arm_children_and_fold_runs(cv_study):
     _root, client, exp_id, before = cv_study
     runs = client.search_runs([exp_id])
@@ -122,6 +125,7 @@ def test_mlflow_holds_parent_arm_children_and_fold_runs(cv_study):
     assert len(before) >= 4
 
 
+@pytest.mark.slow  # a real 2-fold study (about 110 s on 2 cores)
 def test_report_files(cv_study):
     root, *_ = cv_study
     out = root / "report"

@@ -21,6 +21,7 @@ def _runs(uri: str) -> list:
     return [] if exp is None else client.search_runs([exp.experiment_id])
 
 
+@pytest.mark.slow  # two DDP worker processes (about 25 s)
 def test_ddp_cpu_runs_two_processes(tmp_path, small_overrides):
     cfg = compose_train([*small_overrides, "modalities=m2", "trainer=ddp_cpu", "trainer.max_epochs=1"], tmp_path)
     res = train(cfg)
@@ -69,6 +70,7 @@ def test_invalid_manifest_stops_before_training(tmp_path, tiny_cohort, capfd):
     assert _runs(uri) == []  # nothing was trained or tracked
 
 
+@pytest.mark.slow  # two DDP worker processes (about 25 s)
 def test_ddp_relaunches_workers_from_the_command_line(tmp_path, tiny_cohort):
     """trainer.strategy=ddp: Lightning re-executes the command per process; one MLflow run results."""
     import subprocess
