@@ -146,6 +146,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # starts the MLflow UI server (about 24 s)
 def test_mlflow_ui_serves_the_study(study):
     root, _client, exp_id = study
     port = _free_port()

@@ -100,6 +100,7 @@ def _make_store(uri: str) -> str:
     return experiment_id(open_client(uri), "liver-mm")
 
 
+@pytest.mark.slow  # two training processes (about 22 s)
 def test_two_processes_create_one_new_store(tmp_path):
     """Parallel arms starting on a fresh sqlite store: one creates the schema, the others wait."""
     import multiprocessing as mp

@@ -45,6 +45,7 @@ def test_each_modality_set_trains(tmp_path, small_overrides, extra):
     assert run.data.tags["modalities"] == cfg.modalities.name
 
 
+@pytest.mark.slow  # two full runs (about 26 s)
 def test_two_epoch_run_is_fully_tracked_and_reproducible(tmp_path, small_overrides):
     overrides = [*small_overrides, "modalities=m3", "trainer.max_epochs=2", "logger.log_model=true"]
     cfg = compose_train(overrides, tmp_path)
