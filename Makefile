@@ -12,7 +12,7 @@ export MALLOC_MMAP_THRESHOLD_ ?= 4294967296
 export MALLOC_TRIM_THRESHOLD_ ?= 4294967296
 export MALLOC_TOP_PAD_ ?= 1073741824
 
-.PHONY: install test test-slow test-cluster lint demo record ui bench clean
+.PHONY: install test test-slow test-cluster lint demo record ui bench bench-cluster clean
 
 install: $(STAMP)
 
@@ -64,6 +64,14 @@ bench: install
 	@if $(PY) -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then \
 		$(PY) tests/benchmarks/bench_gpu.py --no-compile; \
 	else echo; echo "GPU: no CUDA device here; the GPU ratio and paper-study lines come from bench_gpu.py on one"; fi
+	@echo "SLURM + MLflow server vs joblib: make bench-cluster (root; about an hour on 2 cores)"
+
+# the 5-fold demo study through joblib (2 jobs, sqlite) vs the local SLURM cluster + MLflow server: wall time each and
+# the per-job overhead (about an hour on 2 cores; root: starts the cluster and the server, stops both at the end)
+bench-cluster: install
+	scripts/slurm-local.sh up && scripts/mlflow-server.sh up
+	MLFLOW_TRACKING_URI=http://127.0.0.1:$${MLFLOW_PORT:-5077} $(PY) tests/benchmarks/bench_slurm.py; rc=$$?; \
+		scripts/mlflow-server.sh down; scripts/slurm-local.sh down; exit $$rc
 
 clean:
 	rm -rf .cache outputs multirun .pytest_cache .ruff_cache

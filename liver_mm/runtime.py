@@ -8,7 +8,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -66,16 +66,43 @@ def affinity() -> set[int]:
         return set(range(os.cpu_count() or 1))
 
 
-def available_cores(cpus: set[int] | None = None, quota: float | None = None) -> int:
-    """Cores this process can actually use: its CPU affinity, capped by the cgroup quota (rounded up), >= 1.
+def slurm_cpus(env: Mapping[str, str] | None = None) -> int | None:
+    """CPUs SLURM allotted to each task of this job: ``SLURM_CPUS_PER_TASK``, else this node's
+    ``SLURM_CPUS_ON_NODE`` shared by ``SLURM_NTASKS_PER_NODE`` tasks (default 1); None outside a SLURM job.
 
-    Defaults read the running process (``os.sched_getaffinity``, :func:`cgroup_cpu_limit`); not ``os.cpu_count()``,
-    which counts the host's CPUs inside a container or a ``taskset``.
+    A cluster that does not bind tasks to CPUs (``TaskPlugin=task/none``) leaves a job's affinity at the whole
+    node: without this count a job given one CPU would run one intra-op thread per core of the node.
+    """
+    env = os.environ if env is None else env
+    if not env.get("SLURM_JOB_ID"):
+        return None
+    try:
+        if env.get("SLURM_CPUS_PER_TASK"):
+            return max(1, int(env["SLURM_CPUS_PER_TASK"]))
+        if env.get("SLURM_CPUS_ON_NODE"):
+            tasks = int(env.get("SLURM_NTASKS_PER_NODE") or 1)
+            return max(1, int(env["SLURM_CPUS_ON_NODE"]) // max(1, tasks))
+    except ValueError:
+        log.warning("SLURM CPU counts not understood (SLURM_CPUS_PER_TASK=%r, SLURM_CPUS_ON_NODE=%r, "
+                    "SLURM_NTASKS_PER_NODE=%r): threads follow the CPU affinity", env.get("SLURM_CPUS_PER_TASK"),
+                    env.get("SLURM_CPUS_ON_NODE"), env.get("SLURM_NTASKS_PER_NODE"))
+    return None
+
+
+def available_cores(cpus: set[int] | None = None, quota: float | None = None, allotted: int | None = None) -> int:
+    """Cores this process can actually use: its CPU affinity, capped by the cgroup quota (rounded up) and by the
+    CPUs its SLURM job was allotted, >= 1.
+
+    Defaults read the running process (``os.sched_getaffinity``, :func:`cgroup_cpu_limit`, :func:`slurm_cpus`);
+    not ``os.cpu_count()``, which counts the host's CPUs inside a container or a ``taskset``.
     """
     n = len(affinity() if cpus is None else cpus)
     quota = cgroup_cpu_limit() if quota is None else quota
     if quota is not None and quota > 0:
         n = min(n, math.ceil(quota - 1e-9))
+    allotted = slurm_cpus() if allotted is None else allotted
+    if allotted:
+        n = min(n, allotted)
     return max(1, n)
 
 

@@ -5,6 +5,9 @@
 #   scripts/slurm-local.sh status # sinfo
 # Partition `local` holds this machine's cores (no GPU). Needs root (apt, daemons); no systemd needed.
 # Config and state live under $SLURM_LOCAL_DIR (default /var/lib/liver-mm-slurm); logs in its log/ folder.
+# Every daemon listens on loopback only: mariadb on 127.0.0.1 (--bind-address); slurmctld, slurmd and slurmdbd on
+# the address this machine's hostname resolves to (CommunicationParameters=NoCtldInAddrAny,NoInAddrAny), where that
+# is a loopback address; where it is not, the script says so and the SLURM daemons listen on every interface.
 set -euo pipefail
 D=${SLURM_LOCAL_DIR:-/var/lib/liver-mm-slurm}
 CLUSTER=liver-mm-local
@@ -42,8 +45,26 @@ ours_or_absent() {
     die "$1 exists and was not written by this script: a SLURM installation of this machine's own; not replacing it"
 }
 
+# true where this machine's hostname resolves to a loopback address (what NoInAddrAny binds), then ADDR is that
+# address (Debian maps it to 127.0.1.1); else a warning, and the daemons are reached at 127.0.0.1
+ADDR=127.0.0.1
+loopback_host() {
+  local addr
+  addr=$(getent ahostsv4 "$HOST" | awk 'NR == 1 {print $1}')
+  case "$addr" in
+    127.*) ADDR=$addr; return 0 ;;
+    *) echo "slurm-local: warning: hostname $HOST resolves to ${addr:-nothing}, not 127.x: slurmctld, slurmd and" \
+         "slurmdbd listen on every interface (ports 6817-6819; munge authenticates each message). Map $HOST to" \
+         "127.0.1.1 in /etc/hosts to keep them on loopback." >&2; return 1 ;;
+  esac
+}
+
 write_conf() {
-  local cpus mem
+  local cpus mem ctld_params="" dbd_params=""
+  if loopback_host; then
+    ctld_params="CommunicationParameters=NoCtldInAddrAny,NoInAddrAny"
+    dbd_params="CommunicationParameters=NoInAddrAny"
+  fi
   ours_or_absent /etc/slurm/slurm.conf
   ours_or_absent /etc/slurm/slurmdbd.conf
   cpus=$(nproc)
@@ -52,7 +73,7 @@ write_conf() {
   cat > /etc/slurm/slurm.conf <<CONF
 # written by liver-mm scripts/slurm-local.sh: a one-node cluster on $HOST
 ClusterName=$CLUSTER
-SlurmctldHost=$HOST(127.0.0.1)
+SlurmctldHost=$HOST($ADDR)
 SlurmUser=root
 AuthType=auth/munge
 StateSaveLocation=$D/ctld
@@ -71,16 +92,18 @@ ReturnToService=2
 # scancel: SIGTERM (submitit's jobs ignore it, waiting for a requeue), SIGKILL 2 s later
 KillWait=2
 AccountingStorageType=accounting_storage/slurmdbd
-AccountingStorageHost=127.0.0.1
+AccountingStorageHost=$ADDR
+$ctld_params
 JobAcctGatherType=jobacct_gather/none
-NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
+NodeName=$HOST NodeAddr=$ADDR CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=local Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 CONF
   cat > /etc/slurm/slurmdbd.conf <<CONF
 # written by liver-mm scripts/slurm-local.sh: the accounting daemon of the one-node cluster
 AuthType=auth/munge
-DbdAddr=127.0.0.1
+DbdAddr=$ADDR
 DbdHost=$HOST
+$dbd_params
 SlurmUser=root
 StorageType=accounting_storage/mysql
 StorageHost=localhost

@@ -32,6 +32,32 @@ def test_available_cores_is_the_affinity_capped_by_the_quota():
     assert runtime.available_cores(cpus={0, 1, 2, 3}, quota=0.5) == 1
 
 
+def test_slurm_cpus_reads_the_job_allocation(caplog):
+    assert runtime.slurm_cpus({}) is None  # not a SLURM job
+    assert runtime.slurm_cpus({"SLURM_CPUS_PER_TASK": "4"}) is None  # a leftover variable without a job
+    assert runtime.slurm_cpus({"SLURM_JOB_ID": "7", "SLURM_CPUS_PER_TASK": "1", "SLURM_CPUS_ON_NODE": "2"}) == 1
+    assert runtime.slurm_cpus({"SLURM_JOB_ID": "7", "SLURM_CPUS_ON_NODE": "8", "SLURM_NTASKS_PER_NODE": "4"}) == 2
+    assert runtime.slurm_cpus({"SLURM_JOB_ID": "7", "SLURM_CPUS_ON_NODE": "3"}) == 3
+    assert runtime.slurm_cpus({"SLURM_JOB_ID": "7"}) is None
+    assert runtime.slurm_cpus({"SLURM_JOB_ID": "7", "SLURM_CPUS_PER_TASK": "two"}) is None
+    assert "SLURM_CPUS_PER_TASK='two'" in caplog.text
+
+
+def test_a_one_cpu_slurm_job_on_an_unbound_two_core_node_runs_one_thread(monkeypatch):
+    """TaskPlugin=task/none leaves the job's affinity at the node's 2 cores; the job was given 1 CPU."""
+    monkeypatch.setattr(runtime, "affinity", lambda: {0, 1})
+    monkeypatch.setattr(runtime, "cgroup_cpu_limit", lambda: None)
+    monkeypatch.delenv(runtime.JOBS_ENV, raising=False)
+    for var in ("SLURM_JOB_ID", "SLURM_CPUS_PER_TASK", "SLURM_CPUS_ON_NODE", "SLURM_NTASKS_PER_NODE"):
+        monkeypatch.delenv(var, raising=False)
+    assert runtime.threads_per_process(1) == 2
+    monkeypatch.setenv("SLURM_JOB_ID", "87")
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
+    assert runtime.available_cores() == 1
+    assert runtime.threads_per_process(1) == 1
+    assert runtime.available_cores(cpus={0, 1, 2, 3}, quota=None, allotted=3) == 3
+
+
 def _stat(per_cpu: dict[int, tuple[int, int]]) -> str:
     """/proc/stat text; per CPU (busy user jiffies, idle jiffies)."""
     lines = ["cpu  1 2 3 4 5 6 7 8 0 0"]

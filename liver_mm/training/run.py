@@ -179,7 +179,10 @@ def _tracked_fit(cfg: DictConfig, estimator: Estimator, cohort: PreparedCohort, 
     client, exp_id = connect(cfg.logger)
     name = str((cfg.get("study") or {}).get("run_name") or (cfg.get("study") or {}).get("arm") or cfg.modalities.name)
     tuned = tuning_on(cfg)  # the config's params are logged once the search has chosen the settings
-    run_id = create_run(client, exp_id, name, run_tags(cfg, cohort), {} if tuned else run_params(cfg, cohort, feats))
+    import torch
+
+    tags = {**run_tags(cfg, cohort), "intra_op_threads": str(torch.get_num_threads())}  # as configure_threads set
+    run_id = create_run(client, exp_id, name, tags, {} if tuned else run_params(cfg, cohort, feats))
     status = "FAILED"
     try:
         with sigterm_as_interrupt(), heartbeat(client, run_id):

@@ -122,6 +122,8 @@ def test_server_holds_every_run_finished_with_parent_links(slurm_study):
     assert {r.data.tags["mlflow.parentRunId"] for r in folds} == {r.info.run_id for r in arms}
     # one SLURM job per (arm, repeat, fold), each a job of its own
     assert len({r.data.tags["slurm_job_id"] for r in folds}) == 3
+    # each job asked one CPU (slurm_local: cpus_per_task 1) on a node that does not bind tasks to cores: one thread
+    assert [r.data.tags["intra_op_threads"] for r in folds] == ["1"] * 3
 
 
 def test_four_concurrent_train_processes_log_to_the_server(mlflow_server, tiny_cohort, tmp_path):
