@@ -3,7 +3,9 @@
 CSV in any common dialect (``,`` ``;`` tab ``|`` separators, decimal commas: detected or declared, see
 :mod:`liver_mm.io.dialect`) and ``.xlsx`` spreadsheets; cells are stripped and blank / NA tokens
 become NaN; headers matching a known column case-insensitively are renamed to it (``AST`` -> ``ast``,
-logged as a warning).
+logged as a warning). A CSV record with more or fewer fields than the header is an error naming the file and
+line (a missing separator would shift the values after it into the wrong columns); a spreadsheet row may end
+early (its cells sit in their columns: what is not there is empty).
 """
 
 from __future__ import annotations
@@ -107,7 +109,8 @@ def read_csv_table(path: str | Path, known_columns: Collection[str] = (), log_re
     (CSV) or row (spreadsheet) of each record; ``known_columns`` matched case-insensitively
     (:func:`canonical_headers`).
 
-    Raises :class:`ManifestError` naming the file and line when it cannot be parsed (code
+    Raises :class:`ManifestError` naming the file and line when it cannot be parsed or a CSV record has more or
+    fewer fields than the header (code
     ``manifest_separator`` when the separator or decimal mark cannot be told).
     """
     path, options = Path(path), options or TableOptions()
@@ -138,7 +141,9 @@ def read_csv_table(path: str | Path, known_columns: Collection[str] = (), log_re
                 continue
             if len(rec) > width and (sheet is None or any(c.strip() for c in rec[width:])):
                 raise ManifestError(_surplus_message(path, sheet, start, rec, names, known_columns, seen, records))
-            rows.append((rec + [""] * width)[:width])
+            if len(rec) < width and sheet is None:
+                raise ManifestError(_short_message(path, start, rec, names, seen))
+            rows.append((rec + [""] * width)[:width])  # a sheet row ends at its last filled cell: pad it
             kept.append(start)
         decimal = options.decimal or (detect_decimal(rows, names, kept, seen, TEXT_COLUMNS, path, _SeparatorError)
                                       if seen != "," else ".")
@@ -201,6 +206,18 @@ def _surplus_message(path: Path, sheet: str | None, line: int, rec: list[str], n
                 f"{shown}); quote it (\"12,5\"), write it with a point, or save with ';' separators and pass "
                 "--sep ';' --decimal ','; otherwise delete the surplus separators")
     return f"{msg}: quote values holding {sep!r}, or delete the surplus separators"
+
+
+def _short_message(path: Path, line: int, rec: list[str], names: list[str], sep: str) -> str:
+    """Why a delimited record with fewer fields than the header is refused: a missing separator shifts
+    every value after it into the column on its left (an empty value is an empty field: ``a,,c``)."""
+    width, last = len(names), names[len(rec) - 1]
+    empty = ", ".join(names[len(rec):][:3]) + (" ..." if width - len(rec) > 3 else "")
+    shown = "tab" if sep == "\t" else repr(sep)
+    return (f"{path}, line {line}: {len(rec)} fields but the header names {width}: {width - len(rec)} separator(s) "
+            f"missing, so the values after a gap would move left into the wrong columns (the last value, "
+            f"{rec[-1].strip()!r}, would be read as {last}; {empty} left empty); write an empty value as an empty "
+            f"field (two {shown} in a row)")
 
 
 def _refuse_split_numbers(path: Path, rows: list[list[str]], names: list[str], lines: list[int],

@@ -13,6 +13,7 @@ from liver_mm.cohort.prepare import PreparedCohort
 from liver_mm.stats import encode_labels, format_p, markdown_table, youden_threshold
 from liver_mm.study.cv_tables import (
     OOF_COLUMNS,
+    WITHOUT_DEGENERATE,
     check_oof_coverage,
     cv_auc_table,
     cv_comparisons,
@@ -45,8 +46,9 @@ def fold_predictions(pred: pd.DataFrame, arm: str, repeat: int, fold: int, patie
         bad = False
     except DegenerateThresholdError:
         bad = True
-        log.warning("arm %s, repeat %d, fold %d: degenerate dev-Youden threshold %s; its test cases are left out "
-                    "of the pooled accuracy, sensitivity and specificity", arm, repeat, fold, thr.threshold)
+        log.warning("arm %s, repeat %d, fold %d: degenerate dev-Youden threshold %s (every test case called one "
+                    "class); the pooled accuracy, sensitivity and specificity keep its test cases, the figures "
+                    "beside them leave them out", arm, repeat, fold, thr.threshold)
     ids = test["case_id"].astype(str)
     return pd.DataFrame({"case_id": ids.to_numpy(), "patient_id": ids.map(patients).to_numpy(), "arm": arm,
                          "repeat": repeat, "fold": fold, "label": test["label"].to_numpy(),
@@ -54,17 +56,29 @@ def fold_predictions(pred: pd.DataFrame, arm: str, repeat: int, fold: int, patie
                          "degenerate_threshold": bad})
 
 
+def _proportion_cell(r: Mapping[str, object], key: str) -> str:
+    return fmt_proportion(r[key], r[f"{key}_ci_low"], r[f"{key}_ci_high"], r[f"{key}_k"], r[f"{key}_n"])
+
+
 def format_summary(summary: pd.DataFrame) -> pd.DataFrame:
+    """The Performance table: accuracy / sensitivity / specificity of every case, each followed (when a fold
+    threshold was degenerate) by the same figure without those folds, labelled."""
+    beside = bool((summary["left_out_cases"] > 0).any())
     rows = []
     for r in summary.to_dict("records"):
+        cells = {}
+        for m in METRICS:
+            cells[f"{m.capitalize()}, every case (n/N; 95% CI)"] = _proportion_cell(r, m)
+            if beside:
+                without = _proportion_cell(r, f"{m}{WITHOUT_DEGENERATE}")
+                cells[f"{m.capitalize()} without degenerate folds (n/N; 95% CI)"] = (
+                    without if r["left_out_cases"] else "same (no degenerate fold)")
         rows.append({"Model": r["arm"], "Folds": str(int(r["n_folds"])),
                      "Degenerate thresholds": str(int(r["degenerate_folds"])),
                      "Fold AUC mean (SD)": f"{r['auc_mean']:.3f} ({fmt_number(r['auc_sd'])})",
                      "Pooled out-of-fold AUC, repeat 0 (95% CI)": fmt_auc(r["pooled_auc"], r["pooled_auc_ci_low"],
                                                                           r["pooled_auc_ci_high"]),
-                     **{f"{m.capitalize()} (n/N; 95% CI)": fmt_proportion(r[m], r[f"{m}_ci_low"], r[f"{m}_ci_high"],
-                                                                          r[f"{m}_k"], r[f"{m}_n"])
-                        for m in METRICS}})
+                     **cells})
     return pd.DataFrame(rows)
 
 
@@ -123,12 +137,14 @@ def degenerate_sentence(summary: pd.DataFrame) -> list[str]:
     if bad.empty:
         return []
     each = "; ".join(f"{r['arm']} {int(r['degenerate_folds'])} of {int(r['n_folds'])} fold models (repeat 0: "
-                     f"{int(r['pooled_excluded_folds'])} fold(s), {int(r['pooled_excluded_cases'])} cases left out)"
+                     f"{int(r['left_out_folds'])} fold(s) with {int(r['left_out_cases'])} test cases)"
                      for r in bad.to_dict("records"))
     return [f"**Degenerate thresholds**: {each}. A fold model whose dev-Youden threshold separates no dev cases "
-            "(±inf: every case called malignant, or every case benign) has no operating point: its test cases are "
-            "left out of the pooled accuracy, sensitivity and specificity (their n/N shows it); the AUCs use the "
-            "probabilities and keep them.", ""]
+            "(±inf: every case called malignant, or every case benign) learnt no usable operating point. The pooled "
+            "accuracy, sensitivity and specificity keep its test cases, each called at its own fold's frozen "
+            "threshold as that fold model calls it (every case one class), so they hold every case; the columns "
+            "\"without degenerate folds\" leave those folds out (their n/N shows how many cases are left); read them as "
+            "optimistic: the folds left out are the failing ones. The AUCs use the probabilities and keep every case.", ""]
 
 
 def _comparison_lines(comp: pd.DataFrame, reference: str) -> list[str]:

@@ -88,28 +88,41 @@ def _proportion(k: int, n: int) -> tuple[float, float, float]:
     return (k / n if n else math.nan), lo, hi
 
 
+#: the figures beside the headline: ``accuracy_without_degenerate``, ``..._k``, ``..._n``, ``..._ci_low``, ...
+WITHOUT_DEGENERATE = "_without_degenerate"
+
+
+def _called_counts(y: np.ndarray, called: np.ndarray) -> dict[str, tuple[int, int]]:
+    return dict(zip(THRESHOLD_METRICS, ((int((called == (y == 1)).sum()), len(y)),  # accuracy
+                                        (int((called & (y == 1)).sum()), int((y == 1).sum())),  # sensitivity
+                                        (int((~called & (y == 0)).sum()), int((y == 0).sum()))),  # specificity
+                    strict=True))
+
+
 def pooled_metrics(part: pd.DataFrame) -> dict[str, float]:
-    """AUC (DeLong CI) of pooled out-of-fold predictions (every case), and accuracy / sensitivity / specificity
-    with each case called at its own fold's frozen threshold (k/n and Wilson CIs), leaving out the cases of folds
-    whose threshold is degenerate (an infinite cut calls every case one class: no operating point to pool);
-    ``pooled_excluded_folds`` / ``pooled_excluded_cases`` count them."""
+    """AUC (DeLong CI) of pooled out-of-fold predictions, and accuracy / sensitivity / specificity (k/n, Wilson
+    CIs) with every case called at its own fold's frozen threshold as the fold model calls it
+    (``prob >= threshold``), a degenerate one included (-inf: every case malignant; +inf: every case benign):
+    the headline holds every case. Beside it, ``<metric>_without_degenerate`` (with ``_k``, ``_n``, CIs) leaves
+    out the folds whose threshold is degenerate; ``left_out_folds`` / ``left_out_cases`` count them."""
     y = encode_labels(part["label"].to_numpy(dtype=object))
     p = part["prob"].to_numpy(dtype=float)
-    called = p >= part["threshold"].to_numpy(dtype=float)
+    thr = part["threshold"].to_numpy(dtype=float)
+    if np.isnan(thr).any():
+        row = part[np.isnan(thr)].iloc[0]
+        raise ValueError(f"arm {row['arm']}, repeat {row['repeat']}, fold {row['fold']}: no threshold (NaN): "
+                         "its cases cannot be called")
+    called = p >= thr
     bad = degenerate(part)
     auc = auc_ci(y, p)
     out: dict[str, float] = {"n": len(y), "pooled_auc": auc.auc, "pooled_auc_ci_low": auc.ci_low,
                              "pooled_auc_ci_high": auc.ci_high,
-                             "pooled_excluded_folds": int(part.loc[bad, "fold"].nunique()),
-                             "pooled_excluded_cases": int(bad.sum())}
-    y, called = y[~bad], called[~bad]
-    counts = dict(zip(THRESHOLD_METRICS, ((int((called == (y == 1)).sum()), len(y)),  # accuracy
-                                          (int((called & (y == 1)).sum()), int((y == 1).sum())),  # sensitivity
-                                          (int((~called & (y == 0)).sum()), int((y == 0).sum()))),  # specificity
-                      strict=True))
-    for name, (k, n) in counts.items():
-        value, lo, hi = _proportion(k, n)
-        out.update({name: value, f"{name}_k": k, f"{name}_n": n, f"{name}_ci_low": lo, f"{name}_ci_high": hi})
+                             "left_out_folds": int(part.loc[bad, "fold"].nunique()), "left_out_cases": int(bad.sum())}
+    for suffix, keep in (("", slice(None)), (WITHOUT_DEGENERATE, ~bad)):
+        for name, (k, n) in _called_counts(y[keep], called[keep]).items():
+            value, lo, hi = _proportion(k, n)
+            key = f"{name}{suffix}"
+            out.update({key: value, f"{key}_k": k, f"{key}_n": n, f"{key}_ci_low": lo, f"{key}_ci_high": hi})
     return out
 
 

@@ -1,5 +1,6 @@
-"""Readers never guess: a decimal comma splitting a field in a comma CSV, an .xlsx formula without a
-computed value, an .xlsx header below row 1 are errors naming the file, line / cell and the remedy."""
+"""Readers never guess: a decimal comma splitting a field in a comma CSV, a CSV record one field short, an .xlsx
+formula without a computed value, an .xlsx header below row 1 are errors naming the file, line / cell and the
+remedy."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import re
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from openpyxl import load_workbook
 
@@ -15,7 +17,7 @@ from liver_mm.cohort.validate import validate_manifest
 from liver_mm.io.dialect import make_options
 from liver_mm.io.schema import ManifestError, read_manifest
 from tests.cohort.test_validate import base_rows, write_manifest
-from tests.io.test_dialect import write_xlsx
+from tests.io.test_dialect import write_sep, write_xlsx
 
 
 def test_decimal_comma_with_empty_last_column_is_an_error(tmp_path, capsys):
@@ -41,6 +43,45 @@ def test_decimal_comma_with_empty_last_column_is_an_error(tmp_path, capsys):
         (4, "platelets", "value_not_numeric")]
     assert main(["validate", str(path)]) == 1
     capsys.readouterr()
+
+
+@pytest.mark.parametrize(("sep", "name", "shown"), [(",", "m.csv", "','"), (";", "semi.csv", "';'"),
+                                                   ("\t", "tab.tsv", "tab")])
+def test_a_record_with_a_missing_field_is_an_error(tmp_path, capsys, sep, name, shown):
+    """Was: padded at the end, so c1's albumin 3.7 was read as its platelets (in range) and albumin as missing."""
+    path = write_manifest(tmp_path, base_rows(tmp_path)) if sep == "," else write_sep(tmp_path, base_rows(tmp_path),
+                                                                                      sep, name)
+    lines = path.read_text().splitlines()
+    fields = lines[2].split(sep)  # case c1: ..., platelets, albumin
+    assert len(fields) == 15 and fields[0] == "c1"
+    lines[2] = sep.join([*fields[:13], fields[14]])  # platelets' field deleted
+    path.write_text("\n".join(lines) + "\n")
+    msg = (f"{path}, line 3: 14 fields but the header names 15: 1 separator(s) missing, so the values after a gap "
+           f"would move left into the wrong columns (the last value, {fields[14]!r}, would be read as platelets; "
+           f"albumin left empty); write an empty value as an empty field (two {shown} in a row)")
+    with pytest.raises(ManifestError) as exc:
+        read_manifest(path)
+    assert str(exc.value) == msg
+    assert [(f.code, f.message) for f in validate_manifest(path).errors] == [("manifest_unreadable", msg)]
+    assert main(["validate", str(path)]) == 1
+    assert msg in capsys.readouterr().out
+
+
+def test_a_trailing_empty_field_and_a_short_spreadsheet_row_are_empty_values(tmp_path):
+    """``...,16.0,`` holds 15 fields, the last one empty; an .xlsx row has no field count (its cells sit in their
+    columns), so the cells after its last filled one are empty, never shifted."""
+    rows = base_rows(tmp_path)
+    rows[1]["albumin"] = ""
+    path = write_manifest(tmp_path, rows)
+    assert path.read_text().splitlines()[2].endswith(",16.0,")
+    df = read_manifest(path).set_index("case_id")
+    assert df.at["c1", "platelets"] == 16.0 and np.isnan(df.at["c1", "albumin"])
+    wb = load_workbook(write_xlsx(tmp_path, base_rows(tmp_path)))
+    for col in ("N", "O"):  # platelets, albumin of case c1 (row 3)
+        wb.active[f"{col}3"] = None
+    wb.save(tmp_path / "short.xlsx")
+    df = read_manifest(tmp_path / "short.xlsx").set_index("case_id")
+    assert df.loc["c1", ["platelets", "albumin"]].isna().all() and df.at["c2", "albumin"] == 3.8
 
 
 def test_split_number_filling_a_text_column_is_an_error(tmp_path):

@@ -36,13 +36,18 @@ def test_net_benefit_matches_dcurves_golden(golden, model):
     np.testing.assert_allclose(res["treat_none"], golden["net_benefit"]["none"], rtol=0, atol=TOL)
 
 
-def test_golden_exercises_ties_on_thresholds(golden):
-    """The >= convention matters for model_b: with > instead the curve differs from dcurves'."""
+def test_a_prediction_on_the_threshold_is_positive(golden):
+    """p >= pt: model_b's predictions sit on thresholds (0.5, 0.72, ...), where p > pt gives another curve. The
+    code's curve matches dcurves' and is more than 1e-3 from the strict one (was: only the fixture was checked)."""
     y, p = np.asarray(golden["y"]), np.asarray(golden["prob"]["model_b"])
     t = np.asarray(golden["thresholds"])
+    ours = net_benefit(y, p, t)["net_benefit"].to_numpy()
     strict = np.array([((p > pt) & (y == 1)).sum() / y.size - ((p > pt) & (y == 0)).sum() / y.size * pt / (1 - pt)
                        for pt in t])
-    assert np.abs(strict - np.asarray(golden["net_benefit"]["model_b"])).max() > 1e-3
+    np.testing.assert_allclose(ours, golden["net_benefit"]["model_b"], rtol=0, atol=TOL)
+    assert np.abs(ours - strict).max() > 1e-3
+    # two of three cases exactly on pt = 0.5, both malignant: TP 2, FP 0 -> 2/3 (with p > pt: 0)
+    assert net_benefit([1, 1, 0], [0.5, 0.5, 0.2], [0.5])["net_benefit"].tolist() == [2 / 3]
 
 
 def test_hand_computed_case():

@@ -1,6 +1,7 @@
-"""Issue 21 items 4-5 on hand-built out-of-fold frames: degenerate fold thresholds are flagged and left out of the
-pooled accuracy / sensitivity / specificity, the every-case-once check sees duplicates before any file is
-written, and one arm gives an empty comparison table."""
+"""Issue 21 items 4-5 and issue 29 item 9 on hand-built out-of-fold frames: degenerate fold thresholds are flagged,
+the pooled accuracy / sensitivity / specificity hold every case (each called at its own fold's frozen threshold)
+with the figures without the degenerate folds beside them, the every-case-once check sees duplicates before any
+file is written, and one arm gives an empty comparison table."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from liver_mm.study.cv_report import fold_predictions, write_cv_study
+from liver_mm.study.cv_report import fold_predictions, format_summary, write_cv_study
 from liver_mm.study.cv_tables import (
     COMPARISON_COLUMNS,
     check_oof_coverage,
@@ -34,20 +35,40 @@ def _oof() -> pd.DataFrame:
                          for i, (c, y, p) in enumerate(rows)])
 
 
-def test_pooled_metrics_leave_out_degenerate_folds():
+def test_pooled_metrics_hold_every_case_and_give_the_figures_without_degenerate_folds_beside():
     m = pooled_metrics(_oof())
-    # fold 1 alone: c4 TP, c5 TN, c6 FN, c7 FP (with fold 0 it was sensitivity 3/4, specificity 1/4, accuracy 4/8)
-    assert (m["accuracy_k"], m["accuracy_n"]) == (2, 4)
-    assert (m["sensitivity_k"], m["sensitivity_n"]) == (1, 2)
-    assert (m["specificity_k"], m["specificity_n"]) == (1, 2)
-    assert (m["pooled_excluded_folds"], m["pooled_excluded_cases"]) == (1, 4)
+    # every case: fold 0 at -inf calls c0-c3 malignant (c0, c2 TP; c1, c3 FP); fold 1 at 0.5: c4 TP, c5 TN, c6 FN,
+    # c7 FP (was: fold 0 dropped from the headline, accuracy 2/4, sensitivity 1/2, specificity 1/2)
+    assert (m["accuracy_k"], m["accuracy_n"]) == (4, 8)
+    assert (m["sensitivity_k"], m["sensitivity_n"]) == (3, 4)
+    assert (m["specificity_k"], m["specificity_n"]) == (1, 4)
+    assert (m["accuracy"], m["sensitivity"], m["specificity"]) == (0.5, 0.75, 0.25)
+    assert m["specificity_ci_low"] == pytest.approx(0.045587, abs=1e-6)  # Wilson 1/4: 4.56%
+    # beside it, fold 1 alone
+    assert (m["accuracy_without_degenerate_k"], m["accuracy_without_degenerate_n"]) == (2, 4)
+    assert (m["sensitivity_without_degenerate_k"], m["sensitivity_without_degenerate_n"]) == (1, 2)
+    assert (m["specificity_without_degenerate_k"], m["specificity_without_degenerate_n"]) == (1, 2)
+    assert m["specificity_without_degenerate"] == 0.5
+    assert (m["left_out_folds"], m["left_out_cases"]) == (1, 4)
     assert m["n"] == 8 and m["pooled_auc"] == pytest.approx(11 / 16, abs=1e-12)  # the AUC keeps every case
+
+
+def test_a_plus_inf_threshold_calls_its_fold_benign():
+    m = pooled_metrics(_oof().assign(threshold=[math.inf] * 4 + [0.5] * 4))
+    # fold 0: c0, c2 FN, c1, c3 TN; fold 1 as above
+    assert [(m[f"{k}_k"], m[f"{k}_n"]) for k in ("accuracy", "sensitivity", "specificity")] == [(4, 8), (1, 4), (3, 4)]
+    assert m["sensitivity_without_degenerate_k"] == 1 and m["left_out_cases"] == 4
 
 
 def test_the_flag_column_wins_over_the_threshold_value():
     oof = _oof().assign(threshold=0.5, degenerate_threshold=[True] * 4 + [False] * 4)
-    assert pooled_metrics(oof)["accuracy_n"] == 4
-    assert pooled_metrics(oof.drop(columns="degenerate_threshold"))["accuracy_n"] == 8
+    assert pooled_metrics(oof)["accuracy_n"] == 8 and pooled_metrics(oof)["accuracy_without_degenerate_n"] == 4
+    assert pooled_metrics(oof.drop(columns="degenerate_threshold"))["accuracy_without_degenerate_n"] == 8
+
+
+def test_a_missing_threshold_is_an_error():
+    with pytest.raises(ValueError, match=r"^arm m1, repeat 0, fold 1: no threshold \(NaN\)"):
+        pooled_metrics(_oof().assign(threshold=[0.5] * 5 + [math.nan] * 3))
 
 
 def test_cv_auc_and_summary_count_degenerate_folds():
@@ -55,7 +76,11 @@ def test_cv_auc_and_summary_count_degenerate_folds():
     cv_auc = cv_auc_table(oof)
     assert cv_auc["degenerate_threshold"].tolist() == [True, False]
     s = cv_summary(oof, cv_auc, ["m1"]).iloc[0]
-    assert s["degenerate_folds"] == 1 and s["sensitivity"] == 0.5 and s["sensitivity_n"] == 2
+    assert s["degenerate_folds"] == 1 and s["sensitivity"] == 0.75 and s["sensitivity_n"] == 4
+    assert s["sensitivity_without_degenerate"] == 0.5 and s["left_out_folds"] == 1
+    table = format_summary(cv_summary(oof, cv_auc, ["m1"])).iloc[0]
+    assert table["Sensitivity, every case (n/N; 95% CI)"] == "75.0% (3/4; 30.1–95.4)"
+    assert table["Sensitivity without degenerate folds (n/N; 95% CI)"] == "50.0% (1/2; 9.5–90.5)"
 
 
 def test_fold_predictions_flag_a_constant_dev_score():
@@ -133,12 +158,22 @@ def test_the_report_flags_degenerate_folds(tmp_path, tiny_cohort):
     half = len(df) // 2
     assert s.at["m5", "degenerate_folds"] == 1 and s.at["m1", "degenerate_folds"] == 0
     assert metrics["cv_degenerate_folds_m5"] == 1 and metrics["cv_degenerate_folds_m1"] == 0
-    assert s.at["m5", "pooled_excluded_cases"] == half and s.at["m5", "accuracy_n"] == len(df) - half
-    assert s.at["m5", "n"] == len(df) and s.at["m1", "accuracy_n"] == len(df)
+    assert s.at["m5", "left_out_cases"] == half and s.at["m5", "accuracy_without_degenerate_n"] == len(df) - half
+    assert s.at["m5", "n"] == len(df) and s.at["m5", "accuracy_n"] == len(df) and s.at["m1", "accuracy_n"] == len(df)
+    # m5's fold 0: constant dev score, threshold -inf: its test half called malignant
+    test0 = df.iloc[:half]
+    n_mal0 = int((test0["label"] == M).sum())
+    oof = pd.read_csv(out / "oof_predictions.csv")
+    f1 = oof[(oof["arm"] == "m5") & (oof["fold"] == 1)]
+    tp1 = int(((f1["prob"] >= f1["threshold"]) & (f1["label"] == M)).sum())
+    assert s.at["m5", "sensitivity_k"] == n_mal0 + tp1 and s.at["m5", "sensitivity_without_degenerate_k"] == tp1
     report = (out / "report.md").read_text()
-    assert (f"**Degenerate thresholds**: m5 1 of 2 fold models (repeat 0: 1 fold(s), {half} cases left out). "
+    assert (f"**Degenerate thresholds**: m5 1 of 2 fold models (repeat 0: 1 fold(s) with {half} test cases). "
             "A fold model whose dev-Youden threshold separates no dev cases") in report
-    assert "left out of the pooled accuracy, sensitivity and specificity" in report
+    assert "The pooled accuracy, sensitivity and specificity keep its test cases" in report
+    assert "| Accuracy, every case (n/N; 95% CI) | Accuracy without degenerate folds (n/N; 95% CI) |" in report
+    m1_row = next(line for line in report.splitlines() if line.startswith("| m1 |"))
+    assert m1_row.count("same (no degenerate fold)") == 3
     oof = pd.read_csv(out / "oof_predictions.csv")
     assert oof.groupby(["arm", "fold"])["degenerate_threshold"].all().to_dict() == {
         ("m1", 0): False, ("m1", 1): False, ("m5", 0): True, ("m5", 1): False}
