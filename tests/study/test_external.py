@@ -155,10 +155,10 @@ def test_the_study_folders_provenance_names_the_parent_and_each_arms_run(tmp_pat
                   "model_settings": {a: {"modalities": a} for a in runs}}
     (tmp_path / STUDY_MARKER).write_text("")
     (tmp_path / "report.md").write_text("\n".join(_provenance_section(provenance, "liver-mm study")) + "\n")
-    parent, children = _folder_runs(tmp_path)
-    assert parent == "f" * 32 and children == runs and list(children) == ["m1", "m5", "tab_logreg"]
+    parent, children, missing = _folder_runs(tmp_path)
+    assert parent == "f" * 32 and children == runs and list(children) == ["m1", "m5", "tab_logreg"] and not missing
     # the committed demo record: one parent and the seven arms, in report order
-    parent, children = _folder_runs(RECORDS / "stepwise-synthetic")
+    parent, children, missing = _folder_runs(RECORDS / "stepwise-synthetic")
     assert re.fullmatch("[0-9a-f]{32}", parent)
     assert list(children) == ["m1", "m2", "m3", "m4", "m5", "tab_mlp", "tab_logreg"]
 
