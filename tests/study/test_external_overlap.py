@@ -142,3 +142,10 @@ def test_another_seeds_synthetic_cohort_is_external_and_the_report_says_what_was
     df.to_csv(path, index=False)
     ov = _overlap(path, source)
     assert ov.n == 1 and ov.rows["what"].tolist() == ["patient P0003"] and ov.rows["line"].tolist() == [6]
+
+
+def test_ids_are_compared_as_text_with_a_float_resave_read_back():
+    from liver_mm.study.external_overlap import norm_ids
+
+    got = norm_ids(pd.Series([" 149.0", "149", "0149", "14.5", "A1", "", None], dtype=object))
+    assert got.tolist()[:5] == ["149", "149", "0149", "14.5", "A1"] and got.iloc[5:].isna().all()
