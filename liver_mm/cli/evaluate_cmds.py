@@ -37,12 +37,17 @@ def _evaluate(args: argparse.Namespace) -> int:
     command = shlex.join(["liver-mm", "evaluate", *args.argv])
     try:
         result = evaluate(args.study, args.manifest, args.out, tracking=args.tracking_uri, units=dict(args.unit),
-                          options=table_options(args), recal=recal, batch_size=args.batch_size, command=command)
+                          options=table_options(args), recal=recal, batch_size=args.batch_size, command=command,
+                          allow_overlap=args.allow_overlap)
     except (ModelLoadError, ImageReadError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     t3 = result.comparison.table3
     aucs = ", ".join(f"{a} {v:.3f}" for a, v in zip(t3["arm"], t3["auc"], strict=True))
+    if result.overlap.n:
+        print(f"NOT EXTERNAL (--allow-overlap): {result.overlap.summary()}")
+    if result.missing:
+        print(f"not evaluated: arm(s) {', '.join(result.missing)} of the study never finished")
     print(f"{result.out / 'report.md'}: {int(t3['n_test'].iloc[0])} external case(s); AUC {aucs}\n"
           f"MLflow run {result.run_id} (under the study's parent run)")
     return 0
@@ -57,6 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "predictions.csv, Table 3 (n/N, CIs), the DeLong table with the study's Holm families, calibration (Brier, "
         "intercept, slope, LOESS figure), decision curves, cohort tables and report.md; logged as an MLflow run "
         "under the study's parent run. The manifest is validated before any model is loaded; nothing is trained. "
+        "A manifest sharing case ids, patient ids or images with the study's cohort is refused (--allow-overlap). "
         "OUT must be new, empty or an earlier evaluate's folder. Exit 0 when done, 1 on invalid input.")
     p.add_argument("--study", required=True,
                    help="the study: its out_dir (folder with report.md) or its parent run id")
@@ -65,6 +71,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tracking-uri", default=None,
                    help="MLflow store the study logged to (default: the study command's logger.tracking_uri, else "
                    "$MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    p.add_argument("--allow-overlap", action="store_true",
+                   help="evaluate even when cases, patients or images of MANIFEST are in the study's own cohort "
+                   "(an error otherwise); the report then states how many, in a heading")
     p.add_argument("--recalibrate", choices=("intercept", "logistic"), default=None,
                    help="also recalibrate each arm on a fit part of the cohort and evaluate original and "
                    "recalibrated probabilities side by side on the rest: intercept (calibration in the large) or "

@@ -3,7 +3,8 @@
 Order of work (each step refuses bad input before the next): the ``--out`` folder (new, empty, or an earlier
 evaluate's, marked ``.liver-mm-evaluate``) -> the study (:mod:`.external_source`: MLflow metadata only) -> the
 external manifest, validated as ``liver-mm predict`` validates it for every feature any arm reads, plus a label on
-every row -> the recalibration parts -> each arm's saved model (:mod:`.external_arms`) -> predictions -> the folder
+every row -> its overlap with the study's own cohort (:mod:`.external_overlap`: an error unless ``allow_overlap``)
+-> the recalibration parts -> each arm's saved model (:mod:`.external_arms`) -> predictions -> the folder
 (:mod:`.external_report`, written beside ``--out`` and swapped in whole) -> one MLflow run in the study's
 experiment, nested under its parent run. Nothing is trained; each arm's threshold is the study's, frozen.
 """
@@ -29,6 +30,7 @@ from liver_mm.io.schema import LABELS, manifest_hash
 from liver_mm.stats import calibration_metrics, encode_labels
 from liver_mm.study import recalibration as rc
 from liver_mm.study.compare import StudyComparison, metric_name, parent_metrics
+from liver_mm.study.external_overlap import Overlap
 from liver_mm.study.external_source import StudySource, resolve_study
 from liver_mm.study.frozen import compare_frozen
 
@@ -55,6 +57,8 @@ class Evaluation:
     run_id: str
     comparison: StudyComparison
     recalibration: pd.DataFrame | None
+    overlap: Overlap
+    missing: tuple[str, ...] = ()
 
 
 def check_out(out: Path) -> None:
@@ -133,7 +137,10 @@ def _recalibrate(wide: pd.DataFrame, parts: pd.Series, source: StudySource, reca
     fits = {}
     for arm, run in source.arms.items():
         p = wide[arm].to_numpy(dtype=np.float64)
-        fits[arm] = rc.fit_recalibration(y[fit], p[fit], recal.method)
+        try:
+            fits[arm] = rc.fit_recalibration(y[fit], p[fit], recal.method)
+        except ValueError as exc:
+            raise ValueError(f"arm {arm}: {exc}") from None
         wide[f"{arm}_recal"] = rc.recalibrate(p, *fits[arm])
         wide[f"{arm}_recal_call"] = np.where(wide[f"{arm}_recal"] >= run.threshold, "malignant", "benign")
     rest = wide[~fit]
@@ -161,13 +168,15 @@ def run_metrics(comparison: StudyComparison, recal: pd.DataFrame | None) -> dict
 
 def evaluate(study: str, manifest: str | Path, out: str | Path, *, tracking: str | None = None,
              units: Mapping[str, str] | None = None, options: TableOptions | None = None,
-             recal: Recalibration | None = None, batch_size: int = 32, command: str = "liver-mm evaluate"
-             ) -> Evaluation:
+             recal: Recalibration | None = None, batch_size: int = 32, command: str = "liver-mm evaluate",
+             allow_overlap: bool = False) -> Evaluation:
     """Apply every arm of the finished ``study`` (folder or parent run id) to ``manifest`` and write ``out``
     (see the module docstring). Raises ``ValueError`` subclasses naming what is wrong (``StudySourceError``,
-    ``ManifestValidationError``, ``ModelLoadError``) and ``OSError`` for files."""
+    ``ManifestValidationError``, ``OverlapError`` unless ``allow_overlap``, ``ModelLoadError``) and ``OSError`` for
+    files."""
     from liver_mm.fileio import check_writable_dir
     from liver_mm.study.external_arms import load_scorer
+    from liver_mm.study.external_overlap import check_overlap, overlap_with_study
     from liver_mm.study.finish import replace_folder
 
     out, manifest = Path(out), Path(manifest)
@@ -182,9 +191,11 @@ def evaluate(study: str, manifest: str | Path, out: str | Path, *, tracking: str
                              "when it is rerun: choose a folder outside it")
         df = validate_external(manifest, source, units, options, recal.column if recal else None)
         mhash = manifest_hash(manifest, options)
-        if mhash == source.manifest_hash:
-            raise ValueError(f"{manifest}: the study's own cohort (same manifest hash {mhash[:12]}): evaluating it "
-                             "is not external validation; its test split is in the study's report")
+        overlap = overlap_with_study(df, manifest, source)
+        check_overlap(overlap, manifest, allow_overlap)
+        for arm in source.missing:
+            log.warning("study %s: arm %s never finished (its report names it missing): not evaluated", source.name,
+                        arm)
         parts = None
         if recal is not None:
             parts = (rc.column_parts(df, recal.column) if recal.column
@@ -194,26 +205,27 @@ def evaluate(study: str, manifest: str | Path, out: str | Path, *, tracking: str
         wide = _wide(df, {a: scorer(df) for a, scorer in scorers.items()}, source)
         comparison = _compare(wide, source)
         recalibrated = None if parts is None else _recalibrate(wide, parts, source, recal)  # type: ignore[arg-type]
-        run_id = _create_run(source, manifest, mhash, recal)
+        run_id = _create_run(source, manifest, mhash, recal, allow_overlap)
         tmp_out = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
         try:
             table = _write(tmp_out, source, manifest, mhash, df, wide, comparison, recalibrated, recal, run_id,
-                           command, out.resolve().name)
+                           command, out.resolve().name, overlap)
             replace_folder(tmp_out, out, check=check_out, marker=MARKER, note=NOTE)
-            _finish_run(source, run_id, out, run_metrics(comparison, table))
+            _finish_run(source, run_id, out, {**run_metrics(comparison, table), "overlap_cases": float(overlap.n)})
         except BaseException:
             from liver_mm.tracking.runs import set_status
 
             shutil.rmtree(tmp_out, ignore_errors=True)  # (gone already once swapped in)
             set_status(source.client, run_id, "FAILED")
             raise
-    return Evaluation(out, run_id, comparison, table)
+    return Evaluation(out, run_id, comparison, table, overlap, source.missing)
 
 
 def _write(tmp_out: Path, source: StudySource, manifest: Path, mhash: str, df: pd.DataFrame, wide: pd.DataFrame,
            comparison: StudyComparison, recalibrated, recal: Recalibration | None, run_id: str, command: str,
-           title: str) -> pd.DataFrame | None:
+           title: str, overlap: Overlap) -> pd.DataFrame | None:
     from liver_mm.cohort.prepare import synthetic_meta
+    from liver_mm.study.external_overlap import overlap_notice
     from liver_mm.study.external_report import write_evaluation, write_recalibration
     from liver_mm.tracking.runs import provenance
 
@@ -235,6 +247,8 @@ def _write(tmp_out: Path, source: StudySource, manifest: Path, mhash: str, df: p
     prov = {"study": source.name, "study_folder": str(source.folder.resolve()) if source.folder else "",
             "parent_run_id": source.parent_id, "experiment_id": source.experiment_id, "evaluate_run_id": run_id,
             "child_runs": {a: r.run_id for a, r in source.arms.items()},
+            **({"missing_arms": ", ".join(source.missing)} if source.missing else {}),
+            "study_cohort_overlap": overlap.n,
             "external_manifest": str(manifest.resolve()), "external_manifest_hash": mhash,
             "external_synthetic": external_synthetic, **({"external_site": site} if site else {}),
             **({"recalibration": settings} if settings else {}), **provenance()}
@@ -243,11 +257,16 @@ def _write(tmp_out: Path, source: StudySource, manifest: Path, mhash: str, df: p
         fits, original, recal_cmp = recalibrated
         table = write_recalibration(tmp_out, original, recal_cmp, fits, recal.method, settings["n_fit"],  # type: ignore[index]
                                     synthetic is not None)
-    write_evaluation(tmp_out, comparison, wide, df, summary, arms, prov, command, synthetic, settings, table)
+    missing = ([f"**Not evaluated: arm(s) {', '.join(source.missing)} of the study never finished (the study's "
+                "report names them missing); rerun the study command to complete them.**", ""]
+               if source.missing else [])
+    write_evaluation(tmp_out, comparison, wide, df, summary, arms, prov, command, synthetic, settings, table,
+                     notices=[*overlap_notice(overlap), *missing])
     return table
 
 
-def _create_run(source: StudySource, manifest: Path, mhash: str, recal: Recalibration | None) -> str:
+def _create_run(source: StudySource, manifest: Path, mhash: str, recal: Recalibration | None,
+                allow_overlap: bool) -> str:
     """The evaluate run (RUNNING) in the study's experiment, nested under its parent; no patient data."""
     from liver_mm.cohort.prepare import synthetic_meta
     from liver_mm.tracking.runs import create_run
@@ -258,7 +277,9 @@ def _create_run(source: StudySource, manifest: Path, mhash: str, recal: Recalibr
             "external_manifest_hash": mhash}
     params = {"evaluated_study": source.name, "study_parent_run_id": source.parent_id,
               "arms": ",".join(source.arms), "reference": source.reference,
-              "recalibrate": recal.method if recal else "none"}
+              "recalibrate": recal.method if recal else "none", "allow_overlap": allow_overlap}
+    if source.missing:
+        params["missing_arms"] = ",".join(source.missing)
     if recal is not None:
         params.update({"recal_column": recal.column} if recal.column
                       else {"recal_fraction": recal.fraction, "recal_seed": recal.seed})

@@ -3,7 +3,7 @@ side, report.md. Every number is a function of the written ``predictions.csv`` a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -142,10 +142,11 @@ def _recalibration_section(table: pd.DataFrame, recal: Mapping[str, object]) -> 
 def write_evaluation(out: Path, comparison: StudyComparison, wide: pd.DataFrame, cohort_df: pd.DataFrame,
                      summary: Mapping[str, object], arms: pd.DataFrame, provenance: Mapping[str, object],
                      command: str, synthetic: str | None, recal: Mapping[str, object] | None = None,
-                     recal_table: pd.DataFrame | None = None) -> Path:
+                     recal_table: pd.DataFrame | None = None, notices: Sequence[str] = ()) -> Path:
     """Write the evaluate folder ``out`` (predictions.csv, Table 3, DeLong, ROC, calibration, decision curve,
     cohort tables, report.md); ``synthetic``: what is synthetic, said at the top of the report (None: nothing);
-    ``recal``/``recal_table``: the recalibration (settings and :func:`write_recalibration`'s table), when any."""
+    ``recal``/``recal_table``: the recalibration (settings and :func:`write_recalibration`'s table), when any;
+    ``notices``: markdown lines shown below the title (overlap with the study's cohort, arms not evaluated)."""
     wide.to_csv(out / "predictions.csv", index=False)
     write_comparison(comparison, out, wide_name=None)
     write_figures(comparison, out, synthetic is not None, where=WHERE)
@@ -154,6 +155,7 @@ def write_evaluation(out: Path, comparison: StudyComparison, wide: pd.DataFrame,
     lines = [f"# External validation: {summary['study']} on {summary['title']}", ""]
     if synthetic:
         lines += [f"**SYNTHETIC: {synthetic}. {SYNTHETIC_STATEMENT}**", ""]
+    lines += list(notices)
     lines += _study_section(summary, arms)
     lines += _provenance_section(provenance, command)
     lines += _cohort_section(write_cohort_tables(cohort_df, out))

@@ -1,8 +1,10 @@
 """Which finished study ``liver-mm evaluate`` applies: its parent run, each arm's child run and what the child saved.
 
-``--study`` is a study folder (``.liver-mm-study`` marker; its ``report.md`` provenance names ``parent_run_id`` and
-``child_runs.<arm>``, exactly the runs the report compared) or a parent run id (32 hex digits; then the latest
-finished child of each arm, in the order of the parent's ``arms`` param). The tracking store is ``--tracking-uri``,
+``--study`` is a study folder (``.liver-mm-study`` marker) or a parent run id (32 hex digits). Either way the arms
+are exactly the child runs the study's report compared: the ``report.md`` provenance (``parent_run_id``,
+``child_runs.<arm>``, ``missing_arms``) of the folder, or of the parent run's artifacts (the report the study logged
+last), never a newer child trained with other settings. An arm the report names as missing (it never finished) is
+named in the evaluation, not dropped silently. The tracking store is ``--tracking-uri``,
 else the ``logger.tracking_uri=`` override of the folder's ``command.txt``, else ``$MLFLOW_TRACKING_URI``, else
 ``./mlflow.db`` (:func:`liver_mm.tracking.store.tracking_uri`). Only MLflow metadata and each child's
 ``config.yaml`` are read here: no model is loaded, so a bad external manifest is refused before any is.
@@ -27,6 +29,7 @@ from liver_mm.study.parent import MARKER
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 _PROVENANCE_ROW = re.compile(r"^\| (parent_run_id|child_runs\.([^ |]+)) \| ([0-9a-f]{32}) \|$", re.MULTILINE)
+_MISSING_ROW = re.compile(r"^\| missing_arms \| ([^|]*) \|$", re.MULTILINE)
 
 
 class StudySourceError(ValueError):
@@ -64,8 +67,9 @@ class ArmRun:
 @dataclass(frozen=True)
 class StudySource:
     """A finished study: name, parent run, experiment, arms in study order, reference, Holm families (None: one
-    family), synthetic cohort or not, the folder it was read from (None for a run id), an MLflow client and the
-    content hash of the study's cohort manifest (:func:`liver_mm.io.schema.manifest_hash`)."""
+    family), synthetic cohort or not, the folder it was read from (None for a run id), an MLflow client, the
+    content hash of the study's cohort manifest (:func:`liver_mm.io.schema.manifest_hash`) and the arms its report
+    names as never finished (not evaluated)."""
 
     name: str
     parent_id: str
@@ -77,6 +81,7 @@ class StudySource:
     folder: Path | None
     client: object
     manifest_hash: str = ""
+    missing: tuple[str, ...] = ()
 
 
 def folder_tracking_uri(folder: Path) -> str | None:
@@ -91,21 +96,41 @@ def folder_tracking_uri(folder: Path) -> str | None:
     return None
 
 
-def _folder_runs(folder: Path) -> tuple[str, dict[str, str]]:
-    """(parent run id, arm -> child run id in report order) from a study folder's report.md provenance."""
+def _folder_runs(folder: Path) -> tuple[str, dict[str, str], tuple[str, ...]]:
+    """(parent run id, arm -> child run id in report order, missing arms) from a study folder's report.md."""
     if not (folder / MARKER).is_file():
         raise StudySourceError(f"--study {folder}: not a study folder (no {MARKER} marker, written by liver-mm "
                                "study); give the study's out_dir or its parent run id")
     if (folder / "cv_summary.csv").is_file() or (folder / "oof_predictions.csv").is_file():
         raise cross_validated(folder.name, "a cross-validated study folder")
     report = folder / "report.md"
-    rows = _PROVENANCE_ROW.findall(report.read_text(encoding="utf-8")) if report.is_file() else []
+    return report_runs(report.read_text(encoding="utf-8") if report.is_file() else "", str(report))
+
+
+def report_runs(text: str, where: str) -> tuple[str, dict[str, str], tuple[str, ...]]:
+    """(parent run id, arm -> child run id in report order, arms named missing) from a study report's provenance
+    rows (``StudySourceError`` naming ``where`` without them)."""
+    rows = _PROVENANCE_ROW.findall(text)
     parent = [run for key, _arm, run in rows if key == "parent_run_id"]
     children = {arm: run for key, arm, run in rows if key != "parent_run_id"}
     if len(parent) != 1 or not children:
-        raise StudySourceError(f"{report}: no provenance rows parent_run_id and child_runs.<arm> (a report of "
+        raise StudySourceError(f"{where}: no provenance rows parent_run_id and child_runs.<arm> (a report of "
                                "liver-mm study names them); give the parent run id instead")
-    return parent[0], children
+    missing = tuple(a.strip() for m in _MISSING_ROW.findall(text) for a in m.split(",") if a.strip())
+    return parent[0], children, missing
+
+
+def _parent_report(client, parent_id: str, name: str, tmp: Path) -> tuple[dict[str, str], tuple[str, ...]]:
+    """(arm -> child run id, missing arms) of the report the study logged to its parent run."""
+    if "report.md" not in {a.path for a in client.list_artifacts(parent_id)}:
+        raise StudySourceError(f"study {name} (parent run {parent_id}) logged no report.md: its report step never "
+                               "ran, so which child run stands for each arm was never decided; rerun the study "
+                               "command (it reuses the finished arms and writes the report), then evaluate")
+    path = Path(client.download_artifacts(parent_id, "report.md", str(tmp / "parent")))
+    parent, children, missing = report_runs(path.read_text(encoding="utf-8"), f"parent run {parent_id}: report.md")
+    if parent != parent_id:
+        raise StudySourceError(f"parent run {parent_id}: its report.md names parent run {parent}")
+    return children, missing
 
 
 def cross_validated(name: str, why: str) -> StudySourceError:
@@ -167,15 +192,15 @@ def resolve_study(study: str, tracking: str | None, tmp: Path) -> StudySource:
 
     Raises :class:`StudySourceError` (one line: what is wrong and what to give instead)."""
     from liver_mm.study.finish import arm_descriptions
-    from liver_mm.tracking.registry import finished_by, is_finished, run_or_none, study_runs
+    from liver_mm.tracking.registry import is_finished, run_or_none
     from liver_mm.tracking.store import tracking_uri
 
     folder = Path(study).expanduser()
     if folder.is_dir():
-        parent_id, child_ids = _folder_runs(folder)
+        parent_id, child_ids, missing = _folder_runs(folder)
         client = _open(tracking or folder_tracking_uri(folder) or tracking_uri(None))
     elif RUN_ID.match(study):
-        folder, parent_id, child_ids = None, study, {}
+        folder, parent_id = None, study
         client = _open(tracking_uri(tracking))
     else:
         raise StudySourceError(f"--study {study}: neither a study folder nor a parent run id (32 hex digits)")
@@ -186,16 +211,14 @@ def resolve_study(study: str, tracking: str | None, tmp: Path) -> StudySource:
                                f"{where}; pass --tracking-uri, the store the study logged to")
     name, exp_id = parent.data.tags.get("study", "?"), parent.info.experiment_id
     if folder is None:
-        done = finished_by(study_runs(client, exp_id, parent.data.tags["study_key"]), "arm")
-        order = [a for a in parent.data.params.get("arms", "").split(",") if (a,) in done]
-        runs = {a: done[(a,)] for a in order}
-    else:
-        runs = {}
-        for arm, rid in child_ids.items():
-            run = run_or_none(client, rid)
-            if run is None or run.data.tags.get("mlflow.parentRunId") != parent_id or not is_finished(run):
-                raise StudySourceError(f"{folder}: arm {arm}'s run {rid} is not a finished child of {parent_id}{where}")
-            runs[arm] = run
+        child_ids, missing = _parent_report(client, parent_id, name, tmp)
+    runs = {}
+    for arm, rid in child_ids.items():
+        run = run_or_none(client, rid)
+        if run is None or run.data.tags.get("mlflow.parentRunId") != parent_id or not is_finished(run):
+            raise StudySourceError(f"{folder or f'parent run {parent_id}'}: the report's arm {arm} (run {rid}) is "
+                                   f"not a finished child of {parent_id}{where}")
+        runs[arm] = run
     if not runs:
         raise StudySourceError(f"study {name} (parent run {parent_id}) has no finished arm{where}")
     descriptions = arm_descriptions(client, runs)
@@ -208,4 +231,4 @@ def resolve_study(study: str, tracking: str | None, tmp: Path) -> StudySource:
         raise StudySourceError(f"study {name}: its reference arm {reference} has no finished run{where}")
     return StudySource(name, parent_id, exp_id, arms, reference, holm_families(config),
                        parent.data.tags.get("synthetic") == "true", folder, client,
-                       parent.data.tags.get("manifest_hash", ""))
+                       parent.data.tags.get("manifest_hash", ""), tuple(a for a in missing if a not in arms))

@@ -8,7 +8,8 @@ et al. 2019), with L = logit(p) clipped as :func:`liver_mm.stats.calibration.cli
 * ``logistic``: ``logit p' = a + b L``, (a, b) the logistic recalibration of the fit part
   (:func:`liver_mm.stats.recalibration_fit`, ``rms::val.prob``'s Intercept and Slope).
 
-Both keep the ranking when b > 0 (AUCs unchanged). The frozen threshold is a probability: applied to p' it keeps
+Both keep the ranking (AUCs unchanged): a logistic fit with b <= 0 is refused with its value, since the model then
+ranks the new site's cases backwards or not at all, which no recalibration can fix. The frozen threshold is a probability: applied to p' it keeps
 the study's cut-off on the risk scale, so the calls, sensitivity and specificity may change.
 
 The fit part is declared, never chosen after seeing results: a manifest column (``fit`` / ``eval`` per row, e.g. a
@@ -66,7 +67,7 @@ def check_parts(part: pd.Series, labels: pd.Series) -> pd.Series:
 
 def fit_recalibration(y: np.ndarray, prob: np.ndarray, method: str) -> tuple[float, float]:
     """(a, b) of ``method`` (see the module docstring) fitted on labels (n,) 0/1 and probabilities (n,);
-    ``ValueError`` when the fit does not exist (e.g. perfect separation)."""
+    ``ValueError`` when the fit does not exist (e.g. perfect separation) or its slope b is not positive."""
     if method == "intercept":
         a, b = calibration_in_the_large(y, prob), 1.0
     elif method == "logistic":
@@ -75,6 +76,11 @@ def fit_recalibration(y: np.ndarray, prob: np.ndarray, method: str) -> tuple[flo
         raise ValueError(f"unknown recalibration {method!r}; expected one of {', '.join(METHODS)}")
     if not (math.isfinite(a) and math.isfinite(b)):
         raise ValueError(f"the {method} recalibration has no finite fit on the fit part (perfect separation?)")
+    if b <= 0:
+        raise ValueError(f"the logistic recalibration's slope on the fit part is b = {b:.4g} (<= 0): the model ranks "
+                         "the new site's cases backwards (or not at all), which recalibration cannot fix (it would "
+                         "reverse the calls and the AUC); evaluate without --recalibrate, or with --recalibrate "
+                         "intercept to correct the calibration in the large only")
     return float(a), float(b)
 
 

@@ -155,10 +155,10 @@ def test_the_study_folders_provenance_names_the_parent_and_each_arms_run(tmp_pat
                   "model_settings": {a: {"modalities": a} for a in runs}}
     (tmp_path / STUDY_MARKER).write_text("")
     (tmp_path / "report.md").write_text("\n".join(_provenance_section(provenance, "liver-mm study")) + "\n")
-    parent, children = _folder_runs(tmp_path)
-    assert parent == "f" * 32 and children == runs and list(children) == ["m1", "m5", "tab_logreg"]
+    parent, children, missing = _folder_runs(tmp_path)
+    assert parent == "f" * 32 and children == runs and list(children) == ["m1", "m5", "tab_logreg"] and not missing
     # the committed demo record: one parent and the seven arms, in report order
-    parent, children = _folder_runs(RECORDS / "stepwise-synthetic")
+    parent, children, missing = _folder_runs(RECORDS / "stepwise-synthetic")
     assert re.fullmatch("[0-9a-f]{32}", parent)
     assert list(children) == ["m1", "m2", "m3", "m4", "m5", "tab_mlp", "tab_logreg"]
 
@@ -270,3 +270,83 @@ def test_an_arm_without_a_saved_model_is_a_clear_error(tmp_path):
         run = ArmRun("arm_x", "f" * 32, kind, cfg, 0.5, math.nan, "", frozenset({"config.yaml"}), frozenset())
         with pytest.raises(ModelLoadError, match=rf"arm arm_x \(run f{{32}}\): .*{re.escape(remedy)}"):
             load_scorer(None, run, tmp_path)
+
+
+def test_a_negative_or_zero_recalibration_slope_is_refused_with_its_value(wide):
+    y = np.array([0, 1] * 4)
+    flat = np.array([0.2] * 4 + [0.8] * 4)  # each risk with one event in two: the fitted slope is exactly 0
+    assert recalibration_fit(y, flat)[1] == 0.0
+    with pytest.raises(ValueError, match=r"slope on the fit part is b = 0 \(<= 0\): the model ranks the new site's "
+                                         r"cases backwards \(or not at all\), which recalibration cannot fix"):
+        rc.fit_recalibration(y, flat, "logistic")
+    assert rc.fit_recalibration(y, flat, "intercept")[1] == 1.0  # intercept only: the slope is fixed at 1
+    # an arm that ranks the external cases backwards: evaluate names the arm and its slope
+    from liver_mm.study.external import Recalibration, _recalibrate
+
+    backwards = wide.assign(m5=1 - wide["m5"])
+    parts = pd.Series(np.where(np.arange(len(wide)) % 2 == 0, "fit", "eval"))
+    fit = (parts == "fit").to_numpy()
+    b = recalibration_fit(encode_labels(wide["label"].to_numpy(dtype=object))[fit], backwards["m5"].to_numpy()[fit])[1]
+    assert b < -0.5
+    cfg = OmegaConf.create({"modalities": {"features": [], "image": False}})
+    source = StudySource("s", "p" * 32, "1", {a: ArmRun(a, "r" * 32, "sklearn", cfg, THRESHOLDS[a], math.nan, "",
+                                                         frozenset(), frozenset()) for a in ARMS}, "m1", FAMILIES,
+                         True, None, None)
+    with pytest.raises(ValueError, match=rf"^arm m5: the logistic recalibration's slope on the fit part is "
+                                         rf"b = {b:.4g} \(<= 0\)"):
+        _recalibrate(backwards.copy(), parts, source, Recalibration("logistic"))
+    _recalibrate(wide.copy(), parts, source, Recalibration("logistic"))  # the forward arms pass
+
+
+def _forged_study(tmp_path: Path, report: bool = True) -> tuple[str, str, dict[str, str]]:
+    """A tracking store holding a study parent and finished children as liver-mm study logs them (tags, config.yaml,
+    threshold); the report names tab_logreg's first child and tab_mlp as missing, then a newer tab_logreg child with
+    another arm key finishes. Returns (store URI, parent run id, arm -> run id)."""
+    from mlflow.tracking import MlflowClient
+
+    from liver_mm.study.report import _provenance_section
+    from liver_mm.tracking.registry import OUTPUTS_LOGGED
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("forged", artifact_location=str(tmp_path / "art"))
+    common = {"study": "forged", "study_key": "k" * 16}
+    parent = client.create_run(exp, tags={**common, "is_study_parent": "true", "synthetic": "true"},
+                               start_time=1_000).info.run_id
+    client.log_param(parent, "arms", "tab_logreg,fib4,tab_mlp")
+    runs = {}
+    for name, arm, key, start in (("tab_logreg", "tab_logreg", "a1", 2_000), ("fib4", "fib4", "f1", 3_000),
+                                  ("newer", "tab_logreg", "a0", 9_000)):
+        cfg = {"model": {"kind": "sklearn"}, "modalities": {"features": ["age"], "image": False},
+               "study": {"reference": "tab_logreg", "holm_families": None}}
+        rid = client.create_run(exp, start_time=start, tags={
+            **common, "mlflow.parentRunId": parent, "is_study_parent": "false", "study_level": "arm", "arm": arm,
+            "arm_key": key, "model_kind": "sklearn", OUTPUTS_LOGGED: "true"}).info.run_id
+        (tmp_path / name).mkdir()
+        OmegaConf.save(OmegaConf.create(cfg), tmp_path / name / "config.yaml")
+        client.log_artifact(rid, str(tmp_path / name / "config.yaml"))
+        client.log_metric(rid, "threshold", 0.4)
+        client.set_terminated(rid, "FINISHED")
+        runs[name] = rid
+    if report:
+        prov = {"parent_run_id": parent, "child_runs": {"tab_logreg": runs["tab_logreg"], "fib4": runs["fib4"]},
+                "missing_arms": "tab_mlp"}
+        (tmp_path / "report").mkdir()
+        (tmp_path / "report" / "report.md").write_text("\n".join(_provenance_section(prov, "liver-mm study")) + "\n")
+        client.log_artifacts(parent, str(tmp_path / "report"))
+    return uri, parent, runs
+
+
+def test_a_parent_run_id_gives_the_children_the_studys_report_compared_and_names_a_missing_arm(tmp_path):
+    uri, parent, runs = _forged_study(tmp_path)
+    source = resolve_study(parent, uri, tmp_path / "tmp")
+    assert {a: r.run_id for a, r in source.arms.items()} == {"tab_logreg": runs["tab_logreg"], "fib4": runs["fib4"]}
+    assert source.arms["tab_logreg"].run_id != runs["newer"]  # the latest finished child has another arm key
+    assert source.missing == ("tab_mlp",) and source.reference == "tab_logreg"
+
+
+def test_a_parent_run_without_a_report_is_refused_with_the_remedy(tmp_path):
+    uri, parent, _runs = _forged_study(tmp_path, report=False)
+    with pytest.raises(StudySourceError, match=rf"parent run {parent}\) logged no report.md: its report step never "
+                                               r"ran.*rerun the study command"):
+        resolve_study(parent, uri, tmp_path / "tmp")

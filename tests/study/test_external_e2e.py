@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -178,5 +179,53 @@ def test_a_rerun_replaces_its_own_folder_and_a_foreign_one_is_refused(study, eva
     assert "inside the study folder" in capsys.readouterr().err
     assert main(["evaluate", "--study", str(root / "study"), "--manifest", str(root / "home" / "manifest.csv"),
                  "--out", str(root / "not-external")]) == 1
-    assert "the study's own cohort" in capsys.readouterr().err and not (root / "not-external").exists()
+    assert "not an external cohort: 120 of the 120" in capsys.readouterr().err and not (root / "not-external").exists()
     assert not Path(root / "study" / ".liver-mm-evaluate").exists()
+
+
+def _study_split(root: Path) -> pd.DataFrame:
+    """The split manifest the study's arms trained on (in its cache)."""
+    (path,) = (root / "cache" / "splits").glob("*/manifest.csv")
+    return pd.read_csv(path, dtype=str)
+
+
+def test_the_studys_own_cases_rewritten_are_refused_and_allowed_only_with_the_count_in_the_report(study, tmp_path,
+                                                                                                  capsys):
+    root, _site_b, parent, client = study
+    split = _study_split(root)
+    counts = split["split"].value_counts()
+    home = pd.read_csv(root / "home" / "manifest.csv")
+    resaved = root / "home" / "resaved.csv"  # pandas writes 181 as 181.0 in a column with an empty cell
+    home.to_csv(resaved, index=False)
+    base = ["evaluate", "--study", str(root / "study")]
+    assert main([*base, "--manifest", str(resaved), "--out", str(tmp_path / "ev")]) == 1
+    assert (f"{resaved}: not an external cohort: 120 of the 120 external case(s) are in the study's own cohort (120 "
+            f"by case id, 120 by patient, 120 by image; study part: train {counts['train']}, dev {counts['dev']}, "
+            f"test {counts['test']}): line 2 (case C0001: case id C0001, patient") in capsys.readouterr().err
+    train = home[home["case_id"].isin(split.loc[split["split"] == "train", "case_id"])]
+    n = len(train)
+    cut = root / "home" / "train_only.csv"
+    train.to_csv(cut, index=False)
+    assert main([*base, "--manifest", str(cut), "--out", str(tmp_path / "ev")]) == 1
+    assert f"{n} of the {n} external case(s) are in the study's own cohort" in capsys.readouterr().err
+    assert not (tmp_path / "ev").exists()
+    assert main([*base, "--manifest", str(cut), "--out", str(tmp_path / "ev"), "--allow-overlap"]) == 0
+    assert f"NOT EXTERNAL (--allow-overlap): {n} of the {n} external case(s)" in capsys.readouterr().out
+    report = (tmp_path / "ev" / "report.md").read_text()
+    assert f"\n# NOT EXTERNAL: {n} of {n} cases overlap the study's cohort\n" in report
+    run = client.search_runs([client.get_run(parent).info.experiment_id], "tags.run_type = 'external_validation'",
+                             order_by=["attributes.start_time DESC"])[0]
+    assert run.data.metrics["overlap_cases"] == n and run.data.params["allow_overlap"] == "True"
+
+
+def test_an_arm_the_studys_report_names_missing_is_named_in_the_evaluation(study, tmp_path, capsys):
+    root, site_b, _parent, _client = study
+    folder = tmp_path / "study"
+    shutil.copytree(root / "study", folder)  # the same study, its report naming one arm that never finished
+    report = (folder / "report.md").read_text()
+    (folder / "report.md").write_text(report.replace("| parent_run_id |", "| missing_arms | m2 |\n| parent_run_id |"))
+    assert main(["evaluate", "--study", str(folder), "--manifest", str(site_b), "--out", str(tmp_path / "ev")]) == 0
+    assert "not evaluated: arm(s) m2 of the study never finished" in capsys.readouterr().out
+    text = (tmp_path / "ev" / "report.md").read_text()
+    assert "**Not evaluated: arm(s) m2 of the study never finished" in text and "| missing_arms | m2 |" in text
+    assert list(pd.read_csv(tmp_path / "ev" / "table3.csv")["arm"]) == ARMS
