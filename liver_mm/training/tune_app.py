@@ -56,7 +56,7 @@ def tune_task(cfg: DictConfig) -> TuneResult:
         with sigterm_as_interrupt(), heartbeat(client, run_id):
             _, result, files = tune_job(cfg, cohort, feats, client, exp_id, run_id, out, name)
         log_params(client, run_id, result.params())
-        log_metrics(client, run_id, {"tune_best_dev_auc": result.chosen.dev_auc, "tune_trials": len(result.trials)})
+        log_metrics(client, run_id, result.metrics())
         artifacts.log_files(client, run_id, files, "tuning")
         artifacts.mark_outputs_logged(client, run_id)
         status = "FINISHED"
