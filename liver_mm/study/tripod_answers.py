@@ -322,7 +322,9 @@ def answers(ev: Evidence) -> dict[str, Answer]:
         "12f": lambda: (ANSWERED, "None: no model was updated or recalibrated after its evaluation.", ""),
         "12g": lambda: (ANSWERED, f"By liver-mm {ev.provenance.get('liver_mm_version', '')} at commit "
                                   f"{ev.provenance.get('git_commit', 'not recorded')} from each fitted model, saved "
-                                  "per case; a logged model scores new cases with `liver-mm predict --model-uri`.",
+                                  "per case. New cases are scored by `liver-mm predict --model-uri` with an arm's "
+                                  "model logged in MLflow, which a study logs only with logger.log_model=true (not "
+                                  "recorded in this report).",
                         ev.pointer("predictions.csv", "test_predictions.csv", "oof_predictions.csv")),
         "13": lambda: _imbalance(ev),
         "15": lambda: _output(ev),

@@ -99,6 +99,7 @@ def test_an_unrecorded_split_source_is_not_guessed(tmp_path, cohort):
         "12a", "text"]
     assert "stratified" not in rows.at["12a", "text"]
     assert "Whether the split is stratified by label is not recorded." in rows.at["13", "text"]
+    assert "only with logger.log_model=true (not recorded in this report)" in rows.at["12g", "text"]
 
 
 def test_a_tuned_max_epochs_is_not_reported_as_the_starting_value(tmp_path, cohort):
