@@ -96,9 +96,9 @@ def study_records(config: DictConfig, cohort: PreparedCohort, client, exp_id: st
                   configs: Mapping[str, DictConfig]) -> dict[str, object]:
     """The provenance entries of this module (``split_source``, and ``settings_source`` when some arm's settings
     came from ``liver-mm tune``)."""
-    from liver_mm.study.cv import uses_cv
+    from liver_mm.study.checks import check_cv
 
-    cv = uses_cv(config)
+    cv = check_cv(config) is not None  # liver_mm.study.cv.uses_cv's rule
     records: dict[str, object] = {"split_source": split_source(cohort, config.data, cv)}
     sources = settings_sources(client, exp_id, configs, cohort, cv)
     if sources:
