@@ -29,6 +29,7 @@ from liver_mm.study.report import (
 )
 from liver_mm.study.tables import METRICS, fmt_auc, fmt_number, fmt_proportion
 from liver_mm.study.tripod import cv_evidence, tripod_section
+from liver_mm.study.tripod_records import tuned_outside_warning
 from liver_mm.study.tuning_report import tuning_section
 from liver_mm.training.evaluate import DegenerateThresholdError, check_threshold
 
@@ -201,6 +202,7 @@ def write_cv_study(config: DictConfig, cohort: PreparedCohort, fold_preds: Mappi
     lines += _provenance_section(provenance, command)
     lines += _cohort_section(write_cohort_tables(cohort.df, out))
     lines += _cv_section(summary, comp, k, r, reference)
+    lines += tuned_outside_warning(provenance)  # settings a `liver-mm tune` chose on rows that are test rows here
     lines += tuning_section(tuning, out)  # the settings each fold's search chose; none without tuning
     lines += tripod_section(cv_evidence(out, cohort.df, fold_preds, summary, reference, provenance, cohort.synthetic,
                                         command), out)

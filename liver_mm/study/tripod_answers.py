@@ -14,9 +14,9 @@ import pandas as pd
 
 from liver_mm.features.tabular import LOG_FEATURES
 from liver_mm.io.schema import CLINICAL
+from liver_mm.study.tripod_design import imbalance, model_building, partition
 from liver_mm.study.tripod_evidence import (
     ANSWERED,
-    AUTHORS,
     MODEL_SETTINGS,
     PARTLY,
     REPORT_PROVENANCE,
@@ -25,8 +25,6 @@ from liver_mm.study.tripod_evidence import (
     epp,
     inputs_text,
     missing_text,
-    model_type,
-    sub,
 )
 from liver_mm.study.tripod_results import counts_answer, flow, outcome_by_part, performance, specification
 
@@ -84,22 +82,6 @@ def _handling(ev: Evidence) -> Answer:
             ev.pointer("table2.csv"))
 
 
-def _partition(ev: Evidence) -> Answer:
-    if ev.design == "cv":
-        text = (f"{ev.config('cv', 'folds')}-fold cross-validation repeated {ev.config('cv', 'repeats')} time(s), "
-                f"seed {ev.provenance.get('seed')}: folds grouped by patient and identical image, stratified by "
-                "label; each fold model trains on the other folds, where a grouped, stratified dev part "
-                f"(fraction {ev.config('cv', 'dev_fraction')}) chooses the epoch and the threshold; every nodule "
-                "is a test case once per repeat.")
-        return ANSWERED, text, ev.pointer("cv_fold_sizes.csv", "oof_predictions.csv")
-    text = (f"One split (sha256 {ev.provenance.get('split_hash', 'not recorded')}): train fits the models, dev "
-            "chooses the epoch and the classification threshold, test is used for evaluation only. liver-mm "
-            f"makes it with fractions {ev.config('split', 'fractions')} and seed {ev.config('split', 'seed')}, "
-            "grouped by patient and identical image, stratified by label; a split column in the manifest is "
-            "used as given after a check that no patient or identical image spans two parts.")
-    return ANSWERED, text, ev.pointer("counts.csv", "report.md: Cohort")
-
-
 def _predictor_handling(ev: Evidence) -> Answer:
     feats = ev.all_features()
     logs = [f for f in feats if f in LOG_FEATURES]
@@ -120,35 +102,6 @@ def _predictor_handling(ev: Evidence) -> Answer:
             MODEL_SETTINGS)
 
 
-def _model_building(ev: Evidence) -> Answer:
-    arms = "; ".join(f"{a}: {model_type(ev, a)}" for a in ev.arms)
-    es = ev.config("early_stopping", "enabled")
-    select = ev.config("checkpoint", "select")
-    steps = [f"networks train for {ev.config('trainer', 'max_epochs')} epochs, early stopping "
-             f"{'on (patience ' + str(ev.config('early_stopping', 'patience')) + ')' if es else 'off'}"
-             + (f", keeping the {'epoch with the best dev AUC' if select == 'best' else 'last epoch'}" if select else "")
-             ] if any(ev.model(a).get("kind") == "lightning" for a in ev.arms) else []
-    steps.append(f"seed {ev.provenance.get('seed')}")
-    valid = ("internal validation by cross-validation (item 12a)" if ev.design == "cv"
-             else "internal validation on the held-out test part (item 12a)")
-    steps_text = "; ".join(steps)
-    return (PARTLY, f"{arms}. {steps_text[:1].upper() + steps_text[1:]}. {_tuning_text(ev)}; {valid}. For the "
-                    "authors: the rationale for the models and settings.", MODEL_SETTINGS)
-
-
-def _tuning_text(ev: Evidence) -> str:
-    """How the settings were chosen: fixed by the configuration, or searched per training job (``tune.trials``)."""
-    trials = ev.config("tune", "trials")
-    if not trials:
-        return ("Settings are fixed by the configuration; liver-mm tunes no hyperparameter beyond the dev part's "
-                "choice of epoch and threshold")
-    where = "each fold's" if ev.design == "cv" else "the"
-    table = " (chosen settings per arm: tuning.csv, section Tuning)" if "tuning.csv" in ev.files else ""
-    return (f"Hyperparameters searched by Optuna (hydra-optuna-sweeper, {ev.config('tune', 'sampler')} sampler, "
-            f"{trials} trials per training job, objective dev AUC) on {where} training part only, the test part "
-            f"never seen by a trial{table}")
-
-
 def _measures(ev: Evidence) -> Answer:
     if ev.design == "cv":
         return (ANSWERED, "Fold AUC mean (SD); pooled out-of-fold AUC with DeLong CI; pooled accuracy, "
@@ -163,23 +116,6 @@ def _measures(ev: Evidence) -> Answer:
                       "intercept and slope, LOESS reliability curves; clinical utility: decision curves (net "
                       "benefit, thresholds 0.01-0.99).",
             ev.pointer("table3.csv", "delong.csv", "calibration.csv", "decision_curve.csv", "figure2_roc.png"))
-
-
-def _imbalance(ev: Evidence) -> Answer:
-    weights = [f"{a}: pos_weight {m.get('pos_weight')}" for a in ev.arms
-               if (m := ev.model(a)).get("pos_weight") is not None]
-    weights += [f"{a}: class_weight {est.get('class_weight')}" for a in ev.arms
-                if (est := sub(ev.model(a), "estimator")).get("class_weight") is not None]
-    counts = ""
-    if ev.cohort is not None:
-        y = ev.y()
-        counts = f" The cohort holds {int(y.sum())} malignant and {int(len(y) - y.sum())} benign nodules."
-    if not ev.provenance.get("model_settings"):
-        return AUTHORS, "The arms' model settings are not recorded." + counts, ""
-    method = ("Class weights: " + "; ".join(weights) + "." if weights else
-              "No class-imbalance method: unweighted loss (model.pos_weight empty), no class_weight, no "
-              "resampling.")
-    return ANSWERED, f"{method} Splits are stratified by label.{counts}", MODEL_SETTINGS
 
 
 def _output(ev: Evidence) -> Answer:
@@ -226,16 +162,18 @@ def answers(ev: Evidence) -> dict[str, Answer]:
                        + ". For the authors: how and when they were measured, and any blinding.",
                        "liver-mm README: The cohort manifest"),
         "11": lambda: _handling(ev),
-        "12a": lambda: _partition(ev),
+        "12a": lambda: partition(ev),
         "12b": lambda: _predictor_handling(ev),
-        "12c": lambda: _model_building(ev),
+        "12c": lambda: model_building(ev),
         "12e": lambda: _measures(ev),
         "12f": lambda: (ANSWERED, "None: no model was updated or recalibrated after its evaluation.", ""),
         "12g": lambda: (ANSWERED, f"By liver-mm {ev.provenance.get('liver_mm_version', '')} at commit "
                                   f"{ev.provenance.get('git_commit', 'not recorded')} from each fitted model, saved "
-                                  "per case; a logged model scores new cases with `liver-mm predict --model-uri`.",
+                                  "per case. New cases are scored by `liver-mm predict --model-uri` with an arm's "
+                                  "model logged in MLflow, which a study logs only with logger.log_model=true (not "
+                                  "recorded in this report).",
                         ev.pointer("predictions.csv", "test_predictions.csv", "oof_predictions.csv")),
-        "13": lambda: _imbalance(ev),
+        "13": lambda: imbalance(ev),
         "15": lambda: _output(ev),
         "16": lambda: (ANSWERED, "Internal validation: development and evaluation data are parts of one cohort ("
                                  + ("folds" if ev.design == "cv" else "one split") + "), with the same setting, "

@@ -1,9 +1,10 @@
 """The report's tuning section: the settings each arm's nested search chose (per fold when cross-validated).
 
 Read from the job runs' params (``tune.chosen.<setting>``, written by :func:`liver_mm.training.tune.tune_job`) and
-metrics (``tune_trials``, ``tune_best_dev_auc``); configuration only, no patient data. Files: ``tuning.csv`` (one
-row per arm, or per arm, repeat and fold: trials, the chosen trial's dev AUC, each chosen setting) and
-``tuning.md`` (the same without the dev AUC, which is optimistic by construction and never shown in the report).
+metrics (``tune_trials``, ``tune_best_objective``, ``tune_best_dev_auc``); configuration only, no patient data. Files:
+``tuning.csv`` (one row per arm, or per arm, repeat and fold: trials, the chosen trial's objective and dev AUC, each
+chosen setting) and ``tuning.md`` (the same without the dev figures, which are optimistic by construction and never
+shown in the report).
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ def mark_tuned(settings: dict[str, object], cfg: DictConfig) -> dict[str, object
 
 def tuning_table(runs: Mapping[tuple[str, ...], object], order: Sequence[str]) -> pd.DataFrame | None:
     """One row per tuned job run: ``runs`` maps (arm,) or (arm, repeat, fold) to its MLflow run; columns arm
-    [, repeat, fold], trials, sampler, seed, best_dev_auc, then each chosen setting (sorted by name). None when
+    [, repeat, fold], trials, sampler, seed, best_objective, best_dev_auc, then each chosen setting (sorted by
+    name). None when
     no run was tuned."""
     rows = []
     for key, run in runs.items():
@@ -52,14 +54,15 @@ def tuning_table(runs: Mapping[tuple[str, ...], object], order: Sequence[str]) -
             continue
         where = {"arm": str(key[0]), **({"repeat": int(key[1]), "fold": int(key[2])} if len(key) == 3 else {})}
         rows.append({**where, "trials": int(metrics.get("tune_trials", 0)), "sampler": params.get("tune.sampler"),
-                     "seed": params.get("tune.seed"), "best_dev_auc": metrics.get("tune_best_dev_auc"), **chosen})
+                     "seed": params.get("tune.seed"), "best_objective": metrics.get("tune_best_objective"),
+                     "best_dev_auc": metrics.get("tune_best_dev_auc"), **chosen})
     if not rows:
         return None
     rank = {a: i for i, a in enumerate(order)}
     table = pd.DataFrame(rows)
     by = [c for c in ("arm", "repeat", "fold") if c in table.columns]
     table = table.sort_values(by, key=lambda c: c.map(rank) if c.name == "arm" else c, kind="stable")
-    first = [*by, "trials", "sampler", "seed", "best_dev_auc"]
+    first = [*by, "trials", "sampler", "seed", "best_objective", "best_dev_auc"]
     return table[first + sorted(c for c in table.columns if c not in first)].reset_index(drop=True)
 
 
@@ -80,7 +83,7 @@ def tuning_section(table: pd.DataFrame | None, out: Path) -> list[str]:
     if table is None or table.empty:
         return []
     table.to_csv(out / "tuning.csv", index=False)
-    shown = table.drop(columns=["best_dev_auc", "sampler", "seed"])
+    shown = table.drop(columns=["best_objective", "best_dev_auc", "sampler", "seed"])
     shown = shown.assign(**{c: shown[c].map(_fmt) for c in shown.columns if c not in ("arm", "repeat", "fold",
                                                                                      "trials")})
     (out / "tuning.md").write_text(markdown_table(shown), encoding="utf-8")
@@ -89,12 +92,18 @@ def tuning_section(table: pd.DataFrame | None, out: Path) -> list[str]:
     return [
         "## Tuning (nested in the training data)", "",
         f"Before training, each arm{' in each fold' if folds else ''} searched its training settings with the Hydra "
-        f"Optuna sweeper ({samplers}): every trial trained on the training part's train rows and was scored by the "
-        f"AUC of its dev rows; the test {'fold' if folds else 'split'} was never passed to a trial. The arm was then "
+        f"Optuna sweeper ({samplers}): every trial trained on the training part's train rows and was scored on its "
+        "dev rows at the epoch rule the final model uses (a network that keeps its best dev epoch: the epoch picked "
+        "on one half of the dev rows, its AUC on the other, both ways averaged, so a longer schedule gains nothing "
+        "from more epochs to pick from; otherwise the dev AUC of the model kept); the test "
+        f"{'fold' if folds else 'split'} was never passed to a trial. The arm was then "
         "trained with the chosen settings and tested as without tuning; where this report lists a searched setting "
         f"elsewhere (the model settings show \"{TUNED}\", the configuration its starting value), these replace it. "
         "Chosen settings:", "",
         markdown_table(shown),
-        "The chosen trial's dev AUC is in [tuning.csv](tuning.csv) (optimistic: it is the best of the trials on "
-        "that dev part, not an estimate of performance); every trial is an MLflow run nested under its job's run.", "",
+        "Bias and its guard: the dev part chose the settings and then the epoch and threshold of the final fit, so "
+        "the chosen trial's objective and dev AUC, kept in [tuning.csv](tuning.csv), are optimistic (the best of "
+        "the trials on that dev part, not estimates of performance); the guard is that no trial was given a test "
+        "row and the test part was scored once, after the choice. Every trial is an MLflow run nested under its "
+        "job's run.", "",
     ]

@@ -191,8 +191,7 @@ def _tracked_fit(cfg: DictConfig, estimator: Estimator, cohort: PreparedCohort, 
                 cfg, search, tuning_files = tune_job(cfg, cohort, feats, client, exp_id, run_id, out, name)
                 estimator = estimator_for(cfg)
                 log_params(client, run_id, {**run_params(cfg, cohort, feats), **search.params()})
-                log_metrics(client, run_id, {"tune_best_dev_auc": search.chosen.dev_auc,
-                                             "tune_trials": len(search.trials)})
+                log_metrics(client, run_id, search.metrics())
             result = estimator.fit(cohort, feats, callbacks=[EpochMetricsToMlflow(client, run_id)])
             assert result is not None  # only rank 0 gets here
         client.set_tag(run_id, "world_size", str(result.world_size))

@@ -4,9 +4,12 @@
 job's own config (stored in Hydra's ConfigStore) and whose ``hydra.sweeper.params`` are the run's search space
 (:mod:`liver_mm.training.tune_space`). Each trial is a Hydra job: it trains the job's model with the trial's settings
 on the ``train`` rows of :func:`training_part` (the job's cohort with its test rows dropped, inputs too) and returns
-the ``dev`` rows' AUC, which the sampler (TPE or random, seeded) maximises. Every trial is an MLflow run nested under
-the job's run (tag ``mlflow.parentRunId``), with its settings as params and ``objective_dev_auc``. The job then trains
-once more with the chosen settings (:func:`tune_job`) and is evaluated on its test rows as without tuning.
+its score on the ``dev`` rows at the epoch rule the final model uses (:mod:`liver_mm.training.tune_score`: for a
+network that keeps its best dev epoch, the epoch is picked on one half of the dev rows and scored on the other),
+which the sampler (TPE or random, seeded) maximises. Every trial is an MLflow run nested under the job's run (tag
+``mlflow.parentRunId``), with its settings as params and metrics ``objective``, ``kept_dev_auc`` (the dev AUC of the
+model it keeps, as the final fit would select it), ``kept_epoch`` and ``dev_log_loss``. The job then trains once more
+with the chosen settings (:func:`tune_job`) and is evaluated on its test rows as without tuning.
 """
 
 from __future__ import annotations
@@ -33,29 +36,39 @@ TRIAL_SPLITS = ("train", "dev")
 
 @dataclass(frozen=True)
 class Trial:
-    """One trial: its number, its settings (config key -> value as the sweeper set it), dev AUC (the objective),
-    dev log loss and its MLflow run."""
+    """One trial: its number, its settings (config key -> value as the sweeper set it), its objective (what the
+    sampler maximised), the dev AUC and log loss of the model it keeps, the kept epoch (1-based; None without
+    epochs) and its MLflow run."""
 
     number: int
     settings: dict[str, str]
+    objective: float
     dev_auc: float
     dev_log_loss: float
     run_id: str
+    epoch: int | None = None
 
 
 @dataclass(frozen=True)
 class TuneResult:
-    """Every trial in order and the chosen one (the sweeper's best: the first with the highest dev AUC)."""
+    """Every trial in order and the chosen one (the sweeper's best: the first with the highest objective)."""
 
     trials: tuple[Trial, ...]
     chosen: Trial
     overrides: tuple[str, ...]  # the chosen settings as Hydra overrides (``key=value``)
 
     def table(self) -> pd.DataFrame:
-        """One row per trial: trial, objective_dev_auc, dev_log_loss, chosen, run_id, then each setting."""
-        rows = [{"trial": t.number, "objective_dev_auc": t.dev_auc, "dev_log_loss": t.dev_log_loss,
-                 "chosen": t.number == self.chosen.number, "run_id": t.run_id, **t.settings} for t in self.trials]
+        """One row per trial: trial, objective, kept_dev_auc, kept_epoch, dev_log_loss, chosen, run_id, then each
+        setting."""
+        rows = [{"trial": t.number, "objective": t.objective, "kept_dev_auc": t.dev_auc, "kept_epoch": t.epoch,
+                 "dev_log_loss": t.dev_log_loss, "chosen": t.number == self.chosen.number, "run_id": t.run_id,
+                 **t.settings} for t in self.trials]
         return pd.DataFrame(rows)
+
+    def metrics(self) -> dict[str, float]:
+        """The job run's metrics of the search: the chosen trial's objective and kept dev AUC, the trials run."""
+        return {"tune_best_objective": self.chosen.objective, "tune_best_dev_auc": self.chosen.dev_auc,
+                "tune_trials": len(self.trials)}
 
     def params(self) -> dict[str, str]:
         """The job run's record of the choice: ``tune.chosen.<setting>`` -> value."""
@@ -85,6 +98,7 @@ class _TrialTask:
         self.client, self.exp_id, self.parent_id, self.tags, self.name = client, exp_id, parent_id, tags, name
         self.dev = (cohort.df["split"] == "dev").to_numpy()
         self.records: list[Trial] = []
+        self.halves: np.ndarray | None = None  # the dev halves of the epoch rule (a network keeping its best epoch)
 
     def __call__(self, cfg: DictConfig) -> float:
         import pytorch_lightning as pl
@@ -94,6 +108,7 @@ class _TrialTask:
         from liver_mm.tracking.epochs import EpochMetricsToMlflow
         from liver_mm.tracking.runs import create_run, log_metrics, set_status
         from liver_mm.training.estimators import estimator_for
+        from liver_mm.training.tune_score import DevEpochProbs
 
         hydra = HydraConfig.get()
         number = int(hydra.job.num)
@@ -103,26 +118,46 @@ class _TrialTask:
         status = "FAILED"
         try:
             pl.seed_everything(int(cfg.seed), workers=True, verbose=False)  # every trial starts as the job would
-            fitted = estimator_for(cfg).fit(self.cohort, self.feats,
-                                            callbacks=[EpochMetricsToMlflow(self.client, run_id)])
+            estimator = estimator_for(cfg)
+            probe = DevEpochProbs() if estimator.has_network else None
+            fitted = estimator.fit(self.cohort, self.feats,
+                                   callbacks=[EpochMetricsToMlflow(self.client, run_id), *([probe] if probe else [])])
             assert fitted is not None
             y, prob = self.feats.labels[self.dev], fitted.probs  # probs: the dev rows (a trial has no test rows)
-            if not np.isfinite(prob).all():
+            if not np.isfinite(prob).all() or (probe and not all(np.isfinite(p).all() for p in probe.epochs)):
                 raise ValueError(f"{self.name} trial {number} ({' '.join(hydra.overrides.task)}): non-finite dev "
                                  "predictions (the training diverged); narrow tune.space")
             auc = float(roc_auc_score(y, prob))
             loss = float(log_loss(y, np.clip(prob, 1e-7, 1 - 1e-7), labels=[0, 1]))
-            log_metrics(self.client, run_id, {f"objective_{OBJECTIVE}": auc, "dev_log_loss": loss})
+            objective, epoch = self._objective(cfg, probe, y, auc)
+            log_metrics(self.client, run_id, {"objective": objective, "kept_dev_auc": auc, "dev_log_loss": loss,
+                                              **({} if epoch is None else {"kept_epoch": epoch})})
             status = "FINISHED"
         except KeyboardInterrupt:
             status = "KILLED"
             raise
         finally:
             set_status(self.client, run_id, status)
-        self.records.append(Trial(number, settings, auc, loss, run_id))
-        log.info("%s trial %d: dev AUC %.4f (%s)", self.name, number, auc,
+        self.records.append(Trial(number, settings, objective, auc, loss, run_id, epoch))
+        log.info("%s trial %d: objective %.4f, kept dev AUC %.4f (%s)", self.name, number, objective, auc,
                  " ".join(f"{k}={v}" for k, v in settings.items()))
-        return auc
+        return objective
+
+    def _objective(self, cfg: DictConfig, probe, y: np.ndarray, kept_auc: float) -> tuple[float, int | None]:
+        """(objective, kept epoch 1-based or None): the dev AUC at the final model's epoch rule
+        (:mod:`liver_mm.training.tune_score`)."""
+        from liver_mm.training.tune_score import best_epoch, dev_halves, epoch_rule_score
+
+        if probe is None:
+            return kept_auc, None
+        if not probe.epochs or probe.labels is None or not np.array_equal(probe.labels, y):
+            raise RuntimeError(f"{self.name}: the trial's dev predictions per epoch do not match its dev rows")
+        everything = np.ones(len(y), dtype=bool)
+        if not picks_best_epoch(cfg):
+            return kept_auc, len(probe.epochs)  # the last epoch: nothing picked, nothing to correct
+        if self.halves is None:
+            self.halves = dev_halves(self.cohort.df.loc[self.dev], y, int(cfg.tune.seed))
+        return epoch_rule_score(probe.epochs, y, self.halves), best_epoch(probe.epochs, y, everything) + 1
 
 
 def _sweep_node(cfg: DictConfig, out: Path) -> dict:
@@ -157,6 +192,13 @@ def _multirun(config_name: str, task) -> None:
         GlobalHydra.instance().hydra.multirun(config_name, task, [], with_log_configuration=False)
 
 
+def picks_best_epoch(cfg: DictConfig) -> bool:
+    """True when the job's model is a network that keeps its best dev epoch (``checkpoint.select=best``)."""
+    from liver_mm.training.estimators import estimator_for
+
+    return estimator_for(cfg).has_network and str((cfg.get("checkpoint") or {}).get("select", "best")) == "best"
+
+
 def trial_tags(cfg: DictConfig, cohort: PreparedCohort) -> dict[str, str]:
     """Tags of a trial run (no study key: the study's registry never mistakes a trial for a job)."""
     from liver_mm.training.estimators import estimator_for
@@ -177,12 +219,17 @@ def run_search(cfg: DictConfig, cohort: PreparedCohort, feats: Features, client,
     import optuna
     from hydra.core.config_store import ConfigStore
 
+    from liver_mm.training.tune_score import dev_halves
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the sweeper logs the study; optuna's own lines repeat it
     part_cohort, part_feats = training_part(cohort, feats)
     task = _TrialTask(part_cohort, part_feats, client, exp_id, parent_id, trial_tags(cfg, cohort), name)
+    if picks_best_epoch(cfg):  # the halves that score the epoch rule, checked before any trial trains
+        task.halves = dev_halves(part_cohort.df.loc[task.dev], part_feats.labels[task.dev], int(cfg.tune.seed))
     out.mkdir(parents=True, exist_ok=True)
     ConfigStore.instance().store(name=SWEEP_CONFIG, node=_sweep_node(cfg, out))
-    log.info("%s: tuning with %d trials on %d train / %d dev rows (objective: dev AUC)", name, trials(cfg),
+    log.info("%s: tuning with %d trials on %d train / %d dev rows (objective: dev AUC at the epoch rule)", name,
+             trials(cfg),
              int((part_cohort.df["split"] == "train").sum()), int(task.dev.sum()))
     _multirun(SWEEP_CONFIG, task)
     return _chosen(task.records, out / "optimization_results.yaml")
@@ -193,7 +240,7 @@ def _chosen(records: Sequence[Trial], results: Path) -> TuneResult:
     best = OmegaConf.load(results)
     overrides = tuple(f"{k}={v}" for k, v in best.best_params.items())
     wanted = {setting_name(o.split("=", 1)[0]): o.split("=", 1)[1] for o in overrides}
-    match = [t for t in records if t.settings == wanted and t.dev_auc == float(best.best_value)]
+    match = [t for t in records if t.settings == wanted and t.objective == float(best.best_value)]
     if not match:
         raise RuntimeError(f"{results}: the sweeper's best settings {wanted} are none of the trials run")
     return TuneResult(tuple(records), match[0], overrides)

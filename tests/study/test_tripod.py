@@ -17,6 +17,7 @@ from liver_mm.study.tables import format_table3
 from liver_mm.study.tripod import TITLE, split_evidence, tripod_rows, tripod_section
 from liver_mm.study.tripod_evidence import ANSWERED, AUTHORS, PARTLY
 from liver_mm.study.tripod_items import CHECKLIST, NUMBERS
+from liver_mm.study.tripod_records import SPLIT_MADE
 from tests.study.test_compare import make_predictions
 
 ARMS = ["m1", "m3", "tab_logreg", "fib4"]
@@ -40,7 +41,7 @@ PROVENANCE = {"seed": 7, "manifest_hash": "abc123", "split_hash": "def456", "liv
                                                                                     "dev_fraction": 0.125},
                          "augment": {"enabled": True, "hflip": 0.5}, "checkpoint": {"select": "best"},
                          "early_stopping": {"enabled": False, "patience": 5}, "trainer": {"max_epochs": 2}},
-              "child_runs": {a: f"run-{a}" for a in ARMS}, "model_settings": SETTINGS}
+              "child_runs": {a: f"run-{a}" for a in ARMS}, "model_settings": SETTINGS, "split_source": SPLIT_MADE}
 COMMAND = "liver-mm study data.n=80"
 
 
@@ -145,12 +146,14 @@ def test_missing_data_model_and_code_items(tmp_path, comparison, cohort):
 
 def test_model_building_says_whether_settings_were_tuned(tmp_path, comparison, cohort):
     fixed = _rows(tmp_path, comparison, cohort).at["12c", "text"]
-    assert "Settings are fixed by the configuration; liver-mm tunes no hyperparameter" in fixed
+    assert ("Settings are fixed by the configuration; no hyperparameter search ran inside this study's training "
+            "jobs; the dev part chose only the networks' epoch and the classification threshold") in fixed
     tuned = {**PROVENANCE, "config": {**PROVENANCE["config"], "tune": {"trials": 8, "sampler": "tpe"}}}
     text = _rows(tmp_path, comparison, cohort, provenance=tuned).at["12c", "text"]
-    assert ("Hyperparameters searched by Optuna (hydra-optuna-sweeper, tpe sampler, 8 trials per training job, "
-            "objective dev AUC) on the training part only, the test part never seen by a trial;") in text
-    assert "tunes no hyperparameter" not in text
+    assert ("Hyperparameters searched by Optuna (hydra-optuna-sweeper, tpe sampler, 8 trials per training job) on "
+            "the training part only; objective: for a network the dev AUC of the epoch the final model's rule "
+            "(checkpoint.select=best) picks, picked on one half of the dev rows and scored on the other") in text
+    assert "no hyperparameter search ran" not in text
 
 
 def test_items_only_the_authors_can_write_are_listed_for_them(tmp_path, comparison, cohort):

@@ -56,8 +56,10 @@ def test_each_fold_searched_its_own_training_part_and_the_report_names_its_choic
         trials = client.search_runs([exp], f"tags.`mlflow.parentRunId` = '{run.info.run_id}'")
         assert len(trials) == 2 and {t.data.tags["study_level"] for t in trials} == {"tuning_trial"}
         assert all("study_key" not in t.data.tags and t.data.tags["fold"] == run.data.tags["fold"] for t in trials)
-        best = max(t.data.metrics["objective_dev_auc"] for t in trials)
-        assert run.data.metrics["tune_best_dev_auc"] == best == float(row["best_dev_auc"])
+        best = max(trials, key=lambda t: (t.data.metrics["objective"], -int(t.data.tags["tune_trial"])))
+        assert run.data.metrics["tune_best_objective"] == best.data.metrics["objective"] == float(
+            row["best_objective"])
+        assert run.data.metrics["tune_best_dev_auc"] == best.data.metrics["kept_dev_auc"] == float(row["best_dev_auc"])
 
 
 def test_a_rerun_of_the_tuned_study_trains_nothing(tuned_study):

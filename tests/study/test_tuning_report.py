@@ -14,6 +14,7 @@ def _run(chosen: dict[str, str], best: float, trials: int = 4) -> SimpleNamespac
     params = {"tune.trials": str(trials), "tune.sampler": "tpe", "tune.seed": "0", "model.optimizer.lr": "0.001",
               **{f"tune.chosen.{k}": v for k, v in chosen.items()}}
     return SimpleNamespace(data=SimpleNamespace(params=params, metrics={"tune_trials": float(trials),
+                                                                        "tune_best_objective": best - 0.1,
                                                                         "tune_best_dev_auc": best}))
 
 
@@ -37,14 +38,17 @@ def test_chosen_settings_appear_per_fold_in_the_written_table(tmp_path):
     assert written["model.net.tabular.hidden"].tolist()[:2] == ["[64,32]", "[32,16]"]
     assert written["model.estimator.C"].tolist()[2] == "0.5547119471592125"
     assert written["best_dev_auc"].tolist() == ["0.88", "0.9", "0.81"] and set(written["trials"]) == {"4"}
+    assert written["best_objective"].astype(float).round(2).tolist() == [0.78, 0.8, 0.71]
     md = (tmp_path / "tuning.md").read_text()
     assert md.splitlines()[0] == ("| arm | repeat | fold | trials | model.ema.enabled | model.estimator.C | "
                                   "model.net.tabular.hidden | model.optimizer.lr | trainer.max_epochs |")
     assert "| m5 | 0 | 1 | 4 | True |  | [32,16] | 0.000647 | 17 |" in md  # settings, 3 significant digits
     assert "| tab_logreg | 0 | 1 | 4 |  | 0.555 |  |  |  |" in md
-    assert "best_dev_auc" not in md and "0.88" not in md  # the optimistic dev AUC stays in the csv
+    assert "best_dev_auc" not in md and "0.88" not in md and "best_objective" not in md  # optimistic: csv only
     assert lines[0] == "## Tuning (nested in the training data)"
     assert "each arm in each fold searched" in lines[2] and "the test fold was never passed to a trial" in lines[2]
+    assert "the epoch picked on one half of the dev rows, its AUC on the other" in lines[2]
+    assert "Bias and its guard:" in lines[-2] and "no trial was given a test row" in lines[-2]
     assert md in "\n".join(lines)
 
 

@@ -88,9 +88,9 @@ def test_a_flipped_test_label_changes_no_trial_and_no_trial_sees_a_test_case(sto
     plain, seen, _ = _search(cfg, cohort, feats, tmp_path / "a", monkeypatch)
     flipped, seen_flipped, _ = _search(cfg, *_flipped(cohort, feats, int(np.flatnonzero(
         cohort.df["split"] == "test")[0])), tmp_path / "b", monkeypatch)
-    objectives = [t.dev_auc for t in plain.trials]
+    objectives = [t.objective for t in plain.trials]
     assert len(objectives) == TRIALS and len(set(objectives)) > 1  # the settings matter on this cohort
-    assert [t.dev_auc for t in flipped.trials] == objectives
+    assert [t.objective for t in flipped.trials] == objectives
     assert [t.settings for t in flipped.trials] == [t.settings for t in plain.trials]
     assert len(seen) == len(seen_flipped) == TRIALS
     assert all(not (ids & test_ids) for ids in seen + seen_flipped)
@@ -102,8 +102,9 @@ def test_a_flipped_test_label_changes_no_trial_and_no_trial_sees_a_test_case(sto
     from sklearn.linear_model import LogisticRegression
 
     model = LogisticRegression(C=float(c), max_iter=2000).fit(feats.tabular[train_rows], feats.labels[train_rows])
-    assert plain.chosen.dev_auc == roc_auc_score(feats.labels[dev], model.predict_proba(feats.tabular[dev])[:, 1])
-    assert plain.chosen.dev_auc == max(objectives)
+    auc = roc_auc_score(feats.labels[dev], model.predict_proba(feats.tabular[dev])[:, 1])
+    assert plain.chosen.objective == plain.chosen.dev_auc == auc  # no epochs: the objective is the dev AUC
+    assert plain.chosen.objective == max(objectives) and plain.chosen.epoch is None
     assert plain.chosen.number == objectives.index(max(objectives))  # the sweeper's rule: the first best
 
 
@@ -117,10 +118,10 @@ def test_every_trial_is_a_run_nested_under_the_job_with_its_settings_and_objecti
         assert run.data.tags["study_level"] == "tuning_trial" and "study_key" not in run.data.tags
         assert run.data.tags["tune_trial"] == str(trial.number) and run.data.tags["arm"] == "tab_logreg"
         assert run.data.params["model.estimator.C"] == trial.settings["model.estimator.C"]
-        assert run.data.metrics["objective_dev_auc"] == trial.dev_auc
+        assert run.data.metrics["objective"] == trial.objective and run.data.metrics["kept_dev_auc"] == trial.dev_auc
         assert run.info.status == "FINISHED"
     results = (tmp_path / "optimization_results.yaml").read_text()
-    assert f"best_value: {result.chosen.dev_auc}" in results and result.overrides[0].startswith("model.estimator.C=")
+    assert f"best_value: {result.chosen.objective}" in results and result.overrides[0].startswith("model.estimator.C=")
 
 
 def test_a_dev_part_of_one_class_cannot_score_a_trial():
@@ -141,9 +142,10 @@ def test_the_job_trains_with_the_chosen_settings_and_records_them(store, small_o
     chosen = trials[trials["chosen"]].iloc[0]
     assert run.data.params["tune.chosen.model.estimator.C"] == run.data.params["model.estimator.C"] == chosen[
         "model.estimator.C"]
-    assert run.data.metrics["tune_best_dev_auc"] == chosen["objective_dev_auc"]
+    assert run.data.metrics["tune_best_dev_auc"] == chosen["kept_dev_auc"]
+    assert run.data.metrics["tune_best_objective"] == chosen["objective"]
     dev = res.predictions[res.predictions["split"] == "dev"]
-    assert roc_auc_score(dev["label"] == "malignant", dev["prob"]) == chosen["objective_dev_auc"]  # the trial again
+    assert roc_auc_score(dev["label"] == "malignant", dev["prob"]) == chosen["kept_dev_auc"]  # the trial again
     nested = client.search_runs([run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{res.run_id}'")
     assert sorted(r.info.run_id for r in nested) == sorted(trials["run_id"])
     assert {"tuning/trials.csv", "tuning/optimization_results.yaml"} <= {
