@@ -26,7 +26,7 @@ from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from liver_mm.tracking.owner import HEARTBEAT_S, beat_age, describe, heartbeat, owner_alive, owner_tags
+from liver_mm.tracking.owner import beat_age, describe, heartbeat, owner_alive, owner_tags
 
 log = logging.getLogger(__name__)
 CLAIM_TAG = "study_claim"
@@ -50,7 +50,7 @@ class Claim:
     beats: ExitStack = field(default_factory=ExitStack)
     beating: set[str] = field(default_factory=set)
 
-    def beat(self, run_id: str, every: float = HEARTBEAT_S) -> None:
+    def beat(self, run_id: str, every: float | None = None) -> None:
         """Keep ``run_id``'s heartbeat until the claim is released."""
         if run_id not in self.beating:
             self.beating.add(run_id)
@@ -60,7 +60,7 @@ class Claim:
 _HELD: dict[tuple[str, str, str], Claim] = {}
 
 
-def claim_study(client: MlflowClient, exp_id: str, key: str, name: str, every: float = HEARTBEAT_S,
+def claim_study(client: MlflowClient, exp_id: str, key: str, name: str, every: float | None = None,
                 poll_s: float = CLAIM_POLL_S, wait_s: float = CLAIM_WAIT_S) -> Claim:
     """This process's claim of study ``key`` (the one it holds already, or a new one); raises :class:`StudyBusy`
     naming the owner when another live process holds it or claimed it first."""

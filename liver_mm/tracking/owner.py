@@ -118,10 +118,11 @@ def describe(tags: Mapping[str, str]) -> str:
     return f"pid {tags.get('owner_pid', '?')} on {tags.get('owner_host', '?')}{job}"
 
 
-def start_heartbeat(client: MlflowClient, run_id: str, every: float = HEARTBEAT_S) -> Callable[[], None]:
-    """Start a daemon thread that sets the run's ``owner_heartbeat`` tag now and every ``every`` seconds (a study
-    elsewhere then tells a live run, fresh heartbeat, from one whose process died); returns the function that
-    stops it."""
+def start_heartbeat(client: MlflowClient, run_id: str, every: float | None = None) -> Callable[[], None]:
+    """Start a daemon thread that sets the run's ``owner_heartbeat`` tag now and every ``every`` seconds (default
+    :data:`HEARTBEAT_S`; a study elsewhere then tells a live run, fresh heartbeat, from one whose process died);
+    returns the function that stops it."""
+    every = HEARTBEAT_S if every is None else every
     stop = threading.Event()
     thread = threading.Thread(target=_beat, args=(client, run_id, every, stop), name=f"heartbeat-{run_id[:8]}",
                               daemon=True)
@@ -135,7 +136,7 @@ def start_heartbeat(client: MlflowClient, run_id: str, every: float = HEARTBEAT_
 
 
 @contextmanager
-def heartbeat(client: MlflowClient, run_id: str, every: float = HEARTBEAT_S) -> Iterator[None]:
+def heartbeat(client: MlflowClient, run_id: str, every: float | None = None) -> Iterator[None]:
     """The run beats (:func:`start_heartbeat`) while the block runs."""
     stop_beating = start_heartbeat(client, run_id, every)
     try:
