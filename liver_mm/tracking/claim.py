@@ -105,9 +105,9 @@ def _look(client: MlflowClient, exp_id: str, key: str, me: str, order: tuple[int
             continue
         first = tags.get(STATE_TAG) == "held" or (run.info.start_time, run.info.run_id) < order
         if first:
-            raise StudyBusy(f"another study ({describe(tags)}, last heartbeat {beat_age(tags):.0f} s ago) is "
-                            f"running study {name} (claim run {run.info.run_id}); wait for it to finish or stop "
-                            "it, then rerun this command")
+            raise StudyBusy(f"another study ({describe(tags)}) is running study {name} (claim run "
+                            f"{run.info.run_id}, last heartbeat {beat_age(tags):.0f} s ago); wait for it to finish "
+                            "or stop it, then rerun this command")
         later.append(run)
     return later
 

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -96,8 +97,8 @@ def test_a_second_copy_is_refused_while_the_first_beats_on_another_host(store, f
         monkeypatch.setattr(owner, "STALE_S", 3.0)  # "10 minutes", shortened
         time.sleep(4.5)  # past STALE_S since the parent was created
         assert client.get_run(parent).data.tags["owner_host"] == "login2"
-        with pytest.raises(StudyBusy, match=f"another study \\(pid {first.pid} on login2, last heartbeat [0-2] s ago\\) "
-                                            "is running study s"):
+        with pytest.raises(StudyBusy, match=f"another study \\(pid {first.pid} on login2\\) is running study s "
+                                            "\\(claim run [0-9a-f]+, last heartbeat [0-2] s ago\\)"):
             ensure_parent(client, exp_id, "k1", "s", {}, {}, claim=True)
         assert [r.info.run_id for r in _parents(client, exp_id, "k1")] == [parent]
     finally:
@@ -129,6 +130,8 @@ RACE = """
 
 
 def test_studies_started_at_the_same_moment_make_one_parent(tmp_path, store):  # noqa: F811
+    """Three processes look for the parent while the store's write lock is held (a sqlite RESERVED lock: reads
+    go on, writes wait): each finds none and waits to create; then all write at once."""
     client, exp_id = store
     go, done = tmp_path / "go", tmp_path / "done"
     procs = [_python(RACE, str(client.tracking_uri), exp_id, str(go), str(done), str(tmp_path / f"ready{i}"))
@@ -136,7 +139,12 @@ def test_studies_started_at_the_same_moment_make_one_parent(tmp_path, store):  #
     deadline = time.monotonic() + 120
     while not all((tmp_path / f"ready{i}").exists() for i in range(3)) and time.monotonic() < deadline:
         time.sleep(0.01)
+    lock = sqlite3.connect(tmp_path / "mlflow.db", isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
     go.touch()
+    time.sleep(6)  # each has looked and waits to write (MLflow's sqlite busy timeout: 20 s)
+    lock.execute("ROLLBACK")
+    lock.close()
     outs = sorted(_wait_for_line(p) for p in procs)
     done.touch()
     assert [p.wait(timeout=60) for p in procs] == [0, 0, 0]
