@@ -138,6 +138,7 @@ def run_cv_arm(cfg: DictConfig, cohort: PreparedCohort, client, exp_id: str, key
     that completes the last fold finishes the arm's run. Parallel fold jobs (joblib launcher) each train one fold.
     Only runs with the arm key ``akey`` (the arm's settings now) count; a fold another live process is training
     is waited for, never removed or trained twice."""
+    from liver_mm.tracking.owner import start_heartbeat
     from liver_mm.tracking.registry import is_finished, study_runs
     from liver_mm.tracking.runs import set_status
     from liver_mm.training.run import output_dir, train
@@ -151,9 +152,10 @@ def run_cv_arm(cfg: DictConfig, cohort: PreparedCohort, client, exp_id: str, key
     assignment, folds_hash = prepare_study_folds(cfg, cohort)
     arm_id = ensure_arm_run(client, exp_id, key, parent_id, cfg, cohort, akey)
     mine = fold_jobs(cfg)
-    done = _free_folds(client, exp_id, key, arm, akey, mine)
-    base = output_dir(cfg)
+    stop_beating = start_heartbeat(client, arm_id)  # the arm's run lives while a job trains its folds
     try:
+        done = _free_folds(client, exp_id, key, arm, akey, mine, wait_s=(cfg.get("logger") or {}).get("wait_timeout_s"))
+        base = output_dir(cfg)
         for rep, fold in mine:
             if (str(rep), str(fold)) in done:
                 continue
@@ -168,11 +170,13 @@ def run_cv_arm(cfg: DictConfig, cohort: PreparedCohort, client, exp_id: str, key
     except KeyboardInterrupt:
         set_status(client, arm_id, "KILLED")
         raise
+    finally:
+        stop_beating()
     return {"arm": arm, "run_id": arm_id, "skipped": False}
 
 
 def _free_folds(client, exp_id: str, key: str, arm: str, akey: str, mine: list[tuple[int, int]],
-                poll_s: float | None = None) -> dict:
+                poll_s: float | None = None, wait_s: float | None = None) -> dict:
     """(repeat, fold) -> finished run of this job's folds with arm key ``akey``, once no live process trains any
     of them (:func:`liver_mm.tracking.registry.wait_until_free`: only this job's folds, parallel jobs own theirs)."""
     from liver_mm.tracking.registry import POLL_S, finished_by, study_runs, wait_until_free
@@ -182,7 +186,7 @@ def _free_folds(client, exp_id: str, key: str, arm: str, akey: str, mine: list[t
                 and r.data.tags.get("arm_key") == akey
                 and (int(r.data.tags.get("repeat", -1)), int(r.data.tags.get("fold", -1))) in mine]
 
-    runs = wait_until_free(client, find, f"arm {arm} folds", POLL_S if poll_s is None else poll_s)
+    runs = wait_until_free(client, find, f"arm {arm} folds", POLL_S if poll_s is None else poll_s, wait_s)
     return finished_by(runs, "repeat", "fold")
 
 

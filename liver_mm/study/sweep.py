@@ -49,7 +49,7 @@ def run_arm(cfg: DictConfig) -> dict[str, Any]:
         client, exp_id, key, parent_id = parent_run(cfg, cohort)
         if uses_cv(cfg):
             return run_cv_arm(cfg, cohort, client, exp_id, key, parent_id, akey)
-        done = _finished_or_free(client, exp_id, key, arm, akey)
+        done = _finished_or_free(client, exp_id, key, arm, akey, wait_s=(cfg.get("logger") or {}).get("wait_timeout_s"))
         if done is not None:
             log.info("arm %s already finished in this study (run %s): skipped", arm, done.info.run_id)
             return {"arm": arm, "run_id": done.info.run_id, "skipped": True}
@@ -64,13 +64,14 @@ def run_arm(cfg: DictConfig) -> dict[str, Any]:
     return {"arm": arm, "run_id": None if res is None else res.run_id, "skipped": False}
 
 
-def _finished_or_free(client, exp_id: str, key: str, arm: str, akey: str, poll_s: float | None = None):
+def _finished_or_free(client, exp_id: str, key: str, arm: str, akey: str, poll_s: float | None = None,
+                      wait_s: float | None = None):
     """The arm's finished run with arm key ``akey``, or None once no live process trains it (its leftover
     unfinished runs removed). While another study's live process trains it, wait (polling every ``poll_s``)."""
     from liver_mm.tracking.registry import POLL_S, finished_by, study_runs, wait_until_free
 
     runs = wait_until_free(client, lambda: [r for r in study_runs(client, exp_id, key) if r.data.tags.get("arm") == arm],
-                           f"arm {arm}", POLL_S if poll_s is None else poll_s)
+                           f"arm {arm}", POLL_S if poll_s is None else poll_s, wait_s)
     done = finished_by([r for r in runs if r.data.tags.get("arm_key") == akey], "arm").get((arm,))
     if done is None:
         other = finished_by(runs, "arm").get((arm,))
@@ -105,9 +106,13 @@ class StudyCallback(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from liver_mm.study.finish import finish_study
+        from liver_mm.tracking.claim import release
 
-        with _exit_on_error("comparing the arms", failed_study=config):
-            complete = finish_study(config)
+        try:
+            with _exit_on_error("comparing the arms", failed_study=config):
+                complete = finish_study(config)
+        finally:
+            release()  # the study's claim and its parent's heartbeat end with its report
         if not complete:
             raise SystemExit(1)
 

@@ -7,13 +7,9 @@ cohort's hashes and the software versions only (no manifest column is ever logge
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import subprocess
-import threading
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 
 from mlflow.entities import Metric, Param, RunStatus
@@ -21,10 +17,9 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.async_logging.run_operations import RunOperations
 
 import liver_mm
+from liver_mm.tracking.owner import HEARTBEAT_S, heartbeat, owner_tags, slurm_job_id  # noqa: F401 - kept names
 
 _MAX_PARAM_LEN = 6000
-#: seconds between two heartbeats of a run being trained (tag ``owner_heartbeat``, unix time)
-HEARTBEAT_S = 60.0
 log = logging.getLogger(__name__)
 
 
@@ -81,61 +76,6 @@ def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, float],
     now = int(time.time() * 1000)
     return client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()],
                             synchronous=synchronous)
-
-
-def process_start(pid: int) -> str | None:
-    """When process ``pid`` started (clock ticks since boot, from /proc): with the pid and host it names one
-    process even after the pid is reused; None when unknown (no /proc) or the process is gone or a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": state is field 3, starttime field 22
-    return None if fields[0] in ("Z", "X") else fields[19]
-
-
-def owner_tags() -> dict[str, str]:
-    """Tags naming the process that creates (and owns) a run: pid, host, start time and a first heartbeat; in a
-    SLURM job also its id (``slurm_job_id``: ``scancel`` / ``sacct`` it)."""
-    tags = {"owner_pid": str(os.getpid()), "owner_host": socket.gethostname(), "owner_heartbeat": str(time.time())}
-    start = process_start(os.getpid())
-    if start is not None:
-        tags["owner_start"] = start
-    job = slurm_job_id()
-    if job:
-        tags["slurm_job_id"] = job
-    return tags
-
-
-def slurm_job_id() -> str | None:
-    """This process's SLURM job as ``scancel`` and ``sacct`` name it: ``ARRAYID_TASK`` for a task of a job array
-    (its raw id is refused by scancel), else ``$SLURM_JOB_ID``; None outside SLURM."""
-    env = os.environ
-    if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
-        return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
-    return env.get("SLURM_JOB_ID") or None
-
-
-@contextmanager
-def heartbeat(client: MlflowClient, run_id: str, every: float = HEARTBEAT_S) -> Iterator[None]:
-    """While the block runs, a thread sets the run's ``owner_heartbeat`` tag every ``every`` seconds: a study on
-    another host then tells a run being trained from one whose process died (a stale heartbeat)."""
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.wait(every):
-            try:
-                client.set_tag(run_id, "owner_heartbeat", str(time.time()))
-            except Exception as exc:  # noqa: BLE001 - a missed beat must not stop the training
-                log.debug("heartbeat of run %s failed: %s", run_id, exc)
-
-    thread = threading.Thread(target=beat, name=f"heartbeat-{run_id[:8]}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=5)
 
 
 def create_run(client: MlflowClient, exp_id: str, name: str, tags: Mapping[str, str],

@@ -172,7 +172,8 @@ def _tracked_fit(cfg: DictConfig, estimator: Estimator, cohort: PreparedCohort, 
                  out: Path) -> TrainResult:
     from liver_mm.tracking import artifacts
     from liver_mm.tracking.epochs import EpochMetricsToMlflow
-    from liver_mm.tracking.runs import create_run, heartbeat, last_step, log_metrics, log_params, set_status
+    from liver_mm.tracking.owner import start_heartbeat
+    from liver_mm.tracking.runs import create_run, last_step, log_metrics, log_params, set_status
     from liver_mm.tracking.store import connect
     from liver_mm.training.tune import tune_job
 
@@ -183,9 +184,10 @@ def _tracked_fit(cfg: DictConfig, estimator: Estimator, cohort: PreparedCohort, 
 
     tags = {**run_tags(cfg, cohort), "intra_op_threads": str(torch.get_num_threads())}  # as configure_threads set
     run_id = create_run(client, exp_id, name, tags, {} if tuned else run_params(cfg, cohort, feats))
+    stop_beating = start_heartbeat(client, run_id)  # the run's whole life: fit, metrics, explanations, model, files
     status = "FAILED"
     try:
-        with sigterm_as_interrupt(), heartbeat(client, run_id):
+        with sigterm_as_interrupt():
             tuning_files: list[Path] = []
             if tuned:  # trials on the train and dev rows only, nested under this run; then the chosen settings
                 cfg, search, tuning_files = tune_job(cfg, cohort, feats, client, exp_id, run_id, out, name)
@@ -219,3 +221,4 @@ def _tracked_fit(cfg: DictConfig, estimator: Estimator, cohort: PreparedCohort, 
         raise
     finally:
         set_status(client, run_id, status)
+        stop_beating()

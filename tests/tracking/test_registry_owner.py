@@ -13,8 +13,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from liver_mm.tracking import registry
+from liver_mm.tracking.owner import process_start
 from liver_mm.tracking.registry import StudyBusy, ensure_parent, remove_unfinished
-from liver_mm.tracking.runs import create_run, process_start
+from liver_mm.tracking.runs import create_run
 
 
 @pytest.fixture
