@@ -2,9 +2,11 @@
 
 Per listed manifest column, in order:
 
-* ``sex``: ``F`` -> 0, ``M`` -> 1 (case and surrounding spaces ignored); kept as 0/1, not
-  standardised. Any other value is an error naming the column, row and value.
-* the skewed enzymes ``ast``, ``alt``, ``ggt``, ``alp`` (U/L): ``log1p``, then standardised.
+* a ``binary`` variable of the data dictionary (:mod:`liver_mm.dictionary`; ``sex``: ``F`` -> 0, ``M`` -> 1):
+  its categories coded 0 / 1 in the declared order (case, surrounding spaces and synonyms such as
+  ``female`` ignored); kept as 0/1, not standardised. Any other value is an error naming the column, row and value.
+* a variable declared ``transform: log1p`` (the skewed enzymes ``ast``, ``alt``, ``ggt``, ``alp``): ``log1p``,
+  then standardised.
 * every other column (age, platelets, albumin, wbc, ...): numeric, standardised with the
   training mean and (population) std; a std of 0 is replaced by 1.
 * missing values are imputed with the training median on the transformed scale. Features
@@ -31,20 +33,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from liver_mm.io import schema
+from liver_mm.dictionary import Dictionary, default_dictionary
 
 logger = logging.getLogger(__name__)
 
-LOG_FEATURES = frozenset({"ast", "alt", "ggt", "alp"})
-SEX_CODES = {code: float(i) for i, code in enumerate(schema.SEX_CODES)}  # F -> 0, M -> 1
+#: the shipped dictionary's log1p variables (the skewed enzymes)
+LOG_FEATURES = frozenset(n for n, v in default_dictionary().variables.items() if v.transform == "log1p")
 CENSORED_SUFFIX = "_censored"  # the indicator columns of liver_mm.io.codes
 _FORMAT_VERSION = 1
+_LEGACY_KINDS = {"sex": "binary"}  # saved states before the data dictionary
 
 
-def _kind(feature: str) -> str:
-    if feature == "sex":
-        return "sex"
-    return "log1p" if feature in LOG_FEATURES else "identity"
+def _kind(feature: str, dictionary: Dictionary | None = None) -> str:
+    """The encoding of ``feature``: ``binary`` (0/1 codes), ``log1p`` or ``identity`` (numbers; a variable the
+    dictionary does not declare is read as a number)."""
+    var = (dictionary or default_dictionary()).get(feature)
+    if var is not None and var.kind == "binary":
+        return "binary"
+    return "log1p" if var is not None and var.transform == "log1p" else "identity"
 
 
 def _row_name(df: pd.DataFrame, pos: int) -> str:
@@ -61,22 +67,23 @@ def _censored(df: pd.DataFrame, feature: str) -> np.ndarray:
     return (pd.to_numeric(df[col], errors="coerce").fillna(0).to_numpy(dtype=np.float64) > 0).astype(np.float64)
 
 
-def _raw_values(df: pd.DataFrame, feature: str) -> np.ndarray:
+def _raw_values(df: pd.DataFrame, feature: str, dictionary: Dictionary | None = None) -> np.ndarray:
     """Column ``feature`` as float64 (N,) on the transformed (coded / log1p) scale, NaN = missing."""
     if feature not in df.columns:
         raise ValueError(f"clinical feature column {feature!r} is missing from the table")
     col = df[feature]
     missing = col.isna().to_numpy()
-    kind = _kind(feature)
-    if kind == "sex":
-        codes = col.astype("string").str.strip().str.upper()
-        out = codes.map(SEX_CODES).astype("float64").to_numpy()
+    kind = _kind(feature, dictionary)
+    if kind == "binary":
+        var = (dictionary or default_dictionary())[feature]
+        codes = {c: float(i) for i, c in enumerate(var.categories)}
+        out = col.map(var.category).map(codes).astype("float64").to_numpy()
         bad = ~missing & np.isnan(out)
         if bad.any():
             pos = int(np.flatnonzero(bad)[0])
             raise ValueError(
-                f"column 'sex', {_row_name(df, pos)}: bad value {col.iloc[pos]!r} "
-                f"(expected one of {sorted(SEX_CODES)}; {int(bad.sum())} bad value(s) in total)"
+                f"column {feature!r}, {_row_name(df, pos)}: bad value {col.iloc[pos]!r} "
+                f"(expected one of {sorted(codes)}; {int(bad.sum())} bad value(s) in total)"
             )
         return out
     out = pd.to_numeric(col, errors="coerce").astype("float64").to_numpy()
@@ -127,7 +134,7 @@ class TabularPreprocessor:
             kind = _kind(f)
             median = float(np.median(observed))
             filled = np.where(np.isnan(x), median, x)
-            if kind == "sex":
+            if kind == "binary":
                 mean, std = 0.0, 1.0
             else:
                 mean, std = float(filled.mean()), float(filled.std())
@@ -214,10 +221,11 @@ class TabularPreprocessor:
             if f not in d["stats"]:
                 raise ValueError(f"saved tabular preprocessor lacks statistics for feature {f!r}")
             s = d["stats"][f]
-            if s["kind"] != _kind(f):
+            kind = _LEGACY_KINDS.get(s["kind"], s["kind"])
+            if kind != _kind(f):
                 raise ValueError(f"feature {f!r}: saved transform {s['kind']!r}, this code uses {_kind(f)!r}")
             stats[f] = {
-                "kind": s["kind"],
+                "kind": kind,
                 "median": float(s["median"]),
                 "mean": float(s["mean"]),
                 "std": float(s["std"]),

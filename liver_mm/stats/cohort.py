@@ -20,12 +20,14 @@ import numpy as np
 import pandas as pd
 from scipy.stats import chi2_contingency, mannwhitneyu
 
+from liver_mm.dictionary import default_dictionary
 from liver_mm.stats._inputs import encode_labels
 
 log = logging.getLogger(__name__)
 
-CONTINUOUS = ("age", "platelets", "ast", "alt", "albumin", "wbc", "hemoglobin", "ggt", "alp")
-CATEGORICAL = ("sex",)
+#: the shipped data dictionary's variables (liver_mm/dictionary/liver.yaml), in its order
+CONTINUOUS = default_dictionary().continuous
+CATEGORICAL = default_dictionary().of_kind("binary", "categorical")
 CLASSES = ("benign", "malignant")
 MISSING = "(missing)"
 
