@@ -10,12 +10,21 @@ from functools import cache
 from importlib import resources
 
 from liver_mm.dictionary.load import DictionaryError, load_dictionary, parse_dictionary
-from liver_mm.dictionary.model import CATEGORY_KINDS, KINDS, Dictionary, Step, Variable, norm_unit
+from liver_mm.dictionary.model import (
+    CATEGORY_KINDS,
+    KINDS,
+    Dictionary,
+    Step,
+    Variable,
+    norm_unit,
+    variable_from_canonical,
+)
 
 DEFAULT_NAME = "liver.yaml"
 
 __all__ = ["CATEGORY_KINDS", "KINDS", "Dictionary", "DictionaryError", "Step", "Variable", "default_dictionary",
-           "default_path", "load_dictionary", "norm_unit", "parse_dictionary", "resolve"]
+           "default_path", "load_dictionary", "norm_unit", "parse_dictionary", "resolve",
+           "variable_from_canonical"]
 
 
 def default_path() -> str:

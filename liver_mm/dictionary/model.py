@@ -186,3 +186,22 @@ class Dictionary:
         file's name; changed by any variable, category, range, unit, step or missing token."""
         text = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
         return hashlib.sha256(text.encode()).hexdigest()
+
+
+def variable_from_canonical(d: Mapping[str, object]) -> Variable:
+    """The :class:`Variable` of :meth:`Variable.canonical` output (e.g. a saved model's state)."""
+    def bound(pair: object) -> tuple[float, float]:
+        lo, hi = pair  # type: ignore[misc]
+        return (-_INF if lo is None else float(lo), _INF if hi is None else float(hi))
+
+    return Variable(
+        name=str(d["name"]), description=str(d.get("description", "")), unit=str(d.get("unit", "")),
+        kind=d.get("kind", "continuous"),  # type: ignore[arg-type]
+        plausible=bound(d.get("plausible", [None, None])), typical=bound(d.get("typical", [None, None])),
+        conversions={str(k): float(v) for k, v in dict(d.get("conversions", {})).items()},  # type: ignore[arg-type]
+        categories=tuple(str(c) for c in d.get("categories", [])),  # type: ignore[union-attr]
+        separator=d.get("separator"),  # type: ignore[arg-type]
+        synonyms={str(k): str(v) for k, v in dict(d.get("synonyms", {})).items()},  # type: ignore[arg-type]
+        aliases=tuple(str(a) for a in d.get("aliases", [])),  # type: ignore[union-attr]
+        transform=str(d.get("transform", "none")), censorable=bool(d.get("censorable", False)),
+        constant_per_patient=bool(d.get("constant_per_patient", False)))
