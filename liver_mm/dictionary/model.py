@@ -19,11 +19,12 @@ variable must agree on the rows of one patient. ``missing``: cell texts meaning 
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -39,6 +40,13 @@ def norm_unit(unit: str) -> str:
     u = unit.strip().lower().replace("µ", "u").replace("μ", "u").replace("×", "x").replace("*", "x")
     u = re.sub(r"\s+", "", u).replace("10e", "10^").removeprefix("x")
     return {"iu/l": "u/l", "year": "years", "y": "years", "month": "months"}.get(u, u)
+
+
+def close_match(value: str, categories: Sequence[str]) -> str:
+    """`` (did you mean 'x'?)`` for the declared category closest to ``value`` (any case), or ``""``."""
+    lower = {c.lower(): c for c in categories}
+    hit = difflib.get_close_matches(value.strip().lower(), list(lower), n=1, cutoff=0.75)
+    return f" (did you mean {lower[hit[0]]!r}?)" if hit else ""
 
 
 @dataclass(frozen=True)

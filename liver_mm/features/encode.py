@@ -12,13 +12,12 @@ declared categories and a close match when there is one.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-from liver_mm.dictionary import Variable
+from liver_mm.dictionary import Variable, close_match
 
 CODED_KINDS = frozenset({"binary", "ordinal"})
 HOT_KINDS = frozenset({"categorical", "multi"})
@@ -28,13 +27,6 @@ def row_name(df: pd.DataFrame, pos: int) -> str:
     if "case_id" in df.columns:
         return f"row {pos} (case_id={df['case_id'].iloc[pos]})"
     return f"row {pos}"
-
-
-def close_match(value: str, categories: Sequence[str]) -> str:
-    """`` (did you mean 'x'?)`` for the declared category closest to ``value`` (any case), or ``""``."""
-    lower = {c.lower(): c for c in categories}
-    hit = difflib.get_close_matches(value.strip().lower(), list(lower), n=1, cutoff=0.75)
-    return f" (did you mean {lower[hit[0]]!r}?)" if hit else ""
 
 
 def unknown_message(feature: str, where: str, value: object, var: Variable, n_bad: int) -> str:

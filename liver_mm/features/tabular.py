@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from liver_mm.dictionary import Dictionary, Variable, default_dictionary, variable_from_canonical
+from liver_mm.dictionary import Dictionary, Variable, active, default_dictionary, variable_from_canonical
 from liver_mm.features.encode import HOT_KINDS, codes, numbers, one_hot, row_name
 
 logger = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class TabularPreprocessor:
 
     ``features``: manifest column names, e.g. ``["age", "sex", "ast", "alt"]``; may be empty (image-only
     model), then :meth:`transform` gives an (N, 0) array. ``dictionary``: the variables' declarations
-    (default: the shipped dictionary).
+    (default: the active one, :func:`liver_mm.dictionary.active`; the shipped one unless set).
     """
 
     def __init__(self, features: Sequence[str], dictionary: Dictionary | None = None) -> None:
@@ -81,7 +81,7 @@ class TabularPreprocessor:
         if len(set(features)) != len(features):
             raise ValueError(f"duplicate clinical features in {features}")
         self.features: list[str] = features
-        d = dictionary or default_dictionary()
+        d = dictionary or active()
         self.variables: dict[str, Variable | None] = {f: d.get(f) for f in features}
         self.missing_tokens: tuple[str, ...] = tuple(d.missing)
         self.stats_: dict[str, dict[str, Any]] | None = None

@@ -21,12 +21,13 @@ import numpy as np
 import pandas as pd
 
 from liver_mm import catalog
-from liver_mm.dictionary import Variable, default_dictionary
+from liver_mm.dictionary import Dictionary, Variable, active, default_dictionary
 from liver_mm.io.codes import CENSORED_SUFFIX, apply_maps, substitute_censored
 from liver_mm.io.csvread import ManifestError, read_csv_table
 from liver_mm.io.dialect import TableOptions
 from liver_mm.io.dicom import DicomReadError, dicom_info, is_dicom
 from liver_mm.io.images import ImageCache, ImageReadError, mask_union_bbox
+from liver_mm.io.recode import recode_by_dictionary, rename_aliases
 from liver_mm.stats import encode_labels
 
 LABELS = ("benign", "malignant")  # index = integer label (malignant = 1)
@@ -71,18 +72,20 @@ def normalise_sex(values: pd.Series) -> pd.Series:
     return values.map(CLINICAL["sex"].category)
 
 
-def convert_units(df: pd.DataFrame, units: Mapping[str, str] | None) -> pd.DataFrame:
+def convert_units(df: pd.DataFrame, units: Mapping[str, str] | None, dictionary: Dictionary | None = None
+                  ) -> pd.DataFrame:
     """Copy of ``df`` with declared units converted to the canonical ones.
 
     ``units``: {column: unit}. Raises :class:`ManifestError` (code ``unit_unknown``) for a column
     without known conversions or a unit not accepted for it; absent columns are ignored.
     """
     df = df.copy()
+    variables = (dictionary or active()).variables
     for col, unit in (units or {}).items():
-        spec = CLINICAL.get(col)
+        spec = variables.get(col)
         if spec is None or spec.kind != "continuous":
             raise ManifestError(f"--unit {col}={unit}: no unit conversions for column {col!r} "
-                                f"(known: {', '.join(c for c, s in CLINICAL.items() if s.conversions)})",
+                                f"(known: {', '.join(c for c, s in variables.items() if s.conversions)})",
                                 code="unit_unknown", column=col)
         try:
             factor = spec.factor(unit)
@@ -101,19 +104,30 @@ def split_paths(value: object) -> list[str]:
     return [p.strip() for p in value.split(";") if p.strip()] if isinstance(value, str) else []
 
 
-def read_raw_table(path: str | Path, log_renames: bool = True, options: TableOptions | None = None
-                   ) -> pd.DataFrame:
-    """:func:`~liver_mm.io.csvread.read_csv_table` with the manifest's :data:`KNOWN_COLUMNS`:
+def known_columns(dictionary: Dictionary | None = None) -> tuple[str, ...]:
+    """The manifest's columns and the dictionary's variables (headers matched case-insensitively)."""
+    d = dictionary or active()
+    return (*KNOWN_COLUMNS[: len(KNOWN_COLUMNS) - len(CLINICAL)], *d.variables)
+
+
+def read_raw_table(path: str | Path, log_renames: bool = True, options: TableOptions | None = None,
+                   known: tuple[str, ...] = KNOWN_COLUMNS) -> pd.DataFrame:
+    """:func:`~liver_mm.io.csvread.read_csv_table` with the manifest's :data:`KNOWN_COLUMNS` (or ``known``):
     stripped strings, index = CSV line, known headers matched case-insensitively."""
-    return read_csv_table(path, KNOWN_COLUMNS, log_renames, options)
+    return read_csv_table(path, known, log_renames, options)
 
 
-def recode(raw: pd.DataFrame, options: TableOptions | None) -> pd.DataFrame:
+def recode(raw: pd.DataFrame, options: TableOptions | None, dictionary: Dictionary | None = None
+           ) -> pd.DataFrame:
     """A raw table with the declared code mappings applied and, with ``censored='limit'``, censored
-    lab cells replaced by their limit plus ``<lab>_censored`` columns (:mod:`liver_mm.io.codes`)."""
+    cells of the dictionary's censorable variables replaced by their limit plus ``<lab>_censored`` columns
+    (:mod:`liver_mm.io.codes`)."""
     options = options or TableOptions()
     out = apply_maps(raw, options.maps) if options.maps else raw
-    return substitute_censored(out, LAB_COLUMNS) if options.censored == "limit" else out
+    if options.censored != "limit":
+        return out
+    censorable = [n for n, v in (dictionary or active()).variables.items() if v.censorable]
+    return substitute_censored(out, censorable)
 
 
 def _to_numeric(df: pd.DataFrame, columns: Iterable[str], bad: dict[str, dict[int, str]]) -> None:
@@ -127,7 +141,8 @@ def _to_numeric(df: pd.DataFrame, columns: Iterable[str], bad: dict[str, dict[in
 
 
 def read_manifest(path: str | Path, units: Mapping[str, str] | None = None, *,
-                  cache: ImageCache | None = None, options: TableOptions | None = None) -> pd.DataFrame:
+                  cache: ImageCache | None = None, options: TableOptions | None = None,
+                  dictionary: Dictionary | None = None) -> pd.DataFrame:
     """Read a cohort manifest CSV into a DataFrame (one row per nodule, RangeIndex).
 
     Headers are stripped, column order is free and extra columns are kept. ``image_path`` /
@@ -136,19 +151,23 @@ def read_manifest(path: str | Path, units: Mapping[str, str] | None = None, *,
     is taken from the union of the row's masks when they can be read. Non-numeric clinical/bbox
     cells become NaN and are listed in ``df.attrs[NON_NUMERIC_ATTR]``; CSV line numbers are kept
     in ``df.attrs[LINES_ATTR]`` (see :func:`line_numbers`). ``options``: how the file is written and
-    declared recodings (:class:`TableOptions`). Raises :class:`ManifestError` only when the file
-    cannot be read at all or a declared unit is unknown.
+    declared recodings (:class:`TableOptions`). ``dictionary``: the clinical variables (default: the active
+    one, :func:`liver_mm.dictionary.active`): aliases, missing tokens and categories recoded by it
+    (:mod:`liver_mm.io.recode`), its continuous variables read as numbers. Raises :class:`ManifestError`
+    only when the file cannot be read at all or a declared unit is unknown.
     """
     path = Path(path)
-    raw = recode(read_raw_table(path, options=options), options)
+    d = dictionary or active()
+    raw = rename_aliases(read_raw_table(path, options=options, known=known_columns(d)), d)
+    raw = recode_by_dictionary(recode(raw, options, d), d)
     lines = raw.index.to_numpy()
     df = raw.reset_index(drop=True)
     bad: dict[str, dict[int, str]] = {}
-    numeric = [*LAB_COLUMNS, *BBOX_COLUMNS, *BBOX2_COLUMNS, FRAME_COLUMN, *MM_COLUMNS]
+    numeric = [*d.continuous, *BBOX_COLUMNS, *BBOX2_COLUMNS, FRAME_COLUMN, *MM_COLUMNS]
     _to_numeric(df, numeric, bad)
-    for col in (c + CENSORED_SUFFIX for c in LAB_COLUMNS if c + CENSORED_SUFFIX in df.columns):
+    for col in (c + CENSORED_SUFFIX for c in d.continuous if c + CENSORED_SUFFIX in df.columns):
         df[col] = pd.to_numeric(df[col], errors="coerce").fillna(0).astype("int64")  # no lab value: not censored
-    df = convert_units(df, units)
+    df = convert_units(df, units, d)
     root = path.resolve().parent
     if "image_path" in df.columns:
         df["image_path"] = df["image_path"].map(lambda p: str(root / p) if isinstance(p, str) else p)
@@ -160,8 +179,6 @@ def read_manifest(path: str | Path, units: Mapping[str, str] | None = None, *,
         _physical_size(df)
     if "label" in df.columns:
         df["label"] = df["label"].str.lower()
-    if "sex" in df.columns:
-        df["sex"] = normalise_sex(df["sex"])
     df.attrs = {SOURCE_ATTR: str(path), LINES_ATTR: {i: int(n) for i, n in enumerate(lines)},
                 NON_NUMERIC_ATTR: bad, "units": dict(units or {}), "maps": dict((options or TableOptions()).maps)}
     return df

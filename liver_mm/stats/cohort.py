@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import chi2_contingency, mannwhitneyu
 
-from liver_mm.dictionary import default_dictionary
+from liver_mm.dictionary import active, default_dictionary
 from liver_mm.stats._inputs import encode_labels
 
 log = logging.getLogger(__name__)
@@ -66,8 +66,8 @@ def _fmt(x: float, digits: int) -> str:
 def table2(
     df: pd.DataFrame,
     label_col: str = "label",
-    continuous: Sequence[str] = CONTINUOUS,
-    categorical: Sequence[str] = CATEGORICAL,
+    continuous: Sequence[str] | None = None,
+    categorical: Sequence[str] | None = None,
     digits: int = 1,
 ) -> pd.DataFrame:
     """Clinical characteristics by class (the paper's Table 2), one row per variable or level.
@@ -76,7 +76,11 @@ def table2(
     ``malignant`` (median (Q1–Q3) or n (% of non-missing)), ``benign_missing``,
     ``malignant_missing`` (counts), ``test``, ``p_value`` (on the first row of a variable).
     The first row (``variable == "n"``) holds the class sizes. Variables absent from df are skipped.
+    ``continuous`` / ``categorical``: default the active data dictionary's (:func:`liver_mm.dictionary.active`).
     """
+    d = active()
+    continuous = d.continuous if continuous is None else continuous
+    categorical = d.of_kind("binary", "categorical") if categorical is None else categorical
     y = _classes(df, label_col)
     groups = {name: y == code for code, name in enumerate(CLASSES)}
     rows: list[dict] = [{"variable": "n", "level": "", **{c: str(int(groups[c].sum())) for c in CLASSES},
