@@ -190,6 +190,9 @@ def parse_dictionary(data: Any, source: str = "<dictionary>") -> Dictionary:
     and the key."""
     r = _Reader(source)
     data = r.mapping(data, "(top level)")
+    if data.get("draft") is True:
+        raise r.fail("draft", "this is a draft written by `liver-mm dictionary draft`: review every entry, then "
+                     "delete the line `draft: true` to use it")
     for k in data:
         if k not in TOP_KEYS:
             raise r.fail(str(k), f"not a key of a data dictionary; allowed: {', '.join(TOP_KEYS)}"
