@@ -50,7 +50,9 @@ def encodings() -> dict:
 
 
 def table2_csv() -> str:
-    return table2(cohort()).to_csv(index=False, lineterminator="\n")
+    df = cohort()
+    df["sex"] = df["sex"].str.strip().str.upper()  # as read_manifest gives it
+    return table2(df).to_csv(index=False, lineterminator="\n")
 
 
 def findings() -> list[str]:
