@@ -29,8 +29,9 @@ from liver_mm.io.dicom import DicomReadError, dicom_info, is_dicom
 from liver_mm.io.images import ImageCache, ImageReadError, mask_union_bbox
 from liver_mm.io.recode import recode_by_dictionary, rename_aliases
 from liver_mm.stats import encode_labels
+from liver_mm.stats._inputs import CLASSES
 
-LABELS = ("benign", "malignant")  # index = integer label (malignant = 1)
+LABELS = CLASSES  # index = integer label (malignant = 1): liver_mm.stats' coding
 SPLITS = ("train", "dev", "test")
 SEX_CODES = ("F", "M")  # index = the model's input code (F = 0, M = 1; liver_mm.features.tabular)
 REQUIRED_COLUMNS = ("case_id", "patient_id", "image_path", "label")

@@ -22,14 +22,13 @@ import pandas as pd
 from scipy.stats import MonteCarloMethod, chi2_contingency, fisher_exact, mannwhitneyu
 
 from liver_mm.dictionary import Dictionary, Variable, active, default_dictionary
-from liver_mm.stats._inputs import encode_labels
+from liver_mm.stats._inputs import CLASSES, encode_labels
 
 log = logging.getLogger(__name__)
 
 #: the shipped data dictionary's variables (liver_mm/dictionary/liver.yaml), in its order
 CONTINUOUS = default_dictionary().continuous
 CATEGORICAL = default_dictionary().of_kind("binary", "categorical")
-CLASSES = ("benign", "malignant")
 MISSING = "(missing)"
 
 

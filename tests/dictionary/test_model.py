@@ -103,3 +103,15 @@ def test_content_hash_is_the_content(tmp_path: Path) -> None:
     assert changed.content_hash() != a.content_hash()
     assert default_dictionary().content_hash() == (
         "70942e5a8f8092ab7cdeb1512a4a32e2722229ab22c91db7bd76887020eb57ad")
+
+
+def test_label_coding_is_written_once() -> None:
+    """benign/malignant -> 0/1 has one home (liver_mm.stats): the manifest's LABELS and the label parser's
+    NAMES are that coding, not copies that a reordering would set apart."""
+    from liver_mm.cohort import labels
+    from liver_mm.io import schema
+    from liver_mm.stats import _inputs
+
+    assert schema.LABELS is _inputs.CLASSES
+    assert labels.NAMES == {"benign": 0, "malignant": 1}
+    assert all(_inputs.LABEL_CODES[n] == labels.NAMES[n] for n in schema.LABELS)
