@@ -228,7 +228,7 @@ class TabularPreprocessor:
         before the data dictionary (no ``variables``) reads its variables from the shipped dictionary."""
         if d.get("format_version") != _FORMAT_VERSION:
             raise ValueError(f"unsupported tabular preprocessor format {d.get('format_version')!r}")
-        obj = cls(d["features"])
+        obj = cls(d["features"], default_dictionary())  # (not the active one: the state says what it was fitted on)
         if "variables" in d:
             saved = {f: variable_from_canonical(v) for f, v in d["variables"].items()}
             obj.variables = {f: saved.get(f) for f in obj.features}
