@@ -123,6 +123,7 @@ class TabularPreprocessor:
                 else:
                     fill = (seen.mean(axis=0) > 0.5).astype(np.float64)
                 s["fill"] = [float(v) for v in fill]
+                s["seen"] = [c for c, n in zip(self._levels(f), seen.sum(axis=0), strict=True) if n > 0]
             else:
                 col = x[:, 0]
                 median = float(np.median(col[~miss]))
@@ -134,6 +135,8 @@ class TabularPreprocessor:
                     if not math.isfinite(std) or std <= 0:
                         std = 1.0
                 s.update(median=median, mean=mean, std=std)
+                if kind in ("binary", "ordinal"):
+                    s["seen"] = [c for i, c in enumerate(self._levels(f)) if (col[~miss] == i).any()]
             s["indicator"] = bool(miss.any())
             s["censored"] = bool((_censored(df, f) == 1).any())
             stats[f] = s
@@ -148,6 +151,26 @@ class TabularPreprocessor:
         if self.stats_ is None:
             raise RuntimeError("TabularPreprocessor is not fitted: call fit(train_df) first")
         return self.stats_
+
+    def _levels(self, f: str) -> tuple[str, ...]:
+        var = self.variables[f]
+        return var.categories if var is not None else ()
+
+    def unseen(self, df: pd.DataFrame) -> dict[str, list[str]]:
+        """{variable: the categories ``df`` holds that the training rows never held}: declared, but the model
+        learned nothing of them (an external cohort with such values is refused by ``evaluate``)."""
+        stats = self._check_fitted()
+        out: dict[str, list[str]] = {}
+        for f in self.features:
+            if "seen" not in stats[f] or f not in df.columns:
+                continue
+            x, miss = self._matrix(df, f)
+            levels = self._levels(f)
+            present = (x[~miss].sum(axis=0) > 0) if x.shape[1] > 1 else np.isin(np.arange(len(levels)), x[~miss, 0])
+            new = [c for c, p in zip(levels, present, strict=True) if p and c not in stats[f]["seen"]]
+            if new:
+                out[f] = new
+        return out
 
     # ---------------------------------------------------------------- transform
     def _value_names(self, f: str) -> list[str]:
@@ -247,6 +270,8 @@ class TabularPreprocessor:
                 out["fill"] = [float(v) for v in s["fill"]]
             else:
                 out.update(median=float(s["median"]), mean=float(s["mean"]), std=float(s["std"]))
+            if "seen" in s:
+                out["seen"] = [str(c) for c in s["seen"]]
             out["indicator"] = bool(s["indicator"])
             out["censored"] = bool(s.get("censored", False))
             stats[f] = out

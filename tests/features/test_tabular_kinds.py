@@ -98,3 +98,15 @@ def test_saved_state_carries_its_variables(dictionary, train):
     back = TabularPreprocessor.from_dict(state)
     assert back.feature_names_out == pre.feature_names_out
     np.testing.assert_array_equal(back.transform(train), pre.transform(train))
+
+
+def test_categories_never_seen_in_training_are_named(dictionary, train):
+    """A declared category absent from the training rows: the model learned nothing of it; ``unseen`` names
+    it (what ``evaluate`` refuses an external cohort for), also after a JSON round trip."""
+    pre = TabularPreprocessor(FEATURES, dictionary).fit(train.iloc[[0, 2, 3]])  # oval, irregular; no round
+    back = TabularPreprocessor.from_dict(json.loads(json.dumps(pre.to_dict())))
+    external = train.assign(birads=["2", "4b", "5", "4c", "3", "4b"])
+    expected = {"shape": ["round"], "birads": ["3", "4b"]}  # margin: all three values seen
+    assert pre.unseen(external) == expected
+    assert back.unseen(external) == expected
+    assert pre.unseen(train.iloc[[0, 2, 3]]) == {}
