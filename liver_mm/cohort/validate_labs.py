@@ -18,6 +18,7 @@ import pandas as pd
 from liver_mm.cohort.validate_report import Collector, Finding, Severity
 from liver_mm.dictionary import Dictionary, Variable, active, close_match
 from liver_mm.io.codes import CENSORED, censored_message, unmapped_codes
+from liver_mm.io.recode import blank_missing_tokens
 from liver_mm.io.schema import (
     CLINICAL,
     NON_LAB_COLUMNS,
@@ -215,7 +216,9 @@ def validate_labs(df: pd.DataFrame, units: Mapping[str, str] | None = None,
     frame without line attrs) and case_id when present. ``dictionary``: the variables checked (default: the
     active one, :func:`liver_mm.dictionary.active`). Returns the findings (errors and warnings).
     """
-    variables = (dictionary or active()).variables
+    d = dictionary or active()
+    variables = d.variables
+    df = blank_missing_tokens(df, d)  # (a frame from read_manifest has none left)
     out = Collector(df, source)
     out.units = dict(units or df.attrs.get("units", {}))
     try:
