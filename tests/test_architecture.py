@@ -19,16 +19,18 @@ MAX_LINES = 300
 ALL = "*"
 #: leaf modules of the application layers (serve and up): file helpers, runtime setup, ``__version__``, and the
 #: registry of names read from the shipped configs
-LEAVES = frozenset({"fileio", "runtime", "catalog", ""})
+LEAVES = frozenset({"fileio", "runtime", "catalog", "dictionary", ""})
 #: the registry of arm, modality set and fusion names (liver_mm/catalog.py): a leaf any part may use, models aside
 CATALOG = frozenset({"catalog"})
+#: the data dictionary (liver_mm/dictionary/): a leaf every part may read (the clinical variables, once)
+DICT = frozenset({"dictionary"})
 #: top-level part of liver_mm -> the other parts it may import (its own part is always allowed)
 LAYERS: dict[str, frozenset[str] | str] = {
-    "stats": frozenset(),
-    "io": frozenset({"stats", "fileio"}) | CATALOG,  # catalog: MODEL_COLUMNS from conf/modalities
-    "synth": frozenset({"io"}),
-    "cohort": frozenset({"io", "synth", "stats", "fileio"}) | CATALOG,  # fileio: atomic writes of split and fold files
-    "features": frozenset({"io", "cohort", "stats"}) | CATALOG,
+    "stats": DICT,
+    "io": frozenset({"stats", "fileio"}) | CATALOG | DICT,  # catalog: MODEL_COLUMNS from conf/modalities
+    "synth": frozenset({"io"}) | DICT,
+    "cohort": frozenset({"io", "synth", "stats", "fileio"}) | CATALOG | DICT,  # fileio: atomic writes of split and fold files
+    "features": frozenset({"io", "cohort", "stats"}) | CATALOG | DICT,
     "models": frozenset(),
     "serve": frozenset({"io", "cohort", "features", "models", "stats"}) | LEAVES,
     "tracking": frozenset({"io", "cohort", "features", "models", "serve", "stats", "figures"}) | LEAVES,
@@ -42,6 +44,7 @@ LAYERS: dict[str, frozenset[str] | str] = {
     "figures": frozenset(),
     "runtime": frozenset(),
     "fileio": frozenset(),
+    "dictionary": frozenset(),  # reads YAML only
     "catalog": frozenset(),  # reads liver_mm.conf (data, not a module of the graph) with omegaconf only
     "": frozenset(),  # liver_mm/__init__.py
 }

@@ -12,14 +12,16 @@ from liver_mm.io.schema import ManifestError
 
 def _validate(args: argparse.Namespace) -> int:
     from liver_mm.cohort.validate import validate_manifest
+    from liver_mm.dictionary import activate
 
     try:
         options = table_options(args)
-    except ValueError as exc:
+        dictionary = activate(args.dictionary)
+    except ValueError as exc:  # a DictionaryError names the file and the key
         print(f"error: {exc}", file=sys.stderr)
         return 2
     report = validate_manifest(args.manifest, units=dict(args.unit), check_images=not args.no_images,
-                               options=options)
+                               options=options, dictionary=dictionary)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
@@ -51,6 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_unit_option(p)
     add_table_options(p)
     p.add_argument("--no-images", action="store_true", help="skip decoding images and masks")
+    p.add_argument("--dictionary", metavar="PATH", default=None,
+                   help="data dictionary (YAML) declaring the clinical variables and steps (default: the shipped "
+                   "liver dictionary; README, 'Data dictionary')")
     p.set_defaults(func=_validate)
 
     p = subparsers.add_parser("import-folder", help="build a manifest from class folders of images + masks",

@@ -63,7 +63,10 @@ def run_hydra_app(config_name: str, task, overrides: list[str], script: Path | N
         raise SystemExit(1)
 
     def guarded(cfg):
+        from liver_mm.dictionary import activate
+
         try:
+            activate(cfg.get("dictionary"))  # the clinical variables this job reads tables with
             return task(cfg)
         except user_errors as exc:
             if os.environ.get("LIVER_MM_DEBUG"):

@@ -18,8 +18,8 @@ from liver_mm.stats._inputs import LABEL_CODES
 
 log = logging.getLogger(__name__)
 
-#: the manifest vocabulary, compared after strip().lower()
-NAMES = {name: code for code, name in enumerate(LABELS)}
+#: the manifest vocabulary, compared after strip().lower() (the codes of liver_mm.stats, written once)
+NAMES = {name: LABEL_CODES[name] for name in LABELS}
 
 
 class LabelError(ValueError):

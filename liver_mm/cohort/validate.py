@@ -9,7 +9,7 @@ mask_size_mismatch, mask_outside, frame_invalid, frame_out_of_range, burned_in_a
 bbox_missing, bbox_invalid, bbox_empty,
 bbox_outside, image_duplicate, image_duplicate_label_conflict, split_invalid, split_leak_patient,
 split_leak_image, split_empty_class, and from :func:`validate_labs`: value_not_numeric,
-value_censored, value_out_of_range, value_atypical, unit_suspect, median_atypical, missing_values, sex_unknown,
+value_censored, value_out_of_range, value_atypical, category_unknown, unit_suspect, median_atypical, missing_values, sex_unknown,
 duplicate_row, age_capped, patient_conflict_sex, patient_conflict_age.
 """
 
@@ -30,6 +30,7 @@ from liver_mm.cohort.validate_report import (
     ManifestValidationError,
     ValidationReport,
 )
+from liver_mm.dictionary import Dictionary, active, default_dictionary
 from liver_mm.io.codes import unmapped_codes
 from liver_mm.io.dialect import TableOptions
 from liver_mm.io.images import ImageCache
@@ -49,8 +50,19 @@ __all__ = ["AGE_TOLERANCE_YEARS", "Finding", "ManifestValidationError", "Validat
 log = logging.getLogger(__name__)
 
 
-def _check_columns(df: pd.DataFrame, require_clinical: Iterable[str], out: Collector) -> bool:
-    """Required columns present? Returns False when row checks cannot run."""
+def _check_steps(df: pd.DataFrame, d: Dictionary, out: Collector) -> None:
+    """A user's dictionary: each variable its steps use must be a column (an error naming the steps)."""
+    for col in dict.fromkeys(v for s in d.steps for v in s.add):
+        if col not in df.columns:
+            aliases = f" (or one of its aliases {', '.join(d[col].aliases)})" if d[col].aliases else ""
+            out.add("error", "missing_column", f"variable {col!r} of the dictionary {d.source} is not a column "
+                    f"of the table{aliases}; step(s) {', '.join(d.steps_needing(col))} need it", column=col)
+
+
+def _check_columns(df: pd.DataFrame, require_clinical: Iterable[str], out: Collector,
+                   dictionary: Dictionary | None = None) -> bool:
+    """Required columns present? Returns False when row checks cannot run. With a user's ``dictionary`` its
+    steps' variables are required (:func:`_check_steps`) instead of the shipped modality sets'."""
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if "mask_path" not in df.columns:
         missing += [c for c in BBOX_COLUMNS if c not in df.columns]
@@ -59,7 +71,12 @@ def _check_columns(df: pd.DataFrame, require_clinical: Iterable[str], out: Colle
         out.add("error", "missing_column", f"required column {col!r} is missing{hint}; "
                 f"columns found: {', '.join(df.columns)}", column=col)
     required = set(require_clinical)
-    grouped = dict.fromkeys(c for cols in MODEL_COLUMNS.values() for c in cols)  # in the modality sets' order
+    if dictionary is not None and dictionary is not default_dictionary():
+        _check_steps(df, dictionary, out)
+        required -= set(dictionary.variables)
+        grouped: dict[str, None] = {}
+    else:
+        grouped = dict.fromkeys(c for cols in MODEL_COLUMNS.values() for c in cols)  # in the modality sets' order
     for col in grouped:
         if col not in df.columns:
             if col in required:
@@ -108,14 +125,14 @@ def _check_splits(df: pd.DataFrame, out: Collector) -> None:
                         "computed there; re-split stratified by label", column="split")
 
 
-def open_manifest(path: str | Path, units: Mapping[str, str] | None, options: TableOptions | None = None
-                  ) -> tuple[ValidationReport, pd.DataFrame | None, ImageCache]:
+def open_manifest(path: str | Path, units: Mapping[str, str] | None, options: TableOptions | None = None,
+                  dictionary: Dictionary | None = None) -> tuple[ValidationReport, pd.DataFrame | None, ImageCache]:
     """Read a manifest for validation: (report holding the read error if any, frame or None, the
     image cache to share with the checks)."""
     report = ValidationReport(str(path))
     cache: ImageCache = {}
     try:
-        df = read_manifest(path, units, cache=cache, options=options)
+        df = read_manifest(path, units, cache=cache, options=options, dictionary=dictionary)
     except ManifestError as exc:
         report.findings.append(Finding("error", exc.code, str(exc), column=exc.column))
         return report, None, cache
@@ -124,15 +141,15 @@ def open_manifest(path: str | Path, units: Mapping[str, str] | None, options: Ta
 
 
 def _validate(path: str | Path, units: Mapping[str, str] | None, check_images: bool,
-              require_clinical: Iterable[str], options: TableOptions | None = None
-              ) -> tuple[ValidationReport, pd.DataFrame | None]:
-    report, df, cache = open_manifest(path, units, options)
+              require_clinical: Iterable[str], options: TableOptions | None = None,
+              dictionary: Dictionary | None = None) -> tuple[ValidationReport, pd.DataFrame | None]:
+    report, df, cache = open_manifest(path, units, options, dictionary)
     if df is None:
         return report, None
     out = Collector(df, str(path))
     if df.empty:
         out.add("error", "manifest_empty", "the manifest has a header but no rows: one row per nodule")
-    elif _check_columns(df, require_clinical, out):
+    elif _check_columns(df, require_clinical, out, dictionary or active()):
         _check_rows(df, out)
         shapes = check_files(df, out, cache) if check_images else None
         check_bboxes(df, shapes, out)
@@ -140,29 +157,30 @@ def _validate(path: str | Path, units: Mapping[str, str] | None, check_images: b
             check_identical(df, cache, out)
         if "split" in df.columns:
             _check_splits(df, out)
-    report.findings = [*out, *validate_labs(df, source=str(path))]
+    report.findings = [*out, *validate_labs(df, source=str(path), dictionary=dictionary)]
     return report, df
 
 
 def validate_manifest(path: str | Path, units: Mapping[str, str] | None = None, check_images: bool = True,
-                      require_clinical: Iterable[str] = (), options: TableOptions | None = None
-                      ) -> ValidationReport:
+                      require_clinical: Iterable[str] = (), options: TableOptions | None = None,
+                      dictionary: Dictionary | None = None) -> ValidationReport:
     """Validate a cohort manifest CSV (and, with ``check_images``, every image and mask it names).
 
     ``units``: declared non-canonical units {column: unit} (e.g. {"albumin": "g/L"}).
     ``require_clinical``: clinical columns whose absence is an error (e.g. ``MODEL_COLUMNS["m5"]``);
     other absent clinical columns are warnings. ``options``: separator, decimal mark, censored values,
-    code mappings (:class:`~liver_mm.io.dialect.TableOptions`). Never raises for bad content.
+    code mappings (:class:`~liver_mm.io.dialect.TableOptions`). ``dictionary``: the clinical variables
+    (default: the active one, :func:`liver_mm.dictionary.active`). Never raises for bad content.
     """
-    return _validate(path, units, check_images, require_clinical, options)[0]
+    return _validate(path, units, check_images, require_clinical, options, dictionary)[0]
 
 
 def load_valid_manifest(path: str | Path, units: Mapping[str, str] | None = None,
-                        require_clinical: Iterable[str] = (), options: TableOptions | None = None
-                        ) -> pd.DataFrame:
+                        require_clinical: Iterable[str] = (), options: TableOptions | None = None,
+                        dictionary: Dictionary | None = None) -> pd.DataFrame:
     """:func:`~liver_mm.io.schema.read_manifest` after a full validation: raises
     :class:`ManifestValidationError` (with ``.report``) when not usable, logs the warnings otherwise."""
-    report, df = _validate(path, units, True, require_clinical, options)
+    report, df = _validate(path, units, True, require_clinical, options, dictionary)
     if not report.ok or df is None:
         raise ManifestValidationError(report)
     for finding in report.warnings:

@@ -16,16 +16,16 @@ from dataclasses import dataclass
 import pandas as pd
 
 from liver_mm.cohort.validate_report import Collector, Finding, Severity
+from liver_mm.dictionary import Dictionary, Variable, active, close_match
 from liver_mm.io.codes import CENSORED, censored_message, unmapped_codes
+from liver_mm.io.recode import blank_missing_tokens
 from liver_mm.io.schema import (
     CLINICAL,
     NON_LAB_COLUMNS,
     NON_NUMERIC_ATTR,
-    SEX_CODES,
     ClinicalColumn,
     ManifestError,
     convert_units,
-    normalise_sex,
 )
 
 # Two nodules of one patient may come from exams a year or so apart, and ages are usually
@@ -134,12 +134,28 @@ def _check_missing(df: pd.DataFrame, out: Collector) -> None:
                     "missing lab values are allowed (they will need imputing)", column=col)
 
 
-def _check_sex(df: pd.DataFrame, out: Collector) -> None:
-    wrong, fix = unmapped_codes(df, "sex", SEX_CODES)
+def _check_sex(df: pd.DataFrame, var: Variable, out: Collector) -> None:
+    wrong, fix = unmapped_codes(df, "sex", var.categories)
+    names = "/".join(var.categories) + (f" ({'/'.join(var.synonyms)})" if var.synonyms else "")
     for idx, v in wrong.items():
         hint = " (numeric codes are ambiguous)" if str(v).isdigit() else ""
         out.add("error", "sex_unknown",
-                f"sex code {v!r} is not F/M (female/male){hint}: recode it, leave it empty, or {fix}", idx, "sex")
+                f"sex code {v!r} is not {names}{hint}: recode it, leave it empty, or {fix}", idx, "sex")
+
+
+def _check_categories(df: pd.DataFrame, var: Variable, out: Collector) -> None:
+    """A cell (a ``multi`` cell's value) that is not a declared category: an error naming it, the categories
+    and a close match (cells are compared after case / space / synonym normalisation)."""
+    declared = set(var.categories)
+    for idx, cell in df[var.name].items():
+        if not isinstance(cell, str | int | float) or pd.isna(cell):
+            continue
+        values = var.split(str(cell)) if var.kind == "multi" else [str(var.category(str(cell)))]
+        for v in (v for v in values if v not in declared):
+            out.add("error", "category_unknown",
+                    f"{var.name} = {v!r} is not a declared category ({', '.join(var.categories)})"
+                    f"{close_match(v, var.categories)}: correct it, or declare it in the dictionary's "
+                    f"variables.{var.name}.categories", idx, var.name)
 
 
 def _check_duplicates(df: pd.DataFrame, out: Collector) -> None:
@@ -192,22 +208,26 @@ def _check_patients(df: pd.DataFrame, out: Collector) -> None:
 
 
 def validate_labs(df: pd.DataFrame, units: Mapping[str, str] | None = None,
-                  source: str = "lab table") -> list[Finding]:
+                  source: str = "lab table", dictionary: Dictionary | None = None) -> list[Finding]:
     """Check the clinical columns of ``df`` (a manifest from ``read_manifest`` or a raw lab table).
 
     ``units`` are declared units still to be converted ({column: unit}; pass None for a frame
     from ``read_manifest``, which converted already). Rows are named by CSV line (index + 2 for a
-    frame without line attrs) and case_id when present. Returns the findings (errors and warnings).
+    frame without line attrs) and case_id when present. ``dictionary``: the variables checked (default: the
+    active one, :func:`liver_mm.dictionary.active`). Returns the findings (errors and warnings).
     """
+    d = dictionary or active()
+    variables = d.variables
+    df = blank_missing_tokens(df, d)  # (a frame from read_manifest has none left)
     out = Collector(df, source)
     out.units = dict(units or df.attrs.get("units", {}))
     try:
-        df = convert_units(df, units)
+        df = convert_units(df, units, dictionary)
     except ManifestError as exc:
         out.add("error", exc.code, str(exc), column=exc.column)
         return list(out)
     bad = dict(df.attrs.get(NON_NUMERIC_ATTR, {}))
-    for col, spec in CLINICAL.items():
+    for col, spec in variables.items():
         if col not in df.columns or spec.kind != "continuous" or pd.api.types.is_numeric_dtype(df[col]):
             continue
         num = pd.to_numeric(df[col], errors="coerce")
@@ -215,18 +235,19 @@ def validate_labs(df: pd.DataFrame, units: Mapping[str, str] | None = None,
         bad[col] = {i: str(v) for i, v in df.loc[wrong, col].items()}
         df[col] = num.astype("float64")
     for col, cells in bad.items():
-        if col in CLINICAL:
+        if col in variables:
             for idx, raw in cells.items():
                 if CENSORED.match(raw):
-                    out.add("error", "value_censored", censored_message(col, raw, CLINICAL[col].unit), idx, col)
+                    out.add("error", "value_censored", censored_message(col, raw, variables[col].unit), idx, col)
                     continue
                 out.add("error", "value_not_numeric",
-                        f"{col} = {raw!r} is not a number; write it in {CLINICAL[col].unit} or leave it empty",
+                        f"{col} = {raw!r} is not a number; write it in {variables[col].unit} or leave it empty",
                         idx, col)
-    if "sex" in df.columns:
-        df["sex"] = normalise_sex(df["sex"])
-        _check_sex(df, out)
-    for col, spec in CLINICAL.items():
+    for col, spec in variables.items():
+        if col in df.columns and spec.kind != "continuous":
+            df[col] = df[col].map(spec.category) if spec.kind != "multi" else df[col]
+            (_check_sex if col == "sex" and spec.kind == "binary" else _check_categories)(df, spec, out)
+    for col, spec in variables.items():
         if col in df.columns and spec.kind == "continuous":
             _check_continuous(df, col, spec, out)
     _check_missing(df, out)

@@ -22,19 +22,30 @@ from liver_mm.stats import encode_labels
 COLUMNS = ("feature", "auc_drop_mean", "auc_drop_sd", "n_repeats")
 MISSING_SUFFIX = "_missing"
 INDICATOR_SUFFIXES = (MISSING_SUFFIX, "_censored")  # a lab's missing-value and censored-cell indicators
+LEVEL_SEP = "="  # one-hot / multi-hot columns: <variable>=<level> (liver_mm.features.tabular)
 
 
 def feature_groups(names_out: Sequence[str]) -> dict[str, list[int]]:
-    """Feature -> its columns of the preprocessed lab matrix, from the preprocessor's ``feature_names_out``:
-    a feature with its ``<feature>_missing`` and ``<feature>_censored`` indicator columns (when there are
-    any), in the features' order."""
+    """Variable -> its columns of the preprocessed lab matrix, from the preprocessor's ``feature_names_out``:
+    a variable's value column, or its one-hot / multi-hot columns ``<variable>=<level>`` together, with its
+    ``<variable>_missing`` and ``<variable>_censored`` indicator columns (when there are any), in the
+    variables' order: permuted together, reported under the variable's name."""
     names = list(names_out)
 
-    def indicator(n: str) -> bool:
-        return any(n.endswith(sfx) and n[: -len(sfx)] in names for sfx in INDICATOR_SUFFIXES)
+    def base(n: str) -> str:
+        return n.split(LEVEL_SEP, 1)[0]
 
-    return {f: [names.index(f)] + [names.index(f + sfx) for sfx in INDICATOR_SUFFIXES if f + sfx in names]
-            for f in names if not indicator(f)}
+    variables = list(dict.fromkeys(base(n) for n in names))
+
+    def indicator(n: str) -> bool:
+        return LEVEL_SEP not in n and any(
+            n.endswith(sfx) and n[: -len(sfx)] in variables for sfx in INDICATOR_SUFFIXES)
+
+    out: dict[str, list[int]] = {}
+    for v in (v for v in variables if not indicator(v)):
+        out[v] = [i for i, n in enumerate(names) if base(n) == v and (n == v or LEVEL_SEP in n)]
+        out[v] += [names.index(v + sfx) for sfx in INDICATOR_SUFFIXES if v + sfx in names]
+    return out
 
 
 def _check_groups(groups: Mapping[str, Sequence[int]], n_cols: int) -> dict[str, np.ndarray]:

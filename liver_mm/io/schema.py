@@ -1,7 +1,7 @@
 """The cohort manifest: its columns, clinical units and ranges, and :func:`read_manifest`.
 
-One row per nodule (see README). Clinical values are kept in the paper's units
-(:data:`CLINICAL`); other units are converted only when the user *declares* them
+One row per nodule (see README). Clinical values are kept in the units of the data dictionary
+(:data:`CLINICAL`, :mod:`liver_mm.dictionary`); other units are converted only when the user *declares* them
 (``units={"albumin": "g/L"}`` / ``--unit albumin=g/L``), never guessed. The CSV is read by
 :mod:`liver_mm.io.csvread` (CSV of any common dialect or .xlsx; :class:`TableOptions` declares the
 separator, decimal mark, censored-value handling and code mappings), headers matching
@@ -14,24 +14,24 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 
 from liver_mm import catalog
+from liver_mm.dictionary import Dictionary, Variable, active, default_dictionary
 from liver_mm.io.codes import CENSORED_SUFFIX, apply_maps, substitute_censored
 from liver_mm.io.csvread import ManifestError, read_csv_table
 from liver_mm.io.dialect import TableOptions
 from liver_mm.io.dicom import DicomReadError, dicom_info, is_dicom
 from liver_mm.io.images import ImageCache, ImageReadError, mask_union_bbox
+from liver_mm.io.recode import recode_by_dictionary, rename_aliases
 from liver_mm.stats import encode_labels
+from liver_mm.stats._inputs import CLASSES
 
-LABELS = ("benign", "malignant")  # index = integer label (malignant = 1)
+LABELS = CLASSES  # index = integer label (malignant = 1): liver_mm.stats' coding
 SPLITS = ("train", "dev", "test")
 SEX_CODES = ("F", "M")  # index = the model's input code (F = 0, M = 1; liver_mm.features.tabular)
 REQUIRED_COLUMNS = ("case_id", "patient_id", "image_path", "label")
@@ -50,98 +50,43 @@ NON_NUMERIC_ATTR = "manifest_non_numeric"  # df.attrs key: {column: {index label
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class ClinicalColumn:
-    """One clinical variable: canonical unit, ranges (in that unit) and accepted unit conversions.
-
-    The one table of unit rules, applied to single values by
-    :func:`liver_mm.cohort.validate_labs.judge_value` (validator and server alike). ``plausible``
-    (inclusive): values outside are impossible in ``unit``: errors. ``typical``: most values of a liver
-    clinic cohort fall inside; values outside are warnings (borderline), and a cohort *median* outside
-    it suggests another unit. ``conversions``: declared unit -> factor multiplying into ``unit``.
-    """
-
-    name: str
-    description: str
-    unit: str
-    kind: Literal["continuous", "categorical"] = "continuous"
-    plausible: tuple[float, float] = (-np.inf, np.inf)
-    typical: tuple[float, float] = (-np.inf, np.inf)
-    conversions: Mapping[str, float] = field(default_factory=dict)
-    categories: tuple[str, ...] = ()
-
-    def factor(self, unit: str) -> float:
-        """Multiplier from ``unit`` to :attr:`unit`; raises ``KeyError`` if not accepted."""
-        table = {_norm_unit(u): f for u, f in {self.unit: 1.0, **self.conversions}.items()}
-        return table[_norm_unit(unit)]
-
-    @property
-    def accepted_units(self) -> tuple[str, ...]:
-        return (self.unit, *self.conversions)
-
-
-_ENZYME = {"IU/L": 1.0, "ukat/L": 60.0}  # 1 ukat/L = 60 U/L
-_PER_10_9_L = ("x10^9/L", "x10^3/uL", "G/L", "K/uL")
-
-CLINICAL: dict[str, ClinicalColumn] = {c.name: c for c in (
-    ClinicalColumn("age", "age at examination", "years", plausible=(0, 120), typical=(18, 95),
-                   conversions={"months": 1 / 12}),
-    ClinicalColumn("sex", "sex", "", kind="categorical", categories=SEX_CODES),
-    ClinicalColumn("ast", "aspartate aminotransferase", "U/L", plausible=(1, 20000), typical=(5, 500),
-                   conversions=_ENZYME),
-    ClinicalColumn("alt", "alanine aminotransferase", "U/L", plausible=(1, 20000), typical=(3, 500),
-                   conversions=_ENZYME),
-    # above 150 x10^4/uL (1,500 x10^9/L) a count is far likelier x10^9/L than real: an error
-    ClinicalColumn("platelets", "platelet count", "x10^4/uL", plausible=(0.1, 150), typical=(2, 45),
-                   conversions={**dict.fromkeys(_PER_10_9_L, 0.1), "/uL": 1e-4, "/mm3": 1e-4}),
-    ClinicalColumn("albumin", "serum albumin", "g/dL", plausible=(0.5, 7.0), typical=(1.5, 5.5),
-                   conversions={"g/L": 0.1}),
-    ClinicalColumn("wbc", "white blood cell count", "x10^3/uL", plausible=(0.1, 500), typical=(1.5, 30),
-                   conversions={**dict.fromkeys(_PER_10_9_L, 1.0), "/uL": 1e-3, "/mm3": 1e-3}),
-    ClinicalColumn("hemoglobin", "haemoglobin", "g/dL", plausible=(2, 25), typical=(9, 18),
-                   conversions={"g/L": 0.1, "mmol/L": 1.611}),
-    ClinicalColumn("ggt", "gamma-glutamyl transferase", "U/L", plausible=(1, 10000), typical=(5, 1000),
-                   conversions=_ENZYME),
-    ClinicalColumn("alp", "alkaline phosphatase", "U/L", plausible=(5, 10000), typical=(20, 1000),
-                   conversions=_ENZYME),
-)}
+#: one clinical variable (unit, ranges, conversions, categories): the data dictionary's
+#: :class:`~liver_mm.dictionary.Variable`; the one table of unit rules, applied to single values by
+#: :func:`liver_mm.cohort.validate_labs.judge_value` (validator and server alike)
+ClinicalColumn = Variable
+#: the shipped data dictionary's variables (``liver_mm/dictionary/liver.yaml``), in its order
+CLINICAL: Mapping[str, Variable] = default_dictionary().variables
+SEX_CODES = default_dictionary()["sex"].categories  # index = the model's input code (F = 0, M = 1)
 KNOWN_COLUMNS = (*REQUIRED_COLUMNS, "mask_path", *BBOX_COLUMNS, *BBOX2_COLUMNS, "subtype", "diagnostic_basis",
                  "split", FRAME_COLUMN, *MM_COLUMNS, *CLINICAL)
-LAB_COLUMNS = tuple(c for c, s in CLINICAL.items() if s.kind == "continuous")
+LAB_COLUMNS = default_dictionary().continuous
 #: modality set -> the clinical columns its models use (conf/modalities/<name>.yaml, the one source; m1 = image only)
 MODEL_COLUMNS = catalog.modality_features()
 
 #: benign -> 0, malignant -> 1 ((n,) int8; 0/1 text accepted): the one label encoding, from liver_mm.stats
 label_to_int = encode_labels
-_SEX_MAP = {"f": "F", "female": "F", "m": "M", "male": "M"}
-
-
-def _norm_unit(unit: str) -> str:
-    u = unit.strip().lower().replace("µ", "u").replace("μ", "u").replace("×", "x").replace("*", "x")
-    u = re.sub(r"\s+", "", u).replace("10e", "10^").removeprefix("x")
-    return {"iu/l": "u/l", "year": "years", "y": "years", "month": "months"}.get(u, u)
 
 
 def normalise_sex(values: pd.Series) -> pd.Series:
-    """Map F/M/female/male (any case) to ``F``/``M``; other codes are kept for the validator."""
-    def one(v: object) -> object:
-        return _SEX_MAP.get(v.strip().lower(), v.strip()) if isinstance(v, str) else v
-
-    return values.map(one)
+    """Map F/M/female/male (any case) to ``F``/``M`` (the dictionary's sex categories and synonyms); other
+    codes are kept, stripped, for the validator."""
+    return values.map(CLINICAL["sex"].category)
 
 
-def convert_units(df: pd.DataFrame, units: Mapping[str, str] | None) -> pd.DataFrame:
+def convert_units(df: pd.DataFrame, units: Mapping[str, str] | None, dictionary: Dictionary | None = None
+                  ) -> pd.DataFrame:
     """Copy of ``df`` with declared units converted to the canonical ones.
 
     ``units``: {column: unit}. Raises :class:`ManifestError` (code ``unit_unknown``) for a column
     without known conversions or a unit not accepted for it; absent columns are ignored.
     """
     df = df.copy()
+    variables = (dictionary or active()).variables
     for col, unit in (units or {}).items():
-        spec = CLINICAL.get(col)
+        spec = variables.get(col)
         if spec is None or spec.kind != "continuous":
             raise ManifestError(f"--unit {col}={unit}: no unit conversions for column {col!r} "
-                                f"(known: {', '.join(c for c, s in CLINICAL.items() if s.conversions)})",
+                                f"(known: {', '.join(c for c, s in variables.items() if s.conversions)})",
                                 code="unit_unknown", column=col)
         try:
             factor = spec.factor(unit)
@@ -160,19 +105,30 @@ def split_paths(value: object) -> list[str]:
     return [p.strip() for p in value.split(";") if p.strip()] if isinstance(value, str) else []
 
 
-def read_raw_table(path: str | Path, log_renames: bool = True, options: TableOptions | None = None
-                   ) -> pd.DataFrame:
-    """:func:`~liver_mm.io.csvread.read_csv_table` with the manifest's :data:`KNOWN_COLUMNS`:
+def known_columns(dictionary: Dictionary | None = None) -> tuple[str, ...]:
+    """The manifest's columns and the dictionary's variables (headers matched case-insensitively)."""
+    d = dictionary or active()
+    return (*KNOWN_COLUMNS[: len(KNOWN_COLUMNS) - len(CLINICAL)], *d.variables)
+
+
+def read_raw_table(path: str | Path, log_renames: bool = True, options: TableOptions | None = None,
+                   known: tuple[str, ...] = KNOWN_COLUMNS) -> pd.DataFrame:
+    """:func:`~liver_mm.io.csvread.read_csv_table` with the manifest's :data:`KNOWN_COLUMNS` (or ``known``):
     stripped strings, index = CSV line, known headers matched case-insensitively."""
-    return read_csv_table(path, KNOWN_COLUMNS, log_renames, options)
+    return read_csv_table(path, known, log_renames, options)
 
 
-def recode(raw: pd.DataFrame, options: TableOptions | None) -> pd.DataFrame:
+def recode(raw: pd.DataFrame, options: TableOptions | None, dictionary: Dictionary | None = None
+           ) -> pd.DataFrame:
     """A raw table with the declared code mappings applied and, with ``censored='limit'``, censored
-    lab cells replaced by their limit plus ``<lab>_censored`` columns (:mod:`liver_mm.io.codes`)."""
+    cells of the dictionary's censorable variables replaced by their limit plus ``<lab>_censored`` columns
+    (:mod:`liver_mm.io.codes`)."""
     options = options or TableOptions()
     out = apply_maps(raw, options.maps) if options.maps else raw
-    return substitute_censored(out, LAB_COLUMNS) if options.censored == "limit" else out
+    if options.censored != "limit":
+        return out
+    censorable = [n for n, v in (dictionary or active()).variables.items() if v.censorable]
+    return substitute_censored(out, censorable)
 
 
 def _to_numeric(df: pd.DataFrame, columns: Iterable[str], bad: dict[str, dict[int, str]]) -> None:
@@ -186,7 +142,8 @@ def _to_numeric(df: pd.DataFrame, columns: Iterable[str], bad: dict[str, dict[in
 
 
 def read_manifest(path: str | Path, units: Mapping[str, str] | None = None, *,
-                  cache: ImageCache | None = None, options: TableOptions | None = None) -> pd.DataFrame:
+                  cache: ImageCache | None = None, options: TableOptions | None = None,
+                  dictionary: Dictionary | None = None) -> pd.DataFrame:
     """Read a cohort manifest CSV into a DataFrame (one row per nodule, RangeIndex).
 
     Headers are stripped, column order is free and extra columns are kept. ``image_path`` /
@@ -195,19 +152,23 @@ def read_manifest(path: str | Path, units: Mapping[str, str] | None = None, *,
     is taken from the union of the row's masks when they can be read. Non-numeric clinical/bbox
     cells become NaN and are listed in ``df.attrs[NON_NUMERIC_ATTR]``; CSV line numbers are kept
     in ``df.attrs[LINES_ATTR]`` (see :func:`line_numbers`). ``options``: how the file is written and
-    declared recodings (:class:`TableOptions`). Raises :class:`ManifestError` only when the file
-    cannot be read at all or a declared unit is unknown.
+    declared recodings (:class:`TableOptions`). ``dictionary``: the clinical variables (default: the active
+    one, :func:`liver_mm.dictionary.active`): aliases, missing tokens and categories recoded by it
+    (:mod:`liver_mm.io.recode`), its continuous variables read as numbers. Raises :class:`ManifestError`
+    only when the file cannot be read at all or a declared unit is unknown.
     """
     path = Path(path)
-    raw = recode(read_raw_table(path, options=options), options)
+    d = dictionary or active()
+    raw = rename_aliases(read_raw_table(path, options=options, known=known_columns(d)), d)
+    raw = recode_by_dictionary(recode(raw, options, d), d)
     lines = raw.index.to_numpy()
     df = raw.reset_index(drop=True)
     bad: dict[str, dict[int, str]] = {}
-    numeric = [*LAB_COLUMNS, *BBOX_COLUMNS, *BBOX2_COLUMNS, FRAME_COLUMN, *MM_COLUMNS]
+    numeric = [*d.continuous, *BBOX_COLUMNS, *BBOX2_COLUMNS, FRAME_COLUMN, *MM_COLUMNS]
     _to_numeric(df, numeric, bad)
-    for col in (c + CENSORED_SUFFIX for c in LAB_COLUMNS if c + CENSORED_SUFFIX in df.columns):
+    for col in (c + CENSORED_SUFFIX for c in d.continuous if c + CENSORED_SUFFIX in df.columns):
         df[col] = pd.to_numeric(df[col], errors="coerce").fillna(0).astype("int64")  # no lab value: not censored
-    df = convert_units(df, units)
+    df = convert_units(df, units, d)
     root = path.resolve().parent
     if "image_path" in df.columns:
         df["image_path"] = df["image_path"].map(lambda p: str(root / p) if isinstance(p, str) else p)
@@ -219,8 +180,6 @@ def read_manifest(path: str | Path, units: Mapping[str, str] | None = None, *,
         _physical_size(df)
     if "label" in df.columns:
         df["label"] = df["label"].str.lower()
-    if "sex" in df.columns:
-        df["sex"] = normalise_sex(df["sex"])
     df.attrs = {SOURCE_ATTR: str(path), LINES_ATTR: {i: int(n) for i, n in enumerate(lines)},
                 NON_NUMERIC_ATTR: bad, "units": dict(units or {}), "maps": dict((options or TableOptions()).maps)}
     return df

@@ -29,11 +29,19 @@ from mlflow.types import ColSpec, Schema
 from mlflow.types.schema import AnyType
 from PIL import Image
 
+from liver_mm.dictionary import Variable
 from liver_mm.io.schema import BBOX_COLUMNS
 from liver_mm.serve.image_root import image_root_from_env
 from liver_mm.serve.inference import OUTPUT_COLUMNS, Predictor
 from liver_mm.serve.requests import IMAGE_FIELDS, RequestError, parse_request
-from liver_mm.serve.units import UNITS_FIELD, WHOLE_FRAME_FIELD, canonical_units, units_document
+from liver_mm.serve.units import (
+    UNITS_FIELD,
+    WHOLE_FRAME_FIELD,
+    Variables,
+    canonical_units,
+    units_document,
+    variables_document,
+)
 
 ARTIFACT_KEY = "bundle"
 MODEL_CODE = Path(__file__).with_name("pyfunc_model_code.py")
@@ -46,7 +54,8 @@ def score_request(predictor: Predictor, model_input: pd.DataFrame, image_root: P
     ``image_root``: the only folder ``image_path`` may name (None: inline images only)."""
     df = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
     try:
-        cases = parse_request(df, predictor.features, predictor.use_image, image_root)
+        cases = parse_request(df, predictor.features, predictor.use_image, image_root,
+                              predictor.preprocessor.variables)
     except RequestError as exc:
         raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
     load = (lambda i: (cases.frames[i], cases.boxes[i])) if predictor.use_image else None
@@ -76,7 +85,7 @@ class NodulePyfunc(mlflow.pyfunc.PythonModel):
         return score_request(self.predictor, model_input, self.image_root)
 
 
-def request_signature(features: list[str], use_image: bool) -> ModelSignature:
+def request_signature(features: list[str], use_image: bool, variables: Variables | None = None) -> ModelSignature:
     """Input: case_id, image fields, bbox and ``whole_frame`` (when the model sees images), the
     clinical features and ``units``, all optional at the schema level (the model checks them and
     names the case). Numbers are typed ``Any``: a double column would turn a JSON ``true`` into 1.0
@@ -85,7 +94,9 @@ def request_signature(features: list[str], use_image: bool) -> ModelSignature:
     if use_image:
         cols += [ColSpec("string", f, required=False) for f in IMAGE_FIELDS]
         cols += [ColSpec(AnyType(), c, required=False) for c in (*BBOX_COLUMNS, WHOLE_FRAME_FIELD)]
-    cols += [ColSpec("string" if f == "sex" else AnyType(), f, required=False) for f in features]
+    kinds = {f: v["kind"] for f, v in variables_document(features, variables).items()}
+    cols += [ColSpec(AnyType() if kinds.get(f, "continuous") == "continuous" else "string", f, required=False)
+             for f in features]
     cols += [ColSpec(AnyType(), UNITS_FIELD, required=False)]
     types = {"case_id": "string", "prob": "double", "label": "string"}
     outputs = [ColSpec(types[c], c) for c in OUTPUT_COLUMNS]
@@ -94,9 +105,10 @@ def request_signature(features: list[str], use_image: bool) -> ModelSignature:
     return ModelSignature(Schema(cols), Schema(outputs))
 
 
-def model_metadata(features: list[str]) -> dict[str, object]:
-    """The served model's metadata: the unit of each lab it needs and the units a request may declare."""
-    return {"units": units_document(features),
+def model_metadata(features: list[str], variables: Variables | None = None) -> dict[str, object]:
+    """The served model's metadata: each clinical field's kind and unit or allowed categories (``variables``),
+    the unit of each lab it needs and the units a request may declare."""
+    return {"variables": variables_document(features, variables), "units": units_document(features, variables),
             "units_note": "lab values are in these units unless a record declares others in 'units'"}
 
 
@@ -111,10 +123,16 @@ def example_png(height: int = 96, width: int = 128) -> bytes:
     return buf.getvalue()
 
 
-def _typical_value(name: str, stats: dict) -> object:
-    """The training median of one feature back on the request scale (paper units, F/M)."""
-    if stats["kind"] == "sex":
-        return "M" if stats["median"] >= 0.5 else "F"
+def _typical_value(name: str, stats: dict, variable: Variable | None = None) -> object:
+    """The training median (mode) of one feature back on the request scale (its unit, or a category)."""
+    cats = variable.categories if variable is not None else ("F", "M")
+    if stats["kind"] in ("binary", "sex", "ordinal"):
+        return cats[min(int(round(stats["median"])), len(cats) - 1)]
+    if stats["kind"] == "categorical":
+        return cats[stats["fill"].index(1.0)]
+    if stats["kind"] == "multi":
+        return (variable.separator if variable is not None else "&").join(
+            c for c, f in zip(cats, stats["fill"], strict=True) if f) or cats[0]
     value = math.expm1(stats["median"]) if stats["kind"] == "log1p" else stats["median"]
     return round(float(value), 2)
 
@@ -127,9 +145,10 @@ def input_example(predictor: Predictor) -> pd.DataFrame:
         row["image_b64"] = base64.b64encode(example_png()).decode("ascii")
         row.update(dict(zip(BBOX_COLUMNS, (32.0, 24.0, 96.0, 72.0), strict=True)))
     stats = predictor.preprocessor.stats_ or {}
-    row.update({f: _typical_value(f, stats[f]) for f in predictor.features})
-    if canonical_units(predictor.features):
-        row[UNITS_FIELD] = canonical_units(predictor.features)
+    own = predictor.preprocessor.variables
+    row.update({f: _typical_value(f, stats[f], own.get(f)) for f in predictor.features})
+    if canonical_units(predictor.features, own):
+        row[UNITS_FIELD] = canonical_units(predictor.features, own)
     return pd.DataFrame([row])
 
 

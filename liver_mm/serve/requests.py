@@ -25,9 +25,10 @@ import pandas as pd
 from PIL import Image
 
 from liver_mm.cohort.validate_labs import judge_value
+from liver_mm.dictionary import close_match
 from liver_mm.io.dicom import DicomReadError
 from liver_mm.io.images import ImageReadError, read_gray
-from liver_mm.io.schema import BBOX_COLUMNS, CLINICAL, SEX_CODES, ClinicalColumn, normalise_sex
+from liver_mm.io.schema import BBOX_COLUMNS, CLINICAL, ClinicalColumn
 from liver_mm.serve.image_root import ImagePathRefused, relative_name, resolve_request_path
 from liver_mm.serve.units import (
     UNITS_FIELD,
@@ -78,18 +79,25 @@ def _missing(value: object) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
 
 
-def check_lab(name: str, value: object, declared: tuple[str, float] | None = None) -> str | None:
+def check_lab(name: str, value: object, declared: tuple[str, float] | None = None,
+              spec: ClinicalColumn | None = None) -> str | None:
     """None if ``value`` is usable for clinical field ``name``, else what is wrong (ranges and unit
-    sniffing from :data:`~liver_mm.io.schema.CLINICAL`, for one value). ``declared``: the record's
-    (unit, factor into the paper's unit) for this lab; the range is checked after converting."""
-    spec = CLINICAL.get(name)
+    sniffing from the variable ``spec``, the model's own dictionary entry, else the shipped
+    :data:`~liver_mm.io.schema.CLINICAL`, for one value). ``declared``: the record's (unit, factor into the
+    variable's unit) for this lab; the range is checked after converting. A category variable's value must
+    be one of its categories (case, spaces and synonyms ignored; a ``multi`` value each of its parts)."""
+    spec = spec if spec is not None else CLINICAL.get(name)
     if _missing(value):
         unit = f" in {spec.unit}" if spec is not None and spec.unit else ""
         return f"missing: this model needs {name}{unit}"
-    if name == "sex" or (spec is not None and spec.kind == "categorical"):
-        code = normalise_sex(pd.Series([value], dtype=object)).iloc[0] if name == "sex" else value
-        allowed = spec.categories if spec is not None else SEX_CODES
-        return None if code in allowed else f"{value!r} is not one of {', '.join(allowed)}"
+    if spec is not None and spec.kind != "continuous":
+        text = str(value) if isinstance(value, str | int | float) and not is_bool(value) else None
+        parts = [] if text is None else spec.split(text) if spec.kind == "multi" else [str(spec.category(text))]
+        wrong = [p for p in parts if p not in spec.categories] if parts else [repr(value)]
+        if not wrong:
+            return None
+        return (f"{wrong[0] if parts else value!r} is not one of {', '.join(spec.categories)}"
+                f"{close_match(str(wrong[0]), spec.categories)} (the categories of {name} this model knows)")
     if is_bool(value):
         unit = f" in {spec.unit}" if spec is not None and spec.unit else ""
         return f"{json_bool(value)} is a JSON boolean, not a number: send {name} as a number{unit}"
@@ -222,9 +230,12 @@ def expected_fields(features: Sequence[str], use_image: bool) -> list[str]:
 
 
 def parse_request(df: pd.DataFrame, features: Sequence[str], use_image: bool,
-                  image_root: Path | None = None) -> ParsedCases:
+                  image_root: Path | None = None, variables: Mapping[str, ClinicalColumn | None] | None = None
+                  ) -> ParsedCases:
     """Check every row of a request frame; raises :class:`RequestError` listing all problems.
-    ``image_root``: the folder ``image_path`` may point into (None: inline ``image_b64`` only)."""
+    ``image_root``: the folder ``image_path`` may point into (None: inline ``image_b64`` only).
+    ``variables``: the model's own dictionary entries (its preprocessor's), else the shipped ones."""
+    variables = variables or {}
     if len(df) == 0:
         raise RequestError([Problem("(none)", "dataframe_records", "the request holds no case: send one "
                                     "record per case with the fields "
@@ -237,11 +248,11 @@ def parse_request(df: pd.DataFrame, features: Sequence[str], use_image: bool,
     flags: list[bool] = []
     labs: dict[str, list[object]] = {name: [] for name in features}
     for cid, row in zip(ids, records, strict=True):
-        units, bad_units = parse_units(row.get(UNITS_FIELD), features)
+        units, bad_units = parse_units(row.get(UNITS_FIELD), features, variables)
         problems += [Problem(cid, f, m) for f, m in bad_units]
         for name in features:
             value = row.get(name)
-            if (msg := check_lab(name, value, units.get(name))) is not None:
+            if (msg := check_lab(name, value, units.get(name), variables.get(name))) is not None:
                 problems.append(Problem(cid, name, msg))
             elif name in units:
                 value = float(value) * units[name][1]  # type: ignore[arg-type]
@@ -259,11 +270,14 @@ def parse_request(df: pd.DataFrame, features: Sequence[str], use_image: bool,
         boxes.append(box)
     if problems:
         raise RequestError(problems)
-    table = pd.DataFrame({name: _lab_column(labs[name], name) for name in features}, index=range(len(df)))
+    table = pd.DataFrame({name: _lab_column(labs[name], variables.get(name) or CLINICAL.get(name))
+                          for name in features}, index=range(len(df)))
     return ParsedCases(ids, frames, boxes, table, flags)
 
 
-def _lab_column(values: list[object], name: str) -> pd.Series:
-    if name == "sex":
-        return normalise_sex(pd.Series(values, dtype=object))
+def _lab_column(values: list[object], spec: ClinicalColumn | None) -> pd.Series:
+    if spec is not None and spec.kind == "multi":
+        return pd.Series(values, dtype=object)
+    if spec is not None and spec.kind != "continuous":
+        return pd.Series(values, dtype=object).map(lambda v: spec.category(str(v)) if not _missing(v) else v)
     return pd.Series(pd.to_numeric(pd.Series(values, dtype=object)).to_numpy(np.float64))

@@ -13,11 +13,12 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
+from liver_mm.dictionary import Variable
 from liver_mm.io.schema import CLINICAL
 
 UNITS_FIELD = "units"
@@ -38,24 +39,53 @@ def _absent(value: object) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
-def unit_labs(features: Sequence[str]) -> list[str]:
+Variables = Mapping[str, Variable | None]
+
+
+def _specs(features: Sequence[str], variables: Variables | None) -> dict[str, Variable]:
+    """The model's variables: its own dictionary entries (``variables``), else the shipped ones."""
+    own = variables or {}
+    return {f: v for f in features if (v := own.get(f) or CLINICAL.get(f)) is not None}
+
+
+def unit_labs(features: Sequence[str], variables: Variables | None = None) -> list[str]:
     """The model's features that have a unit (the continuous labs, age included)."""
-    return [f for f in features if f in CLINICAL and CLINICAL[f].kind == "continuous"]
+    specs = _specs(features, variables)
+    return [f for f in features if f in specs and specs[f].kind == "continuous"]
 
 
-def units_document(features: Sequence[str]) -> dict[str, dict[str, object]]:
+def units_document(features: Sequence[str], variables: Variables | None = None) -> dict[str, dict[str, object]]:
     """Per lab of ``features``: its ``unit`` (what a request's value means without ``units``), what it
     is (``description``) and the units a request may declare instead (``accepted``)."""
-    return {f: {"unit": CLINICAL[f].unit, "description": CLINICAL[f].description,
-                "accepted": list(CLINICAL[f].accepted_units)} for f in unit_labs(features)}
+    specs = _specs(features, variables)
+    return {f: {"unit": specs[f].unit, "description": specs[f].description,
+                "accepted": list(specs[f].accepted_units)} for f in unit_labs(features, variables)}
 
 
-def canonical_units(features: Sequence[str]) -> dict[str, str]:
+def variables_document(features: Sequence[str], variables: Variables | None = None) -> dict[str, dict[str, object]]:
+    """Per clinical field of the model: its ``kind``, and its ``unit`` or its allowed ``categories`` (a
+    ``multi`` field also its ``separator``): what the served signature's metadata lists."""
+    out: dict[str, dict[str, object]] = {}
+    for f, v in _specs(features, variables).items():
+        entry: dict[str, object] = {"kind": v.kind, "description": v.description}
+        if v.kind == "continuous":
+            entry["unit"] = v.unit
+        else:
+            entry["categories"] = list(v.categories)
+            if v.separator:
+                entry["separator"] = v.separator
+        out[f] = entry
+    return out
+
+
+def canonical_units(features: Sequence[str], variables: Variables | None = None) -> dict[str, str]:
     """``{lab: unit}`` of the model's labs (the signature's units)."""
-    return {f: CLINICAL[f].unit for f in unit_labs(features)}
+    specs = _specs(features, variables)
+    return {f: specs[f].unit for f in unit_labs(features, variables)}
 
 
-def parse_units(raw: object, features: Sequence[str]) -> tuple[dict[str, tuple[str, float]], list[tuple[str, str]]]:
+def parse_units(raw: object, features: Sequence[str], variables: Variables | None = None
+                ) -> tuple[dict[str, tuple[str, float]], list[tuple[str, str]]]:
     """A record's ``units``: ``({lab: (declared unit, factor into the canonical unit)}, problems)``.
 
     ``raw``: absent (canonical units), a JSON object ``{lab: unit}`` or its JSON text. Problems are
@@ -70,7 +100,8 @@ def parse_units(raw: object, features: Sequence[str]) -> tuple[dict[str, tuple[s
     if not isinstance(raw, dict):
         example = {"platelets": "10^9/L"}
         return {}, [(UNITS_FIELD, f"{raw!r} is not an object of lab units, e.g. {json.dumps(example)}")]
-    labs = unit_labs(features)
+    labs = unit_labs(features, variables)
+    specs = _specs(features, variables)
     out: dict[str, tuple[str, float]] = {}
     problems: list[tuple[str, str]] = []
     for lab, unit in raw.items():
@@ -80,14 +111,14 @@ def parse_units(raw: object, features: Sequence[str]) -> tuple[dict[str, tuple[s
                              f"{', '.join(labs) or 'nothing (the model needs no lab)'}"))
         elif not isinstance(unit, str):
             problems.append((field, f"{unit!r} is not a unit: send text, one of "
-                             f"{', '.join(CLINICAL[lab].accepted_units)}"))
+                             f"{', '.join(specs[lab].accepted_units)}"))
         else:
             try:
-                out[lab] = (unit, CLINICAL[lab].factor(unit))
+                out[lab] = (unit, specs[lab].factor(unit))
             except KeyError:
                 problems.append((field, f"unit {unit!r} is not accepted for {lab}; send one of "
-                                 f"{', '.join(CLINICAL[lab].accepted_units)} (or convert the value to "
-                                 f"{CLINICAL[lab].unit} and leave the unit out)"))
+                                 f"{', '.join(specs[lab].accepted_units)} (or convert the value to "
+                                 f"{specs[lab].unit} and leave the unit out)"))
     return out, problems
 
 

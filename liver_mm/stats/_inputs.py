@@ -7,10 +7,13 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
+#: the two classes; index = the integer label (benign = 0, malignant = 1): the one place of this coding
+CLASSES = ("benign", "malignant")
 #: accepted spellings of the two classes, compared after str().strip().lower()
 LABEL_CODES = {
-    "0": 0, "0.0": 0, "benign": 0, "false": 0,
-    "1": 1, "1.0": 1, "malignant": 1, "true": 1,
+    **{name: code for code, name in enumerate(CLASSES)},
+    "0": 0, "0.0": 0, "false": 0,
+    "1": 1, "1.0": 1, "true": 1,
 }
 
 

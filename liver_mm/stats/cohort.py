@@ -6,7 +6,8 @@ Table 2 tests, chosen like R's defaults:
   have fewer than 50 values and there are no ties (R's ``wilcox.test`` rule), otherwise the
   normal approximation with continuity correction and tie-corrected variance;
 * categorical: chi-square test of independence (``scipy.stats.chi2_contingency``), Yates'
-  correction for a 2x2 table as R's ``chisq.test``.
+  correction for a 2x2 table as R's ``chisq.test``; Fisher's exact test (``scipy.stats.fisher_exact``)
+  instead where an expected count is under 5 (the ``test`` column says which).
 
 Medians and quartiles use the linear interpolation of R's ``quantile(type=7)``.
 """
@@ -18,15 +19,16 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy.stats import chi2_contingency, mannwhitneyu
+from scipy.stats import MonteCarloMethod, chi2_contingency, fisher_exact, mannwhitneyu
 
-from liver_mm.stats._inputs import encode_labels
+from liver_mm.dictionary import Dictionary, Variable, active, default_dictionary
+from liver_mm.stats._inputs import CLASSES, encode_labels
 
 log = logging.getLogger(__name__)
 
-CONTINUOUS = ("age", "platelets", "ast", "alt", "albumin", "wbc", "hemoglobin", "ggt", "alp")
-CATEGORICAL = ("sex",)
-CLASSES = ("benign", "malignant")
+#: the shipped data dictionary's variables (liver_mm/dictionary/liver.yaml), in its order
+CONTINUOUS = default_dictionary().continuous
+CATEGORICAL = default_dictionary().of_kind("binary", "categorical")
 MISSING = "(missing)"
 
 
@@ -57,6 +59,27 @@ def chi_square_p(table: np.ndarray) -> tuple[float, str]:
     return float(res.pvalue), "chi-square (Yates)" if res.dof == 1 else "chi-square"
 
 
+FISHER_RESAMPLES = 20_000  # Monte Carlo tables of an r x c Fisher test (seeded: the same p every run)
+
+
+def categorical_p(table: np.ndarray) -> tuple[float, str]:
+    """:func:`chi_square_p`, or Fisher's exact test (``scipy.stats.fisher_exact``, two-sided) when an expected
+    count is under 5, where the chi-square approximation is poor: exact for a 2x2 table, for a larger one its
+    Monte Carlo p over :data:`FISHER_RESAMPLES` tables of the same margins (seeded)."""
+    table = np.asarray(table)
+    table = table[table.sum(axis=1) > 0][:, table.sum(axis=0) > 0]
+    if table.shape[0] < 2 or table.shape[1] < 2:
+        return float("nan"), ""
+    expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()
+    if (expected < 5).any() and table.shape == (2, 2):
+        return float(fisher_exact(table).pvalue), "Fisher's exact (expected count < 5)"
+    if (expected < 5).any():
+        method = MonteCarloMethod(n_resamples=FISHER_RESAMPLES, rng=np.random.default_rng(0))
+        return (float(fisher_exact(table, method=method).pvalue),
+                f"Fisher's exact, Monte Carlo {FISHER_RESAMPLES} tables (expected count < 5)")
+    return chi_square_p(table)
+
+
 def _fmt(x: float, digits: int) -> str:
     return f"{x:.{digits}f}"
 
@@ -64,9 +87,10 @@ def _fmt(x: float, digits: int) -> str:
 def table2(
     df: pd.DataFrame,
     label_col: str = "label",
-    continuous: Sequence[str] = CONTINUOUS,
-    categorical: Sequence[str] = CATEGORICAL,
+    continuous: Sequence[str] | None = None,
+    categorical: Sequence[str] | None = None,
     digits: int = 1,
+    dictionary: Dictionary | None = None,
 ) -> pd.DataFrame:
     """Clinical characteristics by class (the paper's Table 2), one row per variable or level.
 
@@ -74,7 +98,16 @@ def table2(
     ``malignant`` (median (Q1–Q3) or n (% of non-missing)), ``benign_missing``,
     ``malignant_missing`` (counts), ``test``, ``p_value`` (on the first row of a variable).
     The first row (``variable == "n"``) holds the class sizes. Variables absent from df are skipped.
+    ``continuous`` / ``categorical``: default the data dictionary's (``dictionary``, else the active one,
+    :func:`liver_mm.dictionary.active`). Categorical (and binary) levels: n (% of non-missing) by class with
+    chi-square, or Fisher's exact test where an expected count is under 5 (``test`` says which). The
+    dictionary's ordinal variables: a first row with the median level by class (Mann-Whitney U on the codes),
+    then a row per level; its multi-valued variables: a row per value (n (%) of the rows holding it, each value
+    its own test).
     """
+    d = dictionary or active()
+    continuous = d.continuous if continuous is None else continuous
+    categorical = d.of_kind("binary", "categorical") if categorical is None else categorical
     y = _classes(df, label_col)
     groups = {name: y == code for code, name in enumerate(CLASSES)}
     rows: list[dict] = [{"variable": "n", "level": "", **{c: str(int(groups[c].sum())) for c in CLASSES},
@@ -112,7 +145,7 @@ def table2(
         levels = sorted(col[present].astype(str).unique())
         counts = np.array([[int((col[groups[c] & present].astype(str) == lev).sum()) for lev in levels]
                            for c in CLASSES])
-        p, test = chi_square_p(counts)
+        p, test = categorical_p(counts)
         for j, lev in enumerate(levels):
             row = {"variable": var, "level": lev}
             for i, c in enumerate(CLASSES):
@@ -122,8 +155,50 @@ def table2(
                 row[f"{c}_missing"] = int((groups[c] & ~present).sum())
             row["test"], row["p_value"] = (test, p) if j == 0 else ("", np.nan)
             rows.append(row)
+    for var in d.of_kind("ordinal", "multi"):
+        if var in df.columns:
+            rows += _ordinal_rows(df[var], d[var], groups, digits) if d[var].kind == "ordinal" else \
+                _multi_rows(df[var], d[var], groups, digits)
     cols = ["variable", "level", *CLASSES, *(f"{c}_missing" for c in CLASSES), "test", "p_value"]
     return pd.DataFrame(rows, columns=cols)
+
+
+def _n_pct(k: int, total: int, digits: int) -> str:
+    return f"{k} ({100.0 * k / total if total else float('nan'):.{digits}f}%)"
+
+
+def _ordinal_rows(col: pd.Series, var: Variable, groups: dict[str, np.ndarray], digits: int) -> list[dict]:
+    index = {c: i for i, c in enumerate(var.categories)}
+    codes = col.map(lambda v: index.get(str(var.category(v)), np.nan) if pd.notna(v) else np.nan).astype(float)
+    present = codes.notna().to_numpy()
+    missing = {f"{c}_missing": int((groups[c] & ~present).sum()) for c in CLASSES}
+    first: dict = {"variable": var.name, "level": "median level", **missing}
+    samples = {}
+    for c in CLASSES:
+        s = codes.to_numpy()[groups[c] & present]
+        samples[c] = s
+        first[c] = var.categories[int(np.ceil(np.median(s) - 0.5))] if s.size else "–"  # R's type-1 median level
+    first["p_value"], first["test"] = mann_whitney_p(samples["benign"], samples["malignant"])
+    rows = [first]
+    for j, lev in enumerate(var.categories):
+        rows.append({"variable": var.name, "level": lev, **missing, "test": "", "p_value": np.nan,
+                     **{c: _n_pct(int((samples[c] == j).sum()), samples[c].size, digits) for c in CLASSES}})
+    return rows
+
+
+def _multi_rows(col: pd.Series, var: Variable, groups: dict[str, np.ndarray], digits: int) -> list[dict]:
+    values = col.map(lambda v: set(var.split(v)) if isinstance(v, str) else None)
+    present = values.notna().to_numpy()
+    missing = {f"{c}_missing": int((groups[c] & ~present).sum()) for c in CLASSES}
+    rows = []
+    for lev in var.categories:
+        has = values.map(lambda s, lev=lev: s is not None and lev in s).to_numpy(dtype=bool)
+        counts = np.array([[int((groups[c] & present & has).sum()), int((groups[c] & present & ~has).sum())]
+                           for c in CLASSES])
+        p, test = categorical_p(counts)
+        rows.append({"variable": var.name, "level": lev, **missing, "test": test, "p_value": p,
+                     **{c: _n_pct(int(counts[i, 0]), int(counts[i].sum()), digits) for i, c in enumerate(CLASSES)}})
+    return rows
 
 
 def table1(

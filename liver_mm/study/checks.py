@@ -84,8 +84,10 @@ def holm_families(config: DictConfig) -> dict[str, list[str]] | None:
 
 def check_study_config(cfg: DictConfig) -> None:
     """Every check of this module, made before any arm trains (the study's first step)."""
+    from liver_mm.dictionary import activate
     from liver_mm.training.checks import check_idle_settings
 
+    activate(cfg.get("dictionary"))  # a bad dictionary is named (file and key) before anything runs
     check_cv(cfg)
     check_idle_settings(cfg)
     arms = cfg.study.arms

@@ -20,6 +20,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from liver_mm.cohort.prepare import PreparedCohort
+from liver_mm.dictionary import dictionary_key
 from liver_mm.training.tune_space import trials, tuning_identity
 
 ARM_SPECIFIC = ("modalities", "model", "fusion", "hydra", "arm")
@@ -30,7 +31,7 @@ SWEEP_PARAMS = ("arm", "cv.job")
 # that fits the model, is a result setting: another class is another arm)
 EXECUTION_ONLY = {"trainer": ("num_threads",), "loader": ("num_workers", "pin_memory"), "study": ("out_dir",),
                   "cv": ("job",)}
-NOT_IN_KEY = ("logger", "cache_dir")
+NOT_IN_KEY = ("logger", "cache_dir", "dictionary")  # dictionary: its content enters the keys (dictionary_key)
 MARKER = ".liver-mm-study"
 
 
@@ -63,6 +64,7 @@ def study_key(cfg: DictConfig, cohort: PreparedCohort) -> str:
         study.pop(key, None)
     ident = {"name": study.get("name"), "settings": shared, "study": study, "manifest": cohort.manifest_hash,
              "split": cohort.split_hash}
+    ident.update(dictionary_key(cfg))  # a changed data dictionary is another study
     wide = arm_overrides(cfg)
     if wide:
         ident["command_line_groups"] = wide  # (the name older keys of fusion=... studies were made with)
@@ -76,6 +78,7 @@ def arm_key(cfg: DictConfig) -> str:
     study = settings.pop("study", {}) or {}
     settings.pop("tune", None)  # only what this arm's search can change (another kind's space is not its own)
     ident = {"arm": study.get("arm"), "settings": settings}
+    ident.update(dictionary_key(cfg))
     tuning = tuning_identity(cfg)
     if tuning is not None:
         ident["tune"] = tuning

@@ -50,9 +50,10 @@ def log_network_models(client: MlflowClient, run_id: str, bundle_dir: Path, net,
     predictor = Predictor.from_dir(bundle_dir)  # the example is scored once by MLflow: it must load
     Model.log(None, name="model", flavor=mlflow.pyfunc, run_id=run_id, python_model=str(pyfunc.MODEL_CODE),
               artifacts={pyfunc.ARTIFACT_KEY: str(bundle_dir)},
-              signature=pyfunc.request_signature(predictor.features, predictor.use_image),
+              signature=pyfunc.request_signature(predictor.features, predictor.use_image,
+                                                 predictor.preprocessor.variables),
               input_example=pyfunc.input_example(predictor), pip_requirements=pyfunc.pip_requirements(),
-              metadata=pyfunc.model_metadata(predictor.features))
+              metadata=pyfunc.model_metadata(predictor.features, predictor.preprocessor.variables))
 
 
 def log_sklearn_model(client: MlflowClient, run_id: str, estimator, n_features: int) -> None:

@@ -26,7 +26,7 @@ OBJECTIVE = "dev_auc_at_epoch_rule"
 SAMPLERS = ("tpe", "random")
 #: config roots a trial may not change (the rows, their inputs, the split, the seed, where runs go)
 FIXED_ROOTS = ("data", "split", "cv", "modalities", "image_size", "crop", "cache_dir", "logger", "study", "tune",
-               "seed", "explain", "hydra")
+               "seed", "explain", "hydra", "dictionary")
 _ABSENT = object()
 
 

@@ -114,7 +114,16 @@ def test_from_dict_rejects_inconsistent_state(train):
         TabularPreprocessor.from_dict({**d, "features": ["age", "platelets"]})
 
 
-@pytest.mark.parametrize("bad", ["X", "female", "1"])
+def test_sex_synonyms_of_the_dictionary_are_codes(train):
+    """female / male are the shipped dictionary's synonyms of F / M: coded as them."""
+    pre = TabularPreprocessor(["sex"]).fit(train)
+    test = train.copy()
+    test.loc[2, "sex"], test.loc[3, "sex"] = "female", " Male "
+    x = pre.transform(test)
+    assert (x[2, 0], x[3, 0]) == (0.0, 1.0)
+
+
+@pytest.mark.parametrize("bad", ["X", "fem", "1"])
 def test_bad_sex_value_names_column_row_value(train, bad):
     pre = TabularPreprocessor(["sex"]).fit(train)
     test = train.copy()
