@@ -32,11 +32,11 @@ def missing_outputs(client, run, cfg: DictConfig) -> list[str]:
     """What ``cfg`` asks of the finished ``run`` (an arm's child, or one of its fold runs) that it lacks, as
     phrases naming the setting ([] when it can be reused). A cross-validated arm's container run holds no model
     of its own: its fold runs are checked instead."""
-    from liver_mm.study.cv import uses_cv
+    from liver_mm.study.checks import check_cv
     from liver_mm.tracking.models import run_models
     from liver_mm.training.estimators import estimator_for
 
-    cross_validated = uses_cv(cfg)
+    cross_validated = check_cv(cfg) is not None
     fold = run.data.tags.get("study_level") == "fold"
     if cross_validated and not fold:
         return []
