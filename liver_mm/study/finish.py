@@ -130,7 +130,8 @@ def finish_study(config: DictConfig) -> bool:
     out = Path(str(config.study.out_dir))
     prov = study_provenance(config_summary(config), cohort.manifest_hash, cohort.split_hash, int(config.seed))
     commits = child_commits(client, {a: done[a] for a in arms})
-    prov = {**prov, "parent_run_id": parent_id, "child_runs": {a: done[a].info.run_id for a in arms},
+    prov = {**prov, "content_hash": cohort.content_hash, "parent_run_id": parent_id,
+            "child_runs": {a: done[a].info.run_id for a in arms},
             "model_settings": {a: mark_tuned(model_settings(configs[a]), configs[a]) for a in arms}}
     if set(commits.values()) != {prov.get("git_commit")}:
         prov["child_commits"] = commits  # trained at other commits than this report was written at
