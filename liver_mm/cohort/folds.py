@@ -225,16 +225,23 @@ def prepare_folds(
     units: Mapping[str, str] | None = None,
     dev_fraction: float = 1 / 8,
     options: TableOptions | None = None,
+    content_hash: str | None = None,
 ) -> FoldsResult:
     """Write the fold assignment of a manifest to ``out_path`` (long CSV ``case_id, repeat, fold, part``)
     next to ``<name>.folds.json`` (provenance and per-fold sizes); reused when the same manifest
-    content, folds, repeats, seed, dev_fraction and units made it. Both files are replaced atomically.
+    content, folds, repeats, seed, dev_fraction, units, table options (code maps: the labels the folds are
+    stratified by) and, when given, image content ``content_hash`` made it. Both files are replaced atomically.
     """
     manifest_path, out_path = Path(manifest_path), Path(out_path)
     _validate(folds, repeats, seed, dev_fraction)
     key = {"manifest_hash": manifest_hash(manifest_path, options=options), "folds": int(folds), "repeats": int(repeats),
            "seed": int(seed), "dev_fraction": float(dev_fraction),
            "units": dict(sorted((units or {}).items())), "version": FOLDS_VERSION}
+    read = (options or TableOptions()).key()
+    if read:
+        key["read"] = read
+    if content_hash:  # identical images are grouped: another image may regroup the cohort
+        key["content_hash"] = content_hash
     done = _reusable(out_path, key)
     if done is not None:
         log.info("folds reused: %s (folds hash %s)", out_path, done.folds_hash[:12])

@@ -28,7 +28,8 @@ class PreparedCohort:
     """A validated cohort with its split.
 
     df: one row per nodule (image paths absolute, labs in canonical units, ``split`` column);
-    manifest_path: the split manifest; hashes identify the cohort's content and its split.
+    manifest_path: the split manifest; hashes identify the cohort's content and its split: ``manifest_hash`` the
+    table, ``content_hash`` the bytes of every image and mask its rows use (:mod:`liver_mm.cohort.content`).
     """
 
     df: pd.DataFrame
@@ -37,6 +38,7 @@ class PreparedCohort:
     manifest_hash: str
     split_hash: str
     synthetic: bool
+    content_hash: str = ""
 
 
 def _key(*parts: object) -> str:
@@ -141,10 +143,10 @@ def _file_state(df: pd.DataFrame) -> list[tuple[str, int, int]]:
 
 
 def validate_once(manifest: Path, units: Mapping[str, str], features: Sequence[str], cache_dir: Path,
-                  options: TableOptions | None = None) -> None:
+                  options: TableOptions | None = None) -> pd.DataFrame:
     """Validate the cohort (raises ``ManifestValidationError``), skipping a cohort already found usable
     with the same manifest bytes, unit declarations, table options, required features and image files
-    (size, mtime)."""
+    (size, mtime). Returns the manifest as read."""
     from liver_mm.cohort.validate import load_valid_manifest
     from liver_mm.io.schema import read_manifest
 
@@ -155,10 +157,11 @@ def validate_once(manifest: Path, units: Mapping[str, str], features: Sequence[s
     stamp = cache_dir / "validated" / f"{_key(manifest.resolve(), state)}.json"
     if stamp.exists() and all(f in df.columns for f in features):
         log.info("%s: validated earlier with the same files; not validated again", manifest)
-        return
+        return df
     load_valid_manifest(manifest, units=units, require_clinical=tuple(features), options=options)
     stamp.parent.mkdir(parents=True, exist_ok=True)
     stamp.write_text(json.dumps({"manifest": str(manifest.resolve())}))
+    return df
 
 
 def prepare_cohort(
@@ -168,6 +171,7 @@ def prepare_cohort(
 
     ``features``: clinical columns the model needs; their absence is then an error, not a warning.
     """
+    from liver_mm.cohort.content import cohort_content_hash
     from liver_mm.cohort.split import prepare_split
     from liver_mm.io.dialect import options_from_config
     from liver_mm.io.schema import read_manifest
@@ -176,16 +180,18 @@ def prepare_cohort(
     manifest, synthetic = source_manifest(data, cache_dir)
     opts = options_from_config(data) if data["kind"] == "manifest" else None  # an import is already canonical
     # raises with the findings when the cohort is unusable (checks an existing split column too)
-    validate_once(manifest, units, features, Path(cache_dir), opts)
+    source = validate_once(manifest, units, features, Path(cache_dir), opts)
+    content = cohort_content_hash(source, cache_dir)  # the images' and masks' bytes: not in the table's text
     fractions = tuple(float(f) for f in split["fractions"])
     key_parts: list[object] = [manifest, fractions, split["seed"], sorted(units.items())]
     if opts is not None and opts.key():
         key_parts.append(opts.key())
     out = Path(cache_dir) / "splits" / _key(*key_parts) / "manifest.csv"
-    res = prepare_split(manifest, out, fractions=fractions, seed=int(split["seed"]), units=units, options=opts)
+    res = prepare_split(manifest, out, fractions=fractions, seed=int(split["seed"]), units=units, options=opts,
+                        content_hash=content)
     df = read_manifest(res.path)  # the copy holds canonical units already: no second conversion
     check_both_classes(df, str(res.path))
-    return PreparedCohort(df, manifest, Path(res.path), res.manifest_hash, res.split_hash, synthetic)
+    return PreparedCohort(df, manifest, Path(res.path), res.manifest_hash, res.split_hash, synthetic, content)
 
 
 def check_both_classes(df: pd.DataFrame, where: str, part: str = "split") -> None:

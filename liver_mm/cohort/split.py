@@ -178,11 +178,16 @@ def _record_path(out_path: Path) -> Path:
     return out_path.with_name(out_path.stem + ".split.json")
 
 
-def _provenance(mhash: str, fractions, seed: int, units, options: TableOptions | None = None) -> dict:
+def _provenance(mhash: str, fractions, seed: int, units, options: TableOptions | None = None,
+                content_hash: str | None = None) -> dict:
     key = {"manifest_hash": mhash, "fractions": [float(f) for f in fractions], "seed": int(seed),
            "units": dict(sorted((units or {}).items())), "version": SPLIT_VERSION}
     read = (options or TableOptions()).key()
-    return {**key, "read": read} if read else key
+    if read:
+        key["read"] = read
+    if content_hash:  # the images' bytes group identical images: another image may regroup the cohort
+        key["content_hash"] = content_hash
+    return key
 
 
 def matching_record(out_path: Path, record: Path, key: dict) -> dict | None:
@@ -219,8 +224,10 @@ def prepare_split(
     seed: int = 0,
     units: Mapping[str, str] | None = None,
     options: TableOptions | None = None,
+    content_hash: str | None = None,
 ) -> SplitResult:
-    """Write a copy of the manifest with a ``split`` column to ``out_path`` (reused when current).
+    """Write a copy of the manifest with a ``split`` column to ``out_path`` (reused when current: the same
+    manifest content, fractions, seed, units, table options and, when given, image content ``content_hash``).
 
     The copy is a comma-separated CSV (whatever the input's dialect or format) keeping every original
     cell (converted to the canonical units when ``units`` are declared; decimal commas, declared code
@@ -231,7 +238,7 @@ def prepare_split(
     if out_path.resolve() == manifest_path.resolve():
         raise ValueError(f"{out_path}: the split manifest must be a copy, not the input manifest itself")
     fold_plan(fractions)  # validate early
-    key = _provenance(manifest_hash(manifest_path, options), fractions, seed, units, options)
+    key = _provenance(manifest_hash(manifest_path, options), fractions, seed, units, options, content_hash)
     done = _reusable(out_path, key)
     if done is not None:
         log.info("split reused: %s (split hash %s)", out_path, done.split_hash[:12])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import logging
 import tempfile
 from dataclasses import replace
@@ -42,12 +43,15 @@ def prepare_study_folds(cfg: DictConfig, cohort: PreparedCohort) -> tuple[pd.Dat
     from liver_mm.io.dialect import options_from_config
 
     cv = cfg.cv
-    key = hashlib.sha256(f"{cohort.manifest_hash}|{cv.folds}|{cv.repeats}|{cfg.seed}|{cv.dev_fraction}".encode())
+    units = dict(cfg.data.get("units") or {})
+    options = options_from_config(cfg.data) if cfg.data.kind == "manifest" else None
+    parts = [cohort.manifest_hash, cohort.content_hash, cv.folds, cv.repeats, cfg.seed, cv.dev_fraction,
+             sorted(units.items()), options.key() if options is not None else {}]
+    key = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode())
     out = Path(str(cfg.cache_dir)) / "folds" / key.hexdigest()[:12] / "folds.csv"
     res = prepare_folds(cohort.source_manifest, out, folds=int(cv.folds), repeats=int(cv.repeats),
-                        seed=int(cfg.seed), units=dict(cfg.data.get("units") or {}),
-                        dev_fraction=float(cv.dev_fraction),
-                        options=options_from_config(cfg.data) if cfg.data.kind == "manifest" else None)
+                        seed=int(cfg.seed), units=units, dev_fraction=float(cv.dev_fraction), options=options,
+                        content_hash=cohort.content_hash or None)
     return res.assignment, res.folds_hash
 
 
@@ -96,7 +100,7 @@ def _find_or_create_arm_run(client, exp_id: str, key: str, parent_id: str, cfg: 
     tags = {"study": str(cfg.study.name), "study_key": key, "is_study_parent": "false", "study_level": "arm",
             "arm": arm, "arm_key": akey, "mlflow.parentRunId": parent_id, "modalities": str(cfg.modalities.name),
             "model_kind": str(cfg.model.kind), "synthetic": str(bool(cohort.synthetic)).lower(),
-            "manifest_hash": cohort.manifest_hash}
+            "manifest_hash": cohort.manifest_hash, "content_hash": cohort.content_hash}
     params = {"modalities.description": cfg.modalities.get("description", ""), "modalities.image": cfg.modalities.image,
               "model.description": cfg.model.get("description", ""), "cv.folds": cfg.cv.folds,
               "cv.repeats": cfg.cv.repeats}
@@ -146,15 +150,16 @@ def run_cv_arm(cfg: DictConfig, cohort: PreparedCohort, client, exp_id: str, key
     arm = str(cfg.study.arm)
     arm_runs = [r for r in study_runs(client, exp_id, key) if r.data.tags.get("arm") == arm
                 and r.data.tags.get("arm_key") == akey]
-    if any(is_finished(r) for r in arm_runs):
+    mine = fold_jobs(cfg)
+    if any(is_finished(r) for r in arm_runs) and not _folds_lacking_outputs(client, exp_id, key, cfg, akey, mine):
         log.info("arm %s already finished in this study: skipped", arm)
         return {"arm": arm, "run_id": next(r.info.run_id for r in arm_runs if is_finished(r)), "skipped": True}
     assignment, folds_hash = prepare_study_folds(cfg, cohort)
     arm_id = ensure_arm_run(client, exp_id, key, parent_id, cfg, cohort, akey)
-    mine = fold_jobs(cfg)
     stop_beating = start_heartbeat(client, arm_id)  # the arm's run lives while a job trains its folds
     try:
-        done = _free_folds(client, exp_id, key, arm, akey, mine, wait_s=(cfg.get("logger") or {}).get("wait_timeout_s"))
+        done = _free_folds(client, exp_id, key, arm, akey, mine, cfg=cfg,
+                           wait_s=(cfg.get("logger") or {}).get("wait_timeout_s"))
         base = output_dir(cfg)
         for rep, fold in mine:
             if (str(rep), str(fold)) in done:
@@ -175,19 +180,39 @@ def run_cv_arm(cfg: DictConfig, cohort: PreparedCohort, client, exp_id: str, key
     return {"arm": arm, "run_id": arm_id, "skipped": False}
 
 
+def _mine(client, exp_id: str, key: str, arm: str, akey: str, mine: list[tuple[int, int]]) -> list:
+    """The fold runs of ``arm`` with arm key ``akey`` of the (repeat, fold)s ``mine``."""
+    from liver_mm.tracking.registry import study_runs
+
+    return [r for r in study_runs(client, exp_id, key, level="fold") if r.data.tags.get("arm") == arm
+            and r.data.tags.get("arm_key") == akey
+            and (int(r.data.tags.get("repeat", -1)), int(r.data.tags.get("fold", -1))) in mine]
+
+
+def _folds_lacking_outputs(client, exp_id: str, key: str, cfg: DictConfig, akey: str,
+                           mine: list[tuple[int, int]]) -> bool:
+    """True when a finished fold run of this job's folds lacks an output ``cfg`` asks for (``cv.log_models``):
+    the arm is then not skipped and those folds are trained again."""
+    from liver_mm.study.reuse import reusable
+    from liver_mm.tracking.registry import finished_by
+
+    runs = _mine(client, exp_id, key, str(cfg.study.arm), akey, mine)
+    done = finished_by(runs, "repeat", "fold")
+    return len(finished_by(reusable(client, runs, cfg, f"arm {cfg.study.arm} folds"), "repeat", "fold")) < len(done)
+
+
 def _free_folds(client, exp_id: str, key: str, arm: str, akey: str, mine: list[tuple[int, int]],
-                poll_s: float | None = None, wait_s: float | None = None) -> dict:
-    """(repeat, fold) -> finished run of this job's folds with arm key ``akey``, once no live process trains any
-    of them (:func:`liver_mm.tracking.registry.wait_until_free`: only this job's folds, parallel jobs own theirs)."""
-    from liver_mm.tracking.registry import POLL_S, finished_by, study_runs, wait_until_free
+                poll_s: float | None = None, cfg: DictConfig | None = None, wait_s: float | None = None) -> dict:
+    """(repeat, fold) -> finished run of this job's folds with arm key ``akey`` holding the outputs ``cfg`` asks
+    for (:func:`liver_mm.study.reuse.reusable`), once no live process trains any of them
+    (:func:`liver_mm.tracking.registry.wait_until_free`: only this job's folds, parallel jobs own theirs; at most
+    ``wait_s`` seconds)."""
+    from liver_mm.study.reuse import reusable
+    from liver_mm.tracking.registry import POLL_S, finished_by, wait_until_free
 
-    def find() -> list:
-        return [r for r in study_runs(client, exp_id, key, level="fold") if r.data.tags.get("arm") == arm
-                and r.data.tags.get("arm_key") == akey
-                and (int(r.data.tags.get("repeat", -1)), int(r.data.tags.get("fold", -1))) in mine]
-
-    runs = wait_until_free(client, find, f"arm {arm} folds", POLL_S if poll_s is None else poll_s, wait_s)
-    return finished_by(runs, "repeat", "fold")
+    runs = wait_until_free(client, lambda: _mine(client, exp_id, key, arm, akey, mine), f"arm {arm} folds",
+                           POLL_S if poll_s is None else poll_s, wait_s)
+    return finished_by(reusable(client, runs, cfg, f"arm {arm} folds"), "repeat", "fold")
 
 
 def finish_cv(config: DictConfig, cohort: PreparedCohort, client, exp_id: str, key: str, arm_keys: dict[str, str],

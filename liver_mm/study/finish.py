@@ -33,11 +33,15 @@ def study_command(config: DictConfig) -> str:
 
 
 def config_summary(config: DictConfig) -> dict[str, object]:
-    keys = ("data", "image_size", "crop", "split", "cv", "loader", "augment", "checkpoint", "early_stopping", "trainer",
-            "seed", "tune")
-    out = {k: OmegaConf.to_container(config[k], resolve=True) if OmegaConf.is_config(config[k]) else config[k]
-           for k in keys if k in config}
-    if not (out.get("tune") or {}).get("trials"):  # type: ignore[union-attr]
+    """The study-wide settings for the report's provenance: every result-defining and report setting of the
+    config's partition (:mod:`liver_mm.conf.partition`) outside the per-arm nodes (each arm's model settings are
+    listed apart) and the study node (its arms and reference are the report's subject); ``tune`` only when on."""
+    from liver_mm.conf.partition import ARM_ROOTS, REPORT, RESULT, select
+    from liver_mm.study.parent import resolved
+
+    values = {k: v for k, v in resolved(config).items() if k not in ARM_ROOTS}
+    out = select(values, *RESULT, REPORT)
+    if not (out.get("tune") or {}).get("trials"):
         out.pop("tune", None)  # tuning off: its search space is not a setting of this study
     return out
 
@@ -63,12 +67,17 @@ def replace_folder(tmp_out: Path, out: Path, check: Callable[[Path], None] = che
 
 def current_children(client, exp_id: str, key: str, configs: dict[str, DictConfig]) -> dict[str, object]:
     """arm -> its latest finished child run trained with the arm's settings now (the arm key of ``configs[arm]``;
-    a cross-validated arm's container run and its fold runs carry it too)."""
+    a cross-validated arm's container run and its fold runs carry it too) holding the outputs the arm's config
+    asks for (:func:`liver_mm.study.reuse.reusable`: the run the sweep reused or trained)."""
+    from liver_mm.study.reuse import reusable
     from liver_mm.tracking.registry import finished_by, study_runs
 
     runs = study_runs(client, exp_id, key)
-    keys = {arm: arm_key(cfg) for arm, cfg in configs.items()}
-    current = [r for r in runs if keys.get(r.data.tags.get("arm", "")) == r.data.tags.get("arm_key")]
+    current = []
+    for arm, cfg in configs.items():
+        akey = arm_key(cfg)
+        mine = [r for r in runs if r.data.tags.get("arm") == arm and r.data.tags.get("arm_key") == akey]
+        current += reusable(client, mine, cfg, f"arm {arm}")
     return {k[0]: r for k, r in finished_by(current, "arm").items()}
 
 
@@ -122,7 +131,8 @@ def finish_study(config: DictConfig) -> bool:
     out = Path(str(config.study.out_dir))
     prov = study_provenance(config_summary(config), cohort.manifest_hash, cohort.split_hash, int(config.seed))
     commits = child_commits(client, {a: done[a] for a in arms})
-    prov = {**prov, "parent_run_id": parent_id, "child_runs": {a: done[a].info.run_id for a in arms},
+    prov = {**prov, "content_hash": cohort.content_hash, "parent_run_id": parent_id,
+            "child_runs": {a: done[a].info.run_id for a in arms},
             "model_settings": {a: mark_tuned(model_settings(configs[a]), configs[a]) for a in arms}}
     if set(commits.values()) != {prov.get("git_commit")}:
         prov["child_commits"] = commits  # trained at other commits than this report was written at

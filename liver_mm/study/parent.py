@@ -1,14 +1,19 @@
 """A study's identity and its parent run: the study key, each arm's key, the parent MLflow run, the checks made
 before any arm.
 
-A study is identified by its *study key*: its name, the cohort and split hashes, every setting the arms share
-(all but ``arm``, ``modalities``, ``model`` and ``fusion``) and every command-line override of those arm-specific
-nodes (``++model.optimizer.lr=0.5``, ``fusion=film``). Rerunning the same study with the same cohort finds the
-same key, hence the same parent and finished children. Each child also carries its *arm key*, the hash of the
-arm's whole resolved config less what only changes how it runs: a finished child counts only while its arm key
-is the one the arm's settings give now (an edited config file retrains the arm instead of reusing it).
-With ``tune.trials`` > 0 the ``tune`` node enters the study key and each arm's own search (trials, sampler, seed,
-its part of the space) its arm key; with tuning off (the default) neither key changes.
+Both keys are hashes of resolved config values, never of the command line as typed (``model.ema.enabled=true``
+and Hydra's rewritten ``model.ema.enabled=True`` are one setting), and both read the one declared partition of
+the config (:mod:`liver_mm.conf.partition`):
+
+* the *study key* (the parent run) holds only what defines the study's cohort, split and folds: its name, the
+  ``cohort`` settings, the manifest's content hash, the content hash of every image and mask it uses and the split
+  hash. Rerunning with another model setting, another arm list, another reference or other report settings finds
+  the same parent;
+* each child carries its *arm key*, the hash of the arm's result-defining settings (cohort, inputs, training and,
+  when it tunes, its own search): a finished child is reused exactly while its arm key is the one the arm's
+  settings give now (an edited config file or ``++model.optimizer.lr=3e-4`` retrains the arm), and while it holds
+  the outputs the command asks for (:mod:`liver_mm.study.reuse`). Comparison and report settings are recomputed
+  from the finished arms.
 """
 
 from __future__ import annotations
@@ -20,18 +25,12 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from liver_mm.cohort.prepare import PreparedCohort
+from liver_mm.conf.partition import COHORT, RESULT, TUNING, select
 from liver_mm.dictionary import dictionary_key
-from liver_mm.training.tune_space import trials, tuning_identity
+from liver_mm.training.tune_space import tuning_identity
 
-ARM_SPECIFIC = ("modalities", "model", "fusion", "hydra", "arm")
 #: the sweep's own overrides of each job (not the user's command)
 SWEEP_PARAMS = ("arm", "cv.job")
-# settings that change how a run executes or where it is tracked, never its results: a study resumed
-# with other threads, workers, logger, cache or report folder is the same study (``model._target_``, the class
-# that fits the model, is a result setting: another class is another arm)
-EXECUTION_ONLY = {"trainer": ("num_threads",), "loader": ("num_workers", "pin_memory"), "study": ("out_dir",),
-                  "cv": ("job",)}
-NOT_IN_KEY = ("logger", "cache_dir", "dictionary")  # dictionary: its content enters the keys (dictionary_key)
 MARKER = ".liver-mm-study"
 
 
@@ -39,46 +38,30 @@ def _hash(obj: object) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _without_execution(cfg: DictConfig, drop: tuple[str, ...]) -> dict:
-    """The resolved config less ``drop``, :data:`NOT_IN_KEY` and :data:`EXECUTION_ONLY`."""
+def resolved(cfg: DictConfig) -> dict:
+    """The config's resolved values, without the ``hydra`` node (it only resolves inside a job)."""
     raw = OmegaConf.to_container(cfg, resolve=False)
     assert isinstance(raw, dict)
-    for key in (*drop, *NOT_IN_KEY):  # (the hydra node only resolves inside a job)
-        raw.pop(key, None)
-    if not trials(cfg):  # tuning off: the tune node changes nothing (the keys of studies made before it stay)
-        raw.pop("tune", None)
-    for group, keys in EXECUTION_ONLY.items():
-        for key in keys:
-            (raw.get(group) or {}).pop(key, None)
+    raw.pop("hydra", None)
     out = OmegaConf.to_container(OmegaConf.create(raw), resolve=True)
     assert isinstance(out, dict)
     return out
 
 
 def study_key(cfg: DictConfig, cohort: PreparedCohort) -> str:
-    """Hash of the study's name, cohort, split, shared settings and command-line overrides of the arm-specific
-    nodes (16 hex digits); the same in the sweep's callbacks (``cfg`` with its ``hydra`` node) and in its jobs."""
-    shared = _without_execution(cfg, ARM_SPECIFIC)
-    study = dict(shared.pop("study", {}) or {})
-    for key in ("arm", "parent_run_id", "key", "arm_key", "level", "repeat", "fold", "run_name"):
-        study.pop(key, None)
-    ident = {"name": study.get("name"), "settings": shared, "study": study, "manifest": cohort.manifest_hash,
-             "split": cohort.split_hash}
+    """Hash of the study's name, cohort settings, split and folds settings, and the cohort's content (manifest,
+    images and masks) and split (16 hex digits); the same in the sweep's callbacks and in its jobs."""
+    ident = {"settings": select(resolved(cfg), COHORT), "manifest": cohort.manifest_hash,
+             "content": cohort.content_hash, "split": cohort.split_hash}
     ident.update(dictionary_key(cfg))  # a changed data dictionary is another study
-    wide = arm_overrides(cfg)
-    if wide:
-        ident["command_line_groups"] = wide  # (the name older keys of fusion=... studies were made with)
     return _hash(ident)
 
 
 def arm_key(cfg: DictConfig) -> str:
-    """Hash of one arm's resolved config (its modalities, model, fusion and every shared setting) less the
-    execution-only settings and the study's bookkeeping: equal arm keys train the same model on the same data."""
-    settings = _without_execution(cfg, ("hydra",))
-    study = settings.pop("study", {}) or {}
-    settings.pop("tune", None)  # only what this arm's search can change (another kind's space is not its own)
-    ident = {"arm": study.get("arm"), "settings": settings}
-    ident.update(dictionary_key(cfg))
+    """Hash of one arm's result-defining settings (:data:`~liver_mm.conf.partition.RESULT`; of ``tune`` only what
+    this arm's own search can change): equal arm keys train the same model on the same data."""
+    settings = select(resolved(cfg), *(p for p in RESULT if p != TUNING))
+    ident: dict[str, object] = {"settings": settings, **dictionary_key(cfg)}
     tuning = tuning_identity(cfg)
     if tuning is not None:
         ident["tune"] = tuning
@@ -91,13 +74,6 @@ def task_overrides(cfg: DictConfig) -> list[str]:
     from liver_mm.training.checks import task_overrides as command_overrides
 
     return [o for o in command_overrides(cfg) if _override_key(o) not in SWEEP_PARAMS]
-
-
-def arm_overrides(cfg: DictConfig) -> list[str]:
-    """The study command's overrides of arm-specific nodes (``fusion=film``, ``++model.optimizer.lr=0.5``), sorted:
-    the shared settings leave those nodes out, so they enter the study key this way."""
-    roots = {k for k in ARM_SPECIFIC if k not in ("hydra", "arm")}
-    return sorted(o for o in task_overrides(cfg) if _override_key(o).split(".", 1)[0] in roots)
 
 
 def _override_key(override: str) -> str:
@@ -134,8 +110,8 @@ def parent_run(cfg: DictConfig, cohort: PreparedCohort):
     client, exp_id = connect(cfg.logger)
     key = study_key(cfg, cohort)
     tags = {"synthetic": str(bool(cohort.synthetic)).lower(), "manifest_hash": cohort.manifest_hash,
-            "split_hash": cohort.split_hash}
-    params = {"seed": cfg.seed, "image_size": cfg.image_size, "arms": ",".join(cfg.study.arms)}
+            "content_hash": cohort.content_hash, "split_hash": cohort.split_hash}
+    params = {"seed": cfg.seed, "arms": ",".join(cfg.study.arms)}  # (the arms it was created with)
     parent_id = ensure_parent(client, exp_id, key, str(cfg.study.name), tags, params, claim="hydra" in cfg)
     return client, exp_id, key, parent_id
 

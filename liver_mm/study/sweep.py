@@ -49,7 +49,8 @@ def run_arm(cfg: DictConfig) -> dict[str, Any]:
         client, exp_id, key, parent_id = parent_run(cfg, cohort)
         if uses_cv(cfg):
             return run_cv_arm(cfg, cohort, client, exp_id, key, parent_id, akey)
-        done = _finished_or_free(client, exp_id, key, arm, akey, wait_s=(cfg.get("logger") or {}).get("wait_timeout_s"))
+        done = _finished_or_free(client, exp_id, key, arm, akey, cfg=cfg,
+                                 wait_s=(cfg.get("logger") or {}).get("wait_timeout_s"))
         if done is not None:
             log.info("arm %s already finished in this study (run %s): skipped", arm, done.info.run_id)
             return {"arm": arm, "run_id": done.info.run_id, "skipped": True}
@@ -65,14 +66,18 @@ def run_arm(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _finished_or_free(client, exp_id: str, key: str, arm: str, akey: str, poll_s: float | None = None,
-                      wait_s: float | None = None):
-    """The arm's finished run with arm key ``akey``, or None once no live process trains it (its leftover
-    unfinished runs removed). While another study's live process trains it, wait (polling every ``poll_s``)."""
+                      cfg: DictConfig | None = None, wait_s: float | None = None):
+    """The arm's finished run with arm key ``akey`` holding the outputs ``cfg`` asks for
+    (:func:`liver_mm.study.reuse.reusable`), or None once no live process trains it (its leftover unfinished
+    runs removed). While another study's live process trains it, wait (polling every ``poll_s``, at most
+    ``wait_s`` seconds)."""
+    from liver_mm.study.reuse import reusable
     from liver_mm.tracking.registry import POLL_S, finished_by, study_runs, wait_until_free
 
     runs = wait_until_free(client, lambda: [r for r in study_runs(client, exp_id, key) if r.data.tags.get("arm") == arm],
                            f"arm {arm}", POLL_S if poll_s is None else poll_s, wait_s)
-    done = finished_by([r for r in runs if r.data.tags.get("arm_key") == akey], "arm").get((arm,))
+    current = reusable(client, [r for r in runs if r.data.tags.get("arm_key") == akey], cfg, f"arm {arm}")
+    done = finished_by(current, "arm").get((arm,))
     if done is None:
         other = finished_by(runs, "arm").get((arm,))
         if other is not None:  # kept (its report may cite it), not reused

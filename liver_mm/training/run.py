@@ -94,6 +94,8 @@ def run_tags(cfg: DictConfig, cohort: PreparedCohort) -> dict[str, str]:
             "synthetic": str(bool(cohort.synthetic)).lower(), "data_kind": str(cfg.data.kind),
             "manifest_hash": cohort.manifest_hash, "split_hash": cohort.split_hash,
             "selection_metric": "dev_auc"}
+    if cohort.content_hash:
+        tags["content_hash"] = cohort.content_hash  # the bytes of the images and masks the cohort uses
     for key, tag in (("name", "study"), ("arm", "arm"), ("parent_run_id", "mlflow.parentRunId"),
                      ("key", "study_key"), ("arm_key", "arm_key"), ("level", "study_level"), ("repeat", "repeat"),
                      ("fold", "fold")):

@@ -8,8 +8,9 @@
 * a scikit-learn control searches the part named by its estimator's class (``LogisticRegression``, ...);
 * a clinical score (FIB-4, APRI) has nothing to search: it is trained as without tuning.
 
-An entry set to null is not searched. A key must be a setting of the run (``++key`` adds one, as in Hydra) and must
-leave the cohort, split, features and seed alone: a trial changes only how a model is trained on the same rows.
+An entry set to null is not searched. A key must be a setting of the run (``++key`` adds one, as in Hydra) and a
+training setting of the config's partition (:mod:`liver_mm.conf.partition`): the cohort, split, seed, inputs and
+what is only reported or how it runs stay fixed; a trial changes only how a model is trained on the same rows.
 """
 
 from __future__ import annotations
@@ -20,13 +21,12 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from liver_mm.conf.partition import TRAINING, part_of
+
 #: the search's objective, maximised: the dev AUC at the epoch rule the final model uses, the epoch picked on the
 #: other half of the dev rows when the rule picks one (:mod:`liver_mm.training.tune_score`)
 OBJECTIVE = "dev_auc_at_epoch_rule"
 SAMPLERS = ("tpe", "random")
-#: config roots a trial may not change (the rows, their inputs, the split, the seed, where runs go)
-FIXED_ROOTS = ("data", "split", "cv", "modalities", "image_size", "crop", "cache_dir", "logger", "study", "tune",
-               "seed", "explain", "hydra", "dictionary")
 _ABSENT = object()
 
 
@@ -92,8 +92,9 @@ def _entry_problems(cfg: DictConfig, part: str, key: str, value: str) -> list[st
 
     where = f"tune.space.{part}.{key}"
     name = setting_name(key)
-    if name.split(".", 1)[0] in FIXED_ROOTS:
-        return [f"{where}: {name.split('.', 1)[0]} is not searched (a trial trains on the same rows, inputs, split "
+    part = part_of(name)
+    if part != TRAINING:
+        return [f"{where}: {name} is a {part} setting, not searched (a trial trains on the same rows, inputs, split "
                 "and seed; only how the model is trained may change)"]
     if not key.startswith("+") and OmegaConf.select(cfg, name, default=_ABSENT) is _ABSENT:
         return [f"{where}: this run has no setting {name} (write ++{name} to add one)"]

@@ -12,10 +12,11 @@ from liver_mm.dictionary import default_path, dictionary_hash
 from liver_mm.study.parent import arm_key, study_key
 from tests.features.test_tabular_kinds import DICTIONARY
 
-COHORT = SimpleNamespace(manifest_hash="m" * 12, split_hash="s" * 12)
-# the keys of the default study before the data dictionary (its config had no dictionary option)
-STUDY_KEY_BEFORE = "dee102db63113b77"
-ARM_KEY_BEFORE = "cada43a8f8378c64"
+COHORT = SimpleNamespace(manifest_hash="m" * 12, split_hash="s" * 12, content_hash="c" * 16)
+# the keys of the default study with no dictionary option (as the study key's code gives them): the shipped
+# dictionary adds nothing to them
+STUDY_KEY_BEFORE = "ef6b918b8068deac"
+ARM_KEY_BEFORE = "46b465c75af354eb"
 
 
 def _compose(overrides: list[str]):

@@ -48,7 +48,7 @@ def test_the_arm_run_follows_the_arm_key(store):  # noqa: F811
     parent = client.create_run(exp_id).info.run_id
     cfg = OmegaConf.create({"study": {"arm": "m1", "name": "s"}, "modalities": {"name": "m1", "image": True},
                             "model": {"kind": "lightning"}, "cv": {"folds": 3, "repeats": 1}})
-    cohort = type("C", (), {"synthetic": True, "manifest_hash": "h"})()
+    cohort = type("C", (), {"synthetic": True, "manifest_hash": "h", "content_hash": "c"})()
     first = _find_or_create_arm_run(client, exp_id, "k", parent, cfg, cohort, "a1")
     client.set_tag(first, "study_level", "arm")
     assert _find_or_create_arm_run(client, exp_id, "k", parent, cfg, cohort, "a1") == first

@@ -1,6 +1,6 @@
 """What each arm searches (its parts of ``tune.space``), the settings refused before any work, the chosen
 settings applied exactly as Hydra composes them, and the study's keys: tuning off keeps them, tuning on changes
-them (an arm's key only by its own search)."""
+each arm's key (only by its own search), never the study's."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from omegaconf import OmegaConf, open_dict
 from liver_mm.study.parent import arm_key, study_key
 from liver_mm.training.tune_space import apply_overrides, search_space, space_parts, tune_problems, tuning_on
 
-COHORT = SimpleNamespace(manifest_hash="m" * 12, split_hash="s" * 12)
+COHORT = SimpleNamespace(manifest_hash="m" * 12, split_hash="s" * 12, content_hash="c" * 12)
 
 
 def _study(overrides: list[str], hydra: bool = True):
@@ -73,8 +73,8 @@ def test_an_entry_set_to_null_is_not_searched_and_a_part_can_be_changed_from_the
     (["tune.trials=2", "++tune.space.network={model.optimizer.betas: 'interval(0.8, 0.99)'}"],
      "tune.space.network.model.optimizer.betas: this run has no setting model.optimizer.betas (write "
      "++model.optimizer.betas to add one)"),
-    (["tune.trials=2", "++tune.space.network={data.n: 'choice(60, 120)'}"], "tune.space.network.data.n: data is not"),
-    (["tune.trials=2", "++tune.space.network={seed: 'choice(0, 1)'}"], "tune.space.network.seed: seed is not"),
+    (["tune.trials=2", "++tune.space.network={data.n: 'choice(60, 120)'}"], "tune.space.network.data.n: data.n is a cohort setting"),
+    (["tune.trials=2", "++tune.space.network={seed: 'choice(0, 1)'}"], "tune.space.network.seed: seed is a cohort setting"),
     (["tune.trials=2", "tune.space.network={model.optimizer.lr: '0.01'}"],
      "tune.space.network.model.optimizer.lr=0.01: a single value searches nothing"),
     (["tune.trials=2", "tune.space.network={model.optimizer.lr: 'interval(0.1'}"],
@@ -117,7 +117,8 @@ def test_tuning_off_keeps_the_arm_key_and_the_study_key(arm):
 def test_tuning_on_enters_the_keys_by_each_arms_own_search():
     for arm in ("m1", "tab_logreg"):
         off, on = _study([f"arm={arm}"]), _study([f"arm={arm}", "tune.trials=4"])
-        assert arm_key(on) != arm_key(off) and study_key(on, COHORT) != study_key(off, COHORT)
+        # the same study (cohort, split, folds), each arm trained anew
+        assert arm_key(on) != arm_key(off) and study_key(on, COHORT) == study_key(off, COHORT)
         assert arm_key(_study([f"arm={arm}", "tune.trials=8"])) != arm_key(on)
         assert arm_key(_study([f"arm={arm}", "tune.trials=4", "tune.seed=1"])) != arm_key(on)
     other = "tune.space.LogisticRegression={model.estimator.C: 'tag(log, interval(1e-2, 1e1))'}"
