@@ -39,3 +39,15 @@ if not OmegaConf.has_resolver("liver_mm.csv"):
     OmegaConf.register_new_resolver("liver_mm.csv", csv)
 if not OmegaConf.has_resolver("liver_mm.cv_jobs"):
     OmegaConf.register_new_resolver("liver_mm.cv_jobs", cv_jobs)
+
+
+def last_features(path: object) -> list[str]:
+    """``${liver_mm.last_features:${dictionary}}``: the data dictionary's last step's variables (the controls'
+    inputs); ``null`` = the shipped dictionary (m5's)."""
+    from liver_mm.study.steps import last_features as of_dictionary
+
+    return of_dictionary(None if path in (None, "", "null") else str(path))
+
+
+if not OmegaConf.has_resolver("liver_mm.last_features"):
+    OmegaConf.register_new_resolver("liver_mm.last_features", last_features)
