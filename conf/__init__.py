@@ -49,5 +49,14 @@ def last_features(path: object) -> list[str]:
     return of_dictionary(None if path in (None, "", "null") else str(path))
 
 
+def controls_input(path: object) -> str:
+    """``${liver_mm.controls_input:${dictionary}}``: the controls' Input label, ``clinical (<last step> features)``."""
+    from liver_mm.study.steps import controls_input as of_dictionary
+
+    return of_dictionary(None if path in (None, "", "null") else str(path))
+
+
 if not OmegaConf.has_resolver("liver_mm.last_features"):
     OmegaConf.register_new_resolver("liver_mm.last_features", last_features)
+if not OmegaConf.has_resolver("liver_mm.controls_input"):
+    OmegaConf.register_new_resolver("liver_mm.controls_input", controls_input)

@@ -132,3 +132,10 @@ def last_features(path: str | None) -> list[str]:
     """``${liver_mm.last_features:${dictionary}}``: the controls' variables (the last step's); the shipped
     dictionary's are m5's."""
     return list(resolve(path).last_features())
+
+
+def controls_input(path: str | None) -> str:
+    """``${liver_mm.controls_input:${dictionary}}``: the controls' Input label in Table 3, ``clinical (<the last
+    step> features)`` (the shipped dictionary: ``clinical (m5 features)``)."""
+    d = resolve(path)
+    return f"clinical ({d.steps[-1].name if d.steps else 'no'} features)"
