@@ -39,3 +39,24 @@ if not OmegaConf.has_resolver("liver_mm.csv"):
     OmegaConf.register_new_resolver("liver_mm.csv", csv)
 if not OmegaConf.has_resolver("liver_mm.cv_jobs"):
     OmegaConf.register_new_resolver("liver_mm.cv_jobs", cv_jobs)
+
+
+def last_features(path: object) -> list[str]:
+    """``${liver_mm.last_features:${dictionary}}``: the data dictionary's last step's variables (the controls'
+    inputs); ``null`` = the shipped dictionary (m5's)."""
+    from liver_mm.study.steps import last_features as of_dictionary
+
+    return of_dictionary(None if path in (None, "", "null") else str(path))
+
+
+def controls_input(path: object) -> str:
+    """``${liver_mm.controls_input:${dictionary}}``: the controls' Input label, ``clinical (<last step> features)``."""
+    from liver_mm.study.steps import controls_input as of_dictionary
+
+    return of_dictionary(None if path in (None, "", "null") else str(path))
+
+
+if not OmegaConf.has_resolver("liver_mm.last_features"):
+    OmegaConf.register_new_resolver("liver_mm.last_features", last_features)
+if not OmegaConf.has_resolver("liver_mm.controls_input"):
+    OmegaConf.register_new_resolver("liver_mm.controls_input", controls_input)

@@ -98,9 +98,16 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _study(args: argparse.Namespace) -> int:
+    from liver_mm.study.steps import study_overrides
     from liver_mm.study.sweep import run_arm
 
-    return run_hydra_app("study", run_arm, args.overrides)
+    overrides = list(args.overrides)
+    try:
+        overrides += study_overrides(overrides)  # dictionary=PATH: its steps are the study's arms
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    return run_hydra_app("study", run_arm, overrides)
 
 
 def _tune(args: argparse.Namespace) -> int:
