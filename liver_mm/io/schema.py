@@ -33,7 +33,6 @@ from liver_mm.stats._inputs import CLASSES
 
 LABELS = CLASSES  # index = integer label (malignant = 1): liver_mm.stats' coding
 SPLITS = ("train", "dev", "test")
-SEX_CODES = ("F", "M")  # index = the model's input code (F = 0, M = 1; liver_mm.features.tabular)
 REQUIRED_COLUMNS = ("case_id", "patient_id", "image_path", "label")
 BBOX_COLUMNS = ("bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1")  # pixels, x1/y1 exclusive
 BBOX2_COLUMNS = ("bbox2_x0", "bbox2_y0", "bbox2_x1", "bbox2_y1")  # second observer (synthetic)
