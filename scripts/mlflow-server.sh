@@ -210,13 +210,14 @@ up() {
   local probe=$HOST
   case "$HOST" in 0.0.0.0|::|"") probe=127.0.0.1 ;; esac
   case "$probe" in *:*) probe="[$probe]" ;; esac
-  for _ in $(seq 300); do
+  local deadline=$((SECONDS + ${MLFLOW_START_TIMEOUT:-300}))  # database migrations on a busy machine: minutes
+  while [ "$SECONDS" -lt "$deadline" ]; do
     "$PY" -c "import urllib.request as u; u.urlopen('http://$probe:$PORT/health', timeout=1)" 2>/dev/null && {
       echo "mlflow-server: up as user $SVC: export MLFLOW_TRACKING_URI=http://$probe:$PORT"; return 0; }
     alive "$D/mlflow.pid" || die "mlflow server exited (log: $D/log/mlflow.log): $(tail -5 "$D/log/mlflow.log")"
     sleep 0.2
   done
-  die "mlflow server did not answer on port $PORT within 60 s (log: $D/log/mlflow.log)"
+  die "mlflow server did not answer on port $PORT within ${MLFLOW_START_TIMEOUT:-300} s (log: $D/log/mlflow.log)"
 }
 
 # add-user NAME [EXPERIMENT]: a basic-auth account for NAME with a generated password (printed once), allowed to
