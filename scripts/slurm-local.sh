@@ -77,7 +77,7 @@ write_conf() {
   fi
   ours_or_absent /etc/slurm/slurm.conf
   ours_or_absent /etc/slurm/slurmdbd.conf
-  cpus=$(nproc)
+  cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)  # GNU nproc reports OMP_NUM_THREADS when it is set
   mem=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 1024 ))
   mkdir -p /etc/slurm "$D"/{ctld,d,log,run,mysql,mysqlrun}
   chmod 755 "$D" "$D/run" "$D/log"
