@@ -1,5 +1,9 @@
 """Writing files without losing what is there: atomic replacement and writability checks (stdlib + pandas).
 
+What a command writes (predictions with case ids and labels, configs, models, the embedded MLflow store) is
+readable by its owner only: :func:`private_umask` (the ``liver-mm`` entry point applies it) makes every new file
+0600 and every new folder 0700; ``LIVER_MM_UMASK`` (octal, e.g. ``027`` to share with one's group) replaces ``077``.
+
 A file written through :func:`atomic_path` (or the ``atomic_*`` helpers) appears complete or not at
 all: the content goes to a temporary file in the same folder, which then replaces the target in one
 ``os.replace``; on an error the temporary file is removed and the target is left as it was.
@@ -18,16 +22,32 @@ from typing import Any
 
 import pandas as pd
 
+PRIVATE_UMASK = 0o077
+
+
+def private_umask() -> int:
+    """Set the process umask to ``$LIVER_MM_UMASK`` (octal) or ``077`` (new files 0600, folders 0700), inherited
+    by every worker and SLURM job the process starts; returns it. A value that is not octal is an error naming it."""
+    text = os.environ.get("LIVER_MM_UMASK", "").strip()
+    try:
+        mask = int(text, 8) if text else PRIVATE_UMASK
+    except ValueError:
+        raise ValueError(f"LIVER_MM_UMASK={text!r} is not an octal umask such as 077 or 027") from None
+    if not 0 <= mask <= 0o777:
+        raise ValueError(f"LIVER_MM_UMASK={text!r} is not an octal umask such as 077 or 027")
+    os.umask(mask)
+    return mask
+
 
 class NotWritableError(OSError):
     """A folder that cannot be created or written."""
 
 
 def check_writable_dir(path: str | Path) -> None:
-    """Create ``path`` if needed and prove it writable; raise :class:`NotWritableError` naming it."""
+    """Create ``path`` if needed (0700) and prove it writable; raise :class:`NotWritableError` naming it."""
     path = Path(path)
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
             pass
     except OSError as exc:
@@ -97,5 +117,5 @@ def atomic_to_csv(df: pd.DataFrame, path: str | Path, **to_csv: Any) -> None:
         df.to_csv(tmp, **{"index": False, **to_csv})
 
 
-__all__ = ["NotWritableError", "atomic_path", "atomic_to_csv", "atomic_write_bytes", "atomic_write_text",
-           "check_writable_dir", "same_file"]
+__all__ = ["PRIVATE_UMASK", "NotWritableError", "atomic_path", "atomic_to_csv", "atomic_write_bytes", "atomic_write_text",
+           "check_writable_dir", "private_umask", "same_file"]

@@ -7,7 +7,8 @@ unit of each lab the model takes, :func:`liver_mm.serve.units.units_document`).
 
 ``spec.json`` names the network to rebuild by ``_target_``; whoever writes the file would choose
 what runs, so every ``_target_`` in it must be one of this package's networks
-(:data:`NETWORK_TARGETS`) before anything is instantiated.
+(:data:`NETWORK_TARGETS`) before anything is instantiated, and no string in it may hold an OmegaConf
+interpolation (``${...}``: Hydra would resolve ``${oc.env:...}`` and its kin while instantiating).
 """
 
 from __future__ import annotations
@@ -59,6 +60,25 @@ def check_targets(net_cfg: object, source: str) -> None:
                              f"only build {', '.join(sorted(t for t in NETWORK_TARGETS if t.count('.') == 2))}")
 
 
+def _interpolations(node: object, where: str) -> list[str]:
+    """Key paths of every string (key or value, at any depth) holding ``${``."""
+    if isinstance(node, dict):
+        return [p for k, v in node.items()
+                for p in ([f"{where}.{k}"] if "${" in str(k) else []) + _interpolations(v, f"{where}.{k}")]
+    if isinstance(node, list):
+        return [p for i, v in enumerate(node) for p in _interpolations(v, f"{where}[{i}]")]
+    return [where] if isinstance(node, str) and "${" in node else []
+
+
+def check_no_interpolation(spec: object, source: str) -> None:
+    """Refuse a spec with an OmegaConf interpolation (``${``) in any string: ``ValueError`` naming ``source`` and
+    the key. A saved spec holds plain values only; Hydra would resolve ``${oc.env:...}`` and the like."""
+    found = _interpolations(spec, "spec")
+    if found:
+        raise ValueError(f"{source}: {found[0].removeprefix('spec.')} holds an interpolation ('${{'): a saved "
+                         "model spec holds plain values only; refusing to load it")
+
+
 @dataclass
 class Bundle:
     net: nn.Module
@@ -81,7 +101,8 @@ def save_bundle(folder: str | Path, net: nn.Module, spec: dict[str, Any], prepro
 
 
 def load_bundle(folder: str | Path) -> Bundle:
-    """Rebuild the network from ``spec.json`` (its targets checked first: :func:`check_targets`) and
+    """Rebuild the network from ``spec.json`` (checked first: no interpolation, :func:`check_no_interpolation`;
+    only liver-mm's networks, :func:`check_targets`) and
     load its safetensors weights (eval mode)."""
     from hydra.utils import instantiate
     from safetensors.torch import load_file
@@ -90,6 +111,7 @@ def load_bundle(folder: str | Path) -> Bundle:
     spec = json.loads((folder / "spec.json").read_text())
     if spec.get("bundle_version") != BUNDLE_VERSION:
         raise ValueError(f"{folder}/spec.json: bundle_version {spec.get('bundle_version')} is not {BUNDLE_VERSION}")
+    check_no_interpolation(spec, f"{folder}/spec.json")
     check_targets(spec.get("net"), f"{folder}/spec.json")
     net_cfg = dict(spec["net"])
     if net_cfg.get("image"):

@@ -36,13 +36,13 @@ def file_lock(path: Path, timeout: float = -1) -> FileLock:
     """An exclusive lock on ``path`` (created, folder too; left in place) for a ``with`` block: processes of one
     machine (or of a shared file system) take turns. ``filelock.FileLock``: an ``flock`` on Unix; waits forever
     unless ``timeout`` (seconds) is given, then raises ``filelock.Timeout``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return FileLock(path, timeout=timeout)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return FileLock(path, timeout=timeout, mode=0o600)
 
 
 def open_client(uri: str) -> MlflowClient:
-    """A client on ``uri``; a sqlite store is created (schema migrated) once, under ``<db>.lock``; a tracking
-    server must answer (:func:`check_server`). No lock is taken for any other store.
+    """A client on ``uri``; a sqlite store is created (schema migrated, mode 0600) once, under ``<db>.lock``; a
+    tracking server must answer (:func:`check_server`). No lock is taken for any other store.
 
     Raises ``OSError`` naming the folder when a sqlite store's folder cannot be written.
     """
@@ -55,8 +55,11 @@ def open_client(uri: str) -> MlflowClient:
 
     check_writable_dir(db.parent)
     with file_lock(db.with_name(db.name + ".lock")):
+        new = not db.exists()
         client = MlflowClient(uri)
         client.search_experiments(max_results=1)  # forces schema creation while holding the lock
+        if new:
+            db.chmod(0o600)  # the runs of patient-linked studies: the owner's only, whatever the umask
     return client
 
 
@@ -83,13 +86,15 @@ def check_server(uri: str, timeout: float = 10.0) -> None:
 
 def experiment_id(client: MlflowClient, name: str, artifact_root: str | None = None) -> str:
     """Id of experiment ``name``, created if new; a new experiment on a sqlite store keeps its
-    artifacts under ``artifact_root`` (a local folder)."""
+    artifacts under ``artifact_root`` (a local folder, created 0700)."""
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
     location = None
     if artifact_root and client.tracking_uri.startswith("sqlite:"):
-        location = Path(artifact_root).resolve().as_uri()
+        root = Path(artifact_root).resolve()
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)  # the owner's only, whatever the umask
+        location = root.as_uri()
     try:
         return client.create_experiment(name, artifact_location=location)
     except Exception:  # created meanwhile by a parallel child run

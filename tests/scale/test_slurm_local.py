@@ -1,18 +1,24 @@
-"""What ``scripts/slurm-local.sh up`` leaves listening: every daemon of the one-node cluster on loopback only."""
+"""What ``scripts/slurm-local.sh`` leaves running: every daemon of the one-node cluster on loopback only, as the
+user the Debian packages run it as; a node name beyond loopback refused; ``down`` stops only what ``up`` started."""
 
 from __future__ import annotations
 
 import ipaddress
 import os
 import socket
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
+from tests.scale.conftest import SLURM_ENV, script
+
 pytestmark = pytest.mark.cluster
 
-RUN = Path(os.environ.get("SLURM_LOCAL_DIR", "/var/lib/liver-mm-slurm")) / "run"
-DAEMONS = ("slurmctld", "slurmd", "slurmdbd", "mysqld")
+D = Path(os.environ.get("SLURM_LOCAL_DIR", "/var/lib/liver-mm-slurm"))
+PIDFILES = {"slurmctld": D / "run" / "slurmctld.pid", "slurmd": D / "run" / "slurmd.pid",
+            "slurmdbd": D / "run" / "slurmdbd.pid", "mysqld": D / "mysqlrun" / "mysqld.pid"}
 
 
 def _listening() -> dict[int, tuple[str, int]]:
@@ -54,17 +60,80 @@ def test_parse_of_proc_net_finds_a_socket_bound_here():
         assert ("127.0.0.1", port) in _listening().values()
 
 
+def _pid(daemon: str) -> int:
+    return int(PIDFILES[daemon].read_text().split()[0])
+
+
+def _user(pid: int) -> str:
+    return subprocess.run(["ps", "-o", "user=", "-p", str(pid)], capture_output=True, text=True).stdout.strip()
+
+
 def test_every_cluster_daemon_listens_on_loopback_only(slurm_cluster):
-    host = socket.gethostname().split(".")[0]
-    resolved = socket.getaddrinfo(host, None, socket.AF_INET)[0][4][0]
-    if not ipaddress.ip_address(resolved).is_loopback:
-        pytest.skip(f"hostname {host} resolves to {resolved}: slurm-local.sh warns that SLURM listens on every "
-                    "interface (NoInAddrAny binds the hostname's address)")
     listening = _listening()
     seen = {}
-    for daemon in DAEMONS:
-        pid = int((RUN / f"{daemon}.pid").read_text())
-        seen[daemon] = sorted(listening[i] for i in _socket_inodes(pid) if i in listening)
+    for daemon in PIDFILES:
+        seen[daemon] = sorted(listening[i] for i in _socket_inodes(_pid(daemon)) if i in listening)
     assert all(seen.values()), seen  # each daemon listens somewhere
     wide = {d: a for d, addrs in seen.items() for a in addrs if not ipaddress.ip_address(a[0]).is_loopback}
     assert not wide, f"listening beyond loopback: {wide}"
+
+
+def test_daemons_run_as_the_debian_packages_run_them(slurm_cluster):
+    munged = int(Path("/run/munge/munged.pid").read_text())
+    users = {d: _user(_pid(d)) for d in PIDFILES} | {"munged": _user(munged)}
+    assert users == {"slurmctld": "slurm", "slurmdbd": "slurm", "mysqld": "mysql", "munged": "munge",
+                     "slurmd": "root"}  # slurmd starts each job as its user
+
+
+def test_a_node_name_beyond_loopback_is_refused(non_loopback_address, tmp_path):
+    conf = Path("/etc/slurm/slurm.conf")
+    before = conf.read_bytes() if conf.exists() else None
+    res = script("slurm-local.sh", "up", env={"SLURM_LOCAL_HOST": non_loopback_address,
+                                              "SLURM_LOCAL_DIR": str(tmp_path / "slurm")}, timeout=120)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert res.stderr.startswith(f"slurm-local: the node name {non_loopback_address} resolves to "
+                                 f"{non_loopback_address}, not a loopback address: slurmctld, slurmd and\nslurmdbd "
+                                 "would listen on every interface"), res.stderr
+    assert f"echo '127.0.1.1 {non_loopback_address}' >> /etc/hosts" in res.stderr
+    assert not (tmp_path / "slurm").exists()  # nothing was written or started
+    assert (conf.read_bytes() if conf.exists() else None) == before
+
+
+def test_down_stops_only_what_up_started(slurm_cluster):
+    """A munged running before ``up`` (the machine's own) is used and left running by ``down``; the daemons ``up``
+    started are stopped. The session's cluster is brought back up afterwards."""
+    assert script("slurm-local.sh", "down").returncode == 0
+    pidfile = Path("/run/munge/munged.pid")
+    assert not _munge_answers(), "a munged the script did not start remains"
+    Path("/run/munge").mkdir(exist_ok=True)
+    subprocess.run(["chown", "munge:munge", "/run/munge"], check=True)
+    subprocess.run(["runuser", "-u", "munge", "--", "/usr/sbin/munged"], check=True, timeout=30)
+    own = int(pidfile.read_text())
+    try:
+        up = script("slurm-local.sh", "up", env=SLURM_ENV)
+        assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-2000:]
+        slurm_pids = {d: _pid(d) for d in PIDFILES}
+        assert script("slurm-local.sh", "down").returncode == 0
+        time.sleep(0.5)
+        assert _alive(own), "down stopped the munged that was running before up"
+        assert {d: _alive(p) for d, p in slurm_pids.items()} == dict.fromkeys(PIDFILES, False)
+    finally:
+        os.kill(own, 15)
+        for _ in range(100):
+            if not _alive(own) and not _munge_answers():
+                break
+            time.sleep(0.1)
+        again = script("slurm-local.sh", "up", env=SLURM_ENV)
+        assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+def _munge_answers() -> bool:
+    return subprocess.run("munge -n | unmunge", shell=True, capture_output=True, timeout=30).returncode == 0

@@ -44,3 +44,30 @@ def test_foreign_target_at_any_depth_is_refused(tabular_bundle, tmp_path):
 def test_own_networks_still_load(tabular_bundle, image_bundle):
     assert type(load_bundle(tabular_bundle).net).__module__.startswith("liver_mm.models")
     assert load_bundle(image_bundle).spec["use_image"] is True
+
+
+@pytest.mark.parametrize("key", ["net.fusion", "net.tabular.hidden[0]", "modalities.name"])
+def test_interpolation_in_spec_is_refused_naming_the_key(tabular_bundle, tmp_path, monkeypatch, key):
+    """Hydra resolves ``${oc.env:...}`` while instantiating: a spec that tries to read the environment is
+    refused before anything is built (on a spec that resolved, ``concat`` / 8 / a name would load)."""
+    monkeypatch.setenv("LIVER_MM_PROBE", "8" if "hidden" in key else "concat")
+    folder = tmp_path / "bundle"
+    shutil.copytree(tabular_bundle, folder)
+    spec = json.loads((folder / "spec.json").read_text())
+    node, *path = key.replace("[0]", ".0").split(".")
+    parent = spec[node]
+    for part in path[:-1]:
+        parent = parent[part]
+    leaf = int(path[-1]) if path[-1].isdigit() else path[-1]
+    parent[leaf] = "${oc.env:LIVER_MM_PROBE}"
+    (folder / "spec.json").write_text(json.dumps(spec))
+    with pytest.raises(ValueError) as info:
+        load_bundle(folder)
+    assert str(info.value) == (f"{folder}/spec.json: {key} holds an interpolation ('${{'): a saved model spec "
+                               "holds plain values only; refusing to load it")
+
+
+def test_spec_reading_home_is_refused(tabular_bundle, tmp_path):
+    folder = _tampered(tabular_bundle, tmp_path, lambda net: net.update(fusion="${oc.env:HOME}"))
+    with pytest.raises(ValueError, match=r"spec.json: net.fusion holds an interpolation"):
+        load_bundle(folder)
