@@ -19,7 +19,7 @@ PROVENANCE = {"study": "tiny", "seed": 0, "manifest_hash": "abc123", "split_hash
               "git_commit": "0123abcd", "torch_version": "2.x", "config": {"image_size": 64, "max_epochs": 2},
               "config_yaml": "data:\n  n: 60\n"}
 COMMAND = "liver-mm study experiment=demo data.n=60"
-ALWAYS = ["report.md", "table3.csv", "table3.md", "delong.csv", "delong.json", "delong.md", "test_predictions.csv",
+ALWAYS = ["report.md", "report.html", "table3.html", "table3.csv", "table3.md", "delong.csv", "delong.json", "delong.md", "test_predictions.csv",
           "predictions.csv", "figure2_roc.png", "calibration.png", "auc_by_step.png", "counts.csv",
           "table1.csv", "table1.md", "table2.csv", "table2.md", "tripod.csv"]
 
@@ -84,9 +84,17 @@ def test_writes_every_file(written, study, cohort):
         assert f"]({fig})" in text
     assert "| test | " in text and "| all | " in text  # cohort counts per split
     assert f"--scores {','.join(ORDER)} --reference m1" in text
-    # the TRIPOD+AI section (tests/study/test_tripod.py checks its items), before the figures; tripod.csv listed
+    # the TRIPOD+AI section (tests/study/test_tripod.py checks its items); tripod.csv listed
     assert text.count("## TRIPOD+AI checklist") == 1 and "- [tripod.csv](tripod.csv)" in text
-    assert text.index("## TRIPOD+AI checklist") < text.index("## Figures")
+    # results first: the synthetic label on top, the answer, cohort, Table 3, Figure 2, DeLong, calibration,
+    # TRIPOD+AI; provenance in the appendix at the end (before the files list)
+    assert text.splitlines()[2] == f"**{SYNTHETIC_STATEMENT}**"
+    marks = ["## Question and answer", "## Cohort", "### Table 3: diagnostic performance", "](figure2_roc.png)",
+             "### DeLong tests of the AUCs", "## Calibration and clinical usefulness", "](decision_curve.png)",
+             "## TRIPOD+AI checklist", "## Appendix: How this was produced", "| manifest_hash | abc123 |", "## Files"]
+    at = [text.index(m) for m in marks]
+    assert at == sorted(at), [m for m, i in zip(marks, at, strict=True)]
+    assert "## Figures" not in text  # no extra figure: Figure 2 and the AUC plot sit with Table 3
     assert len(pd.read_csv(out / "tripod.csv")) == 52
 
 
@@ -130,7 +138,7 @@ def test_deterministic(tmp_path, study, cohort, written):
     names = sorted(p.name for p in a.iterdir())
     assert names == sorted(p.name for p in b.iterdir())
     for name in names:
-        if name == "report.md":
+        if name in ("report.md", "report.html", "table3.html"):  # the folder's name; one "Generated at" line
             continue
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
 
@@ -139,6 +147,13 @@ def test_deterministic(tmp_path, study, cohort, written):
                 if not ln.startswith("Generated at ") and not ln.startswith("# Study report")]
 
     assert body(a) == body(b)
+
+    def page(p, name):
+        return [ln for ln in (p / name).read_text().splitlines()
+                if not any(k in ln for k in ("Generated at ", "<title>", "<h1"))]
+
+    for name in ("report.html", "table3.html"):
+        assert page(a, name) == page(b, name), name
     assert sum(ln.startswith("Generated at ") for ln in (a / "report.md").read_text().splitlines()) == 1
 
 
