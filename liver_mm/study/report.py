@@ -274,8 +274,9 @@ def write_report(
     lines = [f"# Study report: {title or out.resolve().name}", ""]
     if synthetic:
         lines += [f"**{SYNTHETIC_STATEMENT}**", ""]
-    lines += answer_lines(comparison.table3, comparison.delong["comparisons"], comparison.order, comparison.alpha)
-    write_html(out, [*lines, *_table3_lines(comparison)], f"Table 3: {title or out.resolve().name}", UI_PAGE)
+    answer = answer_lines(comparison.table3, comparison.delong["comparisons"], comparison.order, comparison.alpha)
+    write_html(out, [*lines, *_table3_lines(comparison), *answer], f"Table 3: {title or out.resolve().name}", UI_PAGE)
+    lines += answer
     if cohort_df is not None:
         lines += _cohort_section(write_cohort_tables(cohort_df, out))
     else:

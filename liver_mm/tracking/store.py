@@ -91,7 +91,10 @@ def experiment_id(client: MlflowClient, name: str, artifact_root: str | None = N
     if artifact_root and client.tracking_uri.startswith("sqlite:"):
         location = Path(artifact_root).resolve().as_uri()
     try:
-        return client.create_experiment(name, artifact_location=location)
+        from liver_mm.tracking.ui import EXPERIMENT_KIND_TAG, MODEL_TRAINING
+
+        # model training, so that MLflow 3's UI opens the experiment in that mode (not GenAI)
+        return client.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING})
     except Exception:  # created meanwhile by a parallel child run
         exp = client.get_experiment_by_name(name)
         if exp is None:

@@ -11,7 +11,7 @@ import pytest
 from liver_mm.stats import ICC_FORMS, icc, markdown_table, table1, table2
 from liver_mm.study.compare import compare_study
 from liver_mm.study.report import SYNTHETIC_STATEMENT, study_provenance, write_report
-from liver_mm.study.tables import ARM_ORDER, bbox_areas
+from liver_mm.study.tables import ARM_ORDER, bbox_areas, format_table3
 from tests.study.test_compare import make_predictions
 
 ORDER = list(ARM_ORDER)
@@ -190,3 +190,34 @@ def test_run_provenance_names_the_cpu_kernels():
 
     assert provenance()["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert provenance()["cpu_capability"] in {"DEFAULT", "AVX2", "AVX512", "NO AVX", "ZVECTOR", "SVE256", "VSX"}
+
+
+def test_report_html_opens_self_contained_in_chromium(written, tmp_path):
+    """report.html in real headless Chromium: every figure loaded, Table 3's cells are table3.csv's, and the
+    page asked for nothing but itself (and its data: images)."""
+    from tests.browser import all_images_loaded, chromium, requested_urls
+
+    out = written.parent
+    page = out / "report.html"
+    with chromium(tmp_path / "profile") as driver:
+        requested_urls(driver)  # the browser's own start page
+        driver.get(page.as_uri())
+        widths = all_images_loaded(driver)
+        urls = requested_urls(driver)
+        table = driver.find_element("xpath", "//h3[starts-with(., 'Table 3')]/following-sibling::table[1]")
+        header = [th.text for th in table.find_elements("css selector", "thead th")]
+        cells = [[td.text for td in tr.find_elements("css selector", "td")]
+                 for tr in table.find_elements("css selector", "tbody tr")]
+        synthetic = driver.find_element("css selector", "body > *:nth-child(2)")
+        assert synthetic.text == SYNTHETIC_STATEMENT and synthetic.get_attribute("class") == "synthetic"
+        driver.save_screenshot(str(tmp_path / "report.png"))
+    # the figures of report.md, each loaded
+    assert len(widths) == written.read_text().count("![") and widths and min(widths) > 0, widths
+    # nothing but the page and its data: images (chrome:// is the browser's own start page, never the network)
+    assert page.as_uri() in urls
+    assert [u for u in urls if u != page.as_uri() and not u.startswith(("data:", "chrome:", "chrome-untrusted:"))] == []
+    expected = format_table3(pd.read_csv(out / "table3.csv")).fillna("")  # no description: an empty cell
+    assert header == list(expected.columns)
+    assert cells == expected.astype(str).to_numpy().tolist()
+    auc = pd.read_csv(out / "table3.csv").set_index("arm").at["m3", "auc"]
+    assert f"{auc:.3f}" in cells[ORDER.index("m3")][list(expected.columns).index("AUC (95% CI)")]
