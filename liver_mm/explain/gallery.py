@@ -74,7 +74,8 @@ def write_gallery(out: Path, prob: np.ndarray, y: np.ndarray, threshold: float, 
             overlay_figure(crop, h, text).savefig(folder / f"{stem}.png")
             names.append(f"gallery/{stem}.png")
         table["image"] = names
-        montage_figure(pictures, heat, titles, list(table["kind"]),
+        short = [f"{c}: p={p:.2f}" for c, p in zip(ids, table["prob"], strict=True)]  # the kind names the label
+        montage_figure(pictures, heat, short, list(table["kind"]),
                        f"{title}most confident errors: false negatives, then false positives").savefig(
             out / "gallery.png")
         written |= {"gallery": folder, "gallery.png": out / "gallery.png"}
