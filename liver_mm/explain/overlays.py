@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 HEAT_CMAP = "jet"
 HEAT_ALPHA = 0.4
-GROUP_COLORS = {"correct": "tab:green", "wrong": "tab:red"}
+GROUP_COLORS = {"correct": "tab:green", "wrong": "tab:red", "false negative": "tab:red", "false positive": "tab:purple"}
 
 
 def case_title(case_id: str, prob: float, label: str | None, threshold: float) -> str:

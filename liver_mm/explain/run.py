@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
+from liver_mm.explain.gallery import write_gallery
 from liver_mm.explain.gradcam import gradcam_maps
 from liver_mm.explain.importance import permutation_importance
 from liver_mm.explain.network import has_image, has_tabular, probabilities, tabular_predictor
@@ -80,10 +81,24 @@ def _gradcam_outputs(net: nn.Module, images: np.ndarray, tabular: np.ndarray | N
             "gradcam_cases.csv": out / "gradcam_cases.csv"}
 
 
+def _gallery(net: nn.Module, images: np.ndarray | None, tabular: np.ndarray | None, prob: np.ndarray,
+             labels: np.ndarray, case_ids: Sequence[str], clinical: pd.DataFrame, threshold: float, k: int, out: Path,
+             title: str) -> dict[str, Path]:
+    """The case gallery, its pictures with Grad-CAM maps when the network has an image branch."""
+    if not (has_image(net) and images is not None):
+        return write_gallery(out, prob, labels, threshold, case_ids, clinical, k, title=title)
+    tab = None if tabular is None else np.asarray(tabular)
+
+    def maps(idx: np.ndarray, sign: np.ndarray) -> np.ndarray:
+        return gradcam_maps(net, np.asarray(images)[idx], None if tab is None else tab[idx], sign)
+
+    return write_gallery(out, prob, labels, threshold, case_ids, clinical, k, crops=images, maps=maps, title=title)
+
+
 def explain_run(net: nn.Module, images: np.ndarray | None, tabular: np.ndarray | None,
                 feature_groups: Mapping[str, Sequence[int]], y: np.ndarray | None, case_ids: Sequence[str],
                 out_dir: str | Path, threshold: float = 0.5, n_cases: int = 16, n_repeats: int = 10, seed: int = 0,
-                title: str = "") -> dict[str, Path]:
+                title: str = "", clinical: pd.DataFrame | None = None, gallery_cases: int = 0) -> dict[str, Path]:
     """Grad-CAM overlays and montage (image branch) and permutation importance (clinical branch, labels of both
     classes) of ``net`` on N cases; returns {output name: path} of what was written (see the module docstring).
 
@@ -91,7 +106,9 @@ def explain_run(net: nn.Module, images: np.ndarray | None, tabular: np.ndarray |
     ``feature_groups``: feature -> its columns of ``tabular`` (:func:`~liver_mm.explain.importance.feature_groups`);
     ``y``: (N,) 0/1 or None; ``threshold``: the model's frozen one (decides the called class and correct/wrong);
     ``n_cases``: cases drawn; ``n_repeats``, ``seed``: of the permutation importance; ``title``: prefix of the
-    figure titles (e.g. the arm and "[synthetic] ").
+    figure titles (e.g. the arm and "[synthetic] "); ``clinical``: the raw clinical values the model saw (N rows)
+    and ``gallery_cases``: false negatives and false positives per kind in the case gallery
+    (:func:`~liver_mm.explain.gallery.write_gallery`; needs labels, 0 = none).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -104,6 +121,9 @@ def explain_run(net: nn.Module, images: np.ndarray | None, tabular: np.ndarray |
     written: dict[str, Path] = {}
     if has_image(net) and n_cases > 0 and len(prob):
         written |= _gradcam_outputs(net, images, tabular, prob, labels, case_ids, threshold, n_cases, out, title)
+    if labels is not None and clinical is not None and gallery_cases > 0:
+        written |= _gallery(net, images, tabular, prob, labels, case_ids, clinical, threshold, gallery_cases, out,
+                            title)
     if has_tabular(net) and labels is not None and len(np.unique(labels)) == 2:
         table = permutation_importance(tabular_predictor(net, images), np.asarray(tabular), labels,
                                        feature_groups, n_repeats=n_repeats, seed=seed)

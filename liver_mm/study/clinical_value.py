@@ -97,7 +97,8 @@ def _copy_figure(client, run_id: str, path: str, tmp: Path, dest: Path) -> bool:
 def gather_child_outputs(client, runs: Mapping[str, object], out: Path, tmp: Path) -> dict[str, object]:
     """From each arm's child run: ``gradcam_<arm>.png`` (image arms), ``importance.csv`` (long: arm, feature,
     auc_drop_mean, auc_drop_sd, n_repeats) with ``importance_<arm>.png``, and ``score_cutoffs.csv`` (clinical
-    score arms at their published cut-offs). Returns what was found by kind."""
+    score arms at their published cut-offs) and the case gallery (:func:`~liver_mm.study.gallery.gather_gallery`).
+    Returns what was found by kind."""
     montages: dict[str, str] = {}
     importance, cutoffs, figures = [], [], {}
     for arm, run in runs.items():
@@ -113,7 +114,10 @@ def gather_child_outputs(client, runs: Mapping[str, object], out: Path, tmp: Pat
         src = _download(client, rid, "cutoffs.csv", where)
         if src is not None:
             cutoffs.append(pd.read_csv(src).assign(arm=arm))
-    found: dict[str, object] = {"montages": montages, "importance_figures": figures}
+    from liver_mm.study.gallery import gather_gallery
+
+    found: dict[str, object] = {"montages": montages, "importance_figures": figures,
+                                "gallery": gather_gallery(client, runs, out, tmp)}
     for key, frames, name in (("importance", importance, "importance.csv"), ("cutoffs", cutoffs, "score_cutoffs.csv")):
         if frames:
             table = pd.concat(frames, ignore_index=True)

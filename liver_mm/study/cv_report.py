@@ -27,6 +27,7 @@ from liver_mm.study.report import (
     _save,
     write_cohort_tables,
 )
+from liver_mm.study.report_html import write_both
 from liver_mm.study.tables import METRICS, fmt_auc, fmt_number, fmt_proportion
 from liver_mm.study.tripod import cv_evidence, tripod_section
 from liver_mm.study.tripod_records import tuned_outside_warning
@@ -148,6 +149,25 @@ def degenerate_sentence(summary: pd.DataFrame) -> list[str]:
             "optimistic: the folds left out are the failing ones. The AUCs use the probabilities and keep every case.", ""]
 
 
+def cv_answer_lines(summary: pd.DataFrame, comp: pd.DataFrame, order: Sequence[str], k: int, r: int) -> list[str]:
+    """The report's opening: the question, whether each adjacent stepwise pair's difference holds up over the
+    folds (:func:`verdicts`), then the best pooled out-of-fold AUC."""
+    s = summary.set_index("arm")
+    adjacent = set(zip(order, order[1:], strict=False))
+    records = comp.to_dict("records") if not comp.empty else []
+    steps = [text for row, text in zip(records, verdicts(comp), strict=True) if (row["a"], row["b"]) in adjacent]
+    best = s.loc[list(order), "pooled_auc"].astype(float).idxmax()
+    return ["## Question and answer", "",
+            "**Question.** Does adding clinical data to the B-mode ultrasound image tell malignant from benign "
+            f"liver nodules better, across {k}-fold cross-validation repeated {r} time(s)? Models: "
+            f"{' → '.join(order)}.", "",
+            "**Answer** (each stepwise pair; corrected t-test over folds and pooled DeLong test, Holm):", "",
+            *(steps or ["- No stepwise pair to compare: see the comparisons below."]),
+            f"- Highest pooled out-of-fold AUC (repeat 0): {best}, "
+            f"{fmt_auc(s.at[best, 'pooled_auc'], s.at[best, 'pooled_auc_ci_low'], s.at[best, 'pooled_auc_ci_high'])}.",
+            ""]
+
+
 def _comparison_lines(comp: pd.DataFrame, reference: str) -> list[str]:
     if comp.empty:
         return ["### Comparisons", "", "One arm: nothing to compare.", ""]
@@ -199,16 +219,15 @@ def write_cv_study(config: DictConfig, cohort: PreparedCohort, fold_preds: Mappi
     lines = [f"# Study report: {title}", ""]
     if cohort.synthetic:
         lines += [f"**{SYNTHETIC_STATEMENT}**", ""]
-    lines += _provenance_section(provenance, command)
+    lines += cv_answer_lines(summary, comp, order, k, r)
     lines += _cohort_section(write_cohort_tables(cohort.df, out))
     lines += _cv_section(summary, comp, k, r, reference)
     lines += tuned_outside_warning(provenance)  # settings a `liver-mm tune` chose on rows that are test rows here
+    lines += ["### Test AUC of each fold", "", f"![fold AUCs]({figures[0]})", "",
+              "### Pooled out-of-fold ROC curves (repeat 0)", "", f"![ROC]({figures[1]})", ""]
     lines += tuning_section(tuning, out)  # the settings each fold's search chose; none without tuning
     lines += tripod_section(cv_evidence(out, cohort.df, fold_preds, summary, reference, provenance, cohort.synthetic,
                                         command), out)
-    lines += ["## Figures", "", "### Test AUC of each fold", "", f"![fold AUCs]({figures[0]})", "",
-              "### Pooled out-of-fold ROC curves (repeat 0)", "", f"![ROC]({figures[1]})", ""]
-    listed = sorted(p.name for p in out.iterdir() if p.is_file() and p.name != "report.md" and not p.name.startswith("."))
-    lines += ["## Files", "", *(f"- [{name}]({name})" for name in listed), ""]
-    (out / "report.md").write_text("\n".join(lines), encoding="utf-8")
+    lines += _provenance_section(provenance, command)
+    write_both(out, lines, f"Study report: {title}")
     return cv_parent_metrics(summary, comp)

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from liver_mm.stats import markdown_table, reliability_curve
+from liver_mm.study.answer import answer_lines
 from liver_mm.study.clinical_value import (
     _save,
     calibration_table,
@@ -25,6 +26,7 @@ from liver_mm.study.report import (
     write_cohort_tables,
     write_figures,
 )
+from liver_mm.study.report_html import write_both
 from liver_mm.study.tables import fmt_auc, fmt_number, fmt_proportion, format_table3
 
 WHERE = "the external cohort"
@@ -117,6 +119,7 @@ def _results_section(comparison: StudyComparison) -> list[str]:
             f"AUC with DeLong {level}% CI; accuracy, sensitivity and specificity with Wilson {level}% CIs at each "
             "arm's frozen threshold (malignant when probability >= threshold).", "",
             markdown_table(format_table3(comparison.table3)),
+            "![ROC](figure2_roc.png)", "", "![AUC by model](auc_by_step.png)", "",
             "### DeLong tests of the AUCs", "",
             f"Paired two-sided DeLong tests of each model against {comparison.reference} and of each adjacent pair, "
             "Holm-adjusted within the study's families. Reproduce with `liver-mm delong predictions.csv --label "
@@ -156,17 +159,13 @@ def write_evaluation(out: Path, comparison: StudyComparison, wide: pd.DataFrame,
     if synthetic:
         lines += [f"**SYNTHETIC: {synthetic}. {SYNTHETIC_STATEMENT}**", ""]
     lines += list(notices)
+    lines += answer_lines(comparison.table3, comparison.delong["comparisons"], comparison.order, comparison.alpha,
+                          where=WHERE)
     lines += _study_section(summary, arms)
-    lines += _provenance_section(provenance, command)
     lines += _cohort_section(write_cohort_tables(cohort_df, out))
     lines += _results_section(comparison)
     lines += clinical_value_section(value, {}, where="external cohort")
     if recal is not None and recal_table is not None:
         lines += _recalibration_section(recal_table, recal)
-    lines += ["## Figures", "", "![ROC](figure2_roc.png)", "", "![AUC by model](auc_by_step.png)", ""]
-    listed = sorted(p.name for p in out.iterdir() if p.is_file() and p.name not in ("report.md",)
-                    and not p.name.startswith("."))
-    lines += ["## Files", "", *(f"- [{name}]({name})" for name in listed), ""]
-    path = out / "report.md"
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
+    lines += _provenance_section(provenance, command)
+    return write_both(out, lines, f"External validation: {summary['study']} on {summary['title']}")

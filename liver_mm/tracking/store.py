@@ -96,7 +96,10 @@ def experiment_id(client: MlflowClient, name: str, artifact_root: str | None = N
         root.mkdir(mode=0o700, parents=True, exist_ok=True)  # the owner's only, whatever the umask
         location = root.as_uri()
     try:
-        return client.create_experiment(name, artifact_location=location)
+        from liver_mm.tracking.ui import EXPERIMENT_KIND_TAG, MODEL_TRAINING
+
+        # model training, so that MLflow 3's UI opens the experiment in that mode (not GenAI)
+        return client.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING})
     except Exception:  # created meanwhile by a parallel child run
         exp = client.get_experiment_by_name(name)
         if exp is None:

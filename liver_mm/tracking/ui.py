@@ -1,20 +1,39 @@
-"""Where a person finds the study in the MLflow UI (``make ui``)."""
+"""Where a person finds the study in the MLflow UI (``make ui``): one link per study to its Table 3.
+
+The study's parent run carries ``table3.html`` (the answer and Table 3: each arm's test AUC with its CI,
+accuracy, sensitivity and specificity side by side), which the UI's artifact viewer renders; the experiment is
+marked as model training (MLflow 3's experiment kind tag) so the UI opens in that mode, not the GenAI one.
+"""
 
 from __future__ import annotations
 
 UI_URL = "http://127.0.0.1:5000"
-#: the columns that make the runs table read like Table 3
-TABLE3_COLUMNS = ("metrics.test_auc", "metrics.test_auc_ci_low", "metrics.test_auc_ci_high", "metrics.test_accuracy",
-                  "metrics.test_sensitivity", "metrics.test_specificity")
+#: MLflow 3's experiment kind tag and its model-training value (the UI reads them; mlflow.entities has no constant)
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
+#: the parent run's artifact the link opens (written by liver_mm.study.report)
+TABLE3_PAGE = "table3.html"
+#: the UI's own mode switch (GenAI / Model training) follows this URL parameter before the experiment's tag
+WORKFLOW = "workflowType=machine_learning"
+
+
+def mark_model_training(client, exp_id: str) -> None:
+    """Tag the experiment as model training, unless it already carries an experiment kind."""
+    exp = client.get_experiment(exp_id)
+    if EXPERIMENT_KIND_TAG not in (exp.tags or {}):
+        client.set_experiment_tag(exp_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
+
+
+def table3_url(exp_id: str, parent_id: str, base: str = UI_URL) -> str:
+    """The UI page of the study's Table 3: the parent run's ``table3.html`` in the artifact viewer."""
+    return f"{base}/#/experiments/{exp_id}/runs/{parent_id}/artifacts/{TABLE3_PAGE}?{WORKFLOW}"
 
 
 def runs_link(exp_id: str, parent_id: str, base: str = UI_URL) -> str:
-    """A direct link to the study's runs (the experiment's runs table) and to its parent run, with the
-    columns to add in the UI's "Columns" menu."""
+    """One line: where to open the study's Table 3 (every arm's test AUC, CI, accuracy, sensitivity,
+    specificity) in the UI."""
     where = "MLflow UI (make ui)" if base == UI_URL else "MLflow server"
-    return (f"{where}: runs {base}/#/experiments/{exp_id}/runs  ·  "
-            f"study parent run {base}/#/experiments/{exp_id}/runs/{parent_id}\n"
-            f"In the runs table, expand the parent row and add the columns {', '.join(TABLE3_COLUMNS)}.")
+    return f"{where}, Table 3 of every arm: {table3_url(exp_id, parent_id, base)}"
 
 
 def ui_base(uri: str) -> str:
@@ -23,7 +42,8 @@ def ui_base(uri: str) -> str:
 
 
 def study_links(uri: str, base: str = UI_URL) -> list[str]:
-    """One line per study parent run in the store at ``uri``: its name, status and direct link."""
+    """One line per study parent run in the store at ``uri``: its name, status and Table 3 link; marks each
+    experiment holding a study as model training (stores written before the tag was set)."""
     from mlflow.tracking import MlflowClient
 
     from liver_mm.tracking.store import sqlite_path
@@ -34,10 +54,13 @@ def study_links(uri: str, base: str = UI_URL) -> list[str]:
     client = MlflowClient(uri)
     lines = []
     for exp in client.search_experiments():
-        for run in client.search_runs([exp.experiment_id], "tags.is_study_parent = 'true'",
-                                      order_by=["attributes.start_time DESC"]):
+        runs = client.search_runs([exp.experiment_id], "tags.is_study_parent = 'true'",
+                                  order_by=["attributes.start_time DESC"])
+        if runs:
+            mark_model_training(client, exp.experiment_id)
+        for run in runs:
             lines.append(f"{run.data.tags.get('study', '?')} ({run.info.status}): "
-                         f"{base}/#/experiments/{exp.experiment_id}/runs/{run.info.run_id}")
+                         f"{table3_url(exp.experiment_id, run.info.run_id, base)}")
     return lines
 
 
@@ -47,9 +70,9 @@ def main() -> None:
 
     lines = study_links(tracking_uri())
     if lines:
-        print("Studies (parent runs; their children are the arms):")
+        print("Studies: each link opens the study's Table 3 (every arm's test AUC, CI, accuracy, sensitivity, "
+              "specificity) in the MLflow UI:")
         print("\n".join(f"  {line}" for line in lines))
-        print(f"In the runs table, expand a study's row and add the columns {', '.join(TABLE3_COLUMNS)}.")
     else:
         print("No study in this store yet: run `make demo` first.")
 

@@ -141,7 +141,7 @@ class SklearnEstimator(_Base):
                 out: Path) -> list[Path]:
         from liver_mm.training.explanations import explain_estimator
 
-        return explain_estimator(self.cfg, cohort, feats, fitted.model, out)
+        return explain_estimator(self.cfg, cohort, feats, fitted.model, out, threshold)
 
     def log_model(self, client, run_id: str, fitted: Fitted, feats: Features, metrics: dict[str, float],
                   synthetic: bool, out: Path) -> None:

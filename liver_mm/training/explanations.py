@@ -3,7 +3,8 @@
 Written into ``<run folder>/explain/`` (and logged there by the run): ``gradcam_montage.png``,
 ``gradcam_cases.csv`` and ``overlays/`` for a network with an image branch; ``importance.csv`` and
 ``importance.png`` (drop in test AUC when a lab is permuted) for any model that sees labs, the
-scikit-learn controls included. Cross-validation folds explain nothing (``explain.enabled`` off there).
+scikit-learn controls included; the case gallery (``gallery.csv``, and ``gallery.png`` with ``gallery/`` for an
+image branch: :mod:`liver_mm.explain.gallery`). Cross-validation folds explain nothing (``explain.enabled`` off there).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ def explain_settings(cfg: DictConfig) -> dict | None:
     ex = cfg.get("explain") or {}
     if not ex.get("enabled", False) or (cfg.get("study") or {}).get("level") == "fold":
         return None
-    return {"cases": int(ex.get("cases", 16)), "repeats": int(ex.get("importance_repeats", 10))}
+    return {"cases": int(ex.get("cases", 16)), "repeats": int(ex.get("importance_repeats", 10)),
+            "gallery": int(ex.get("gallery", 4))}
 
 
 def _title(cfg: DictConfig, synthetic: bool) -> str:
@@ -49,14 +51,22 @@ def explain_network(cfg: DictConfig, cohort: PreparedCohort, feats: Features, ne
     written = explain_run(net.eval(), images, tab if tab.shape[1] else None,
                           feature_groups(feats.preprocessor.feature_names_out), feats.labels[test], case_ids,
                           out / "explain", threshold=threshold, n_cases=settings["cases"],
-                          n_repeats=settings["repeats"], seed=int(cfg.seed), title=_title(cfg, cohort.synthetic))
+                          n_repeats=settings["repeats"], seed=int(cfg.seed), title=_title(cfg, cohort.synthetic),
+                          clinical=_clinical(cfg, cohort, test), gallery_cases=settings["gallery"])
     return _written_files(written)
 
 
-def explain_estimator(cfg: DictConfig, cohort: PreparedCohort, feats: Features, est, out: Path) -> list[Path]:
-    """Lab importance (drop in test AUC) of a fitted scikit-learn estimator; the files written under
-    ``out/explain`` ([] when the run explains nothing)."""
+def _clinical(cfg: DictConfig, cohort: PreparedCohort, rows: np.ndarray):
+    """The raw clinical values the model sees (its ``modalities.features`` columns) of ``rows``."""
+    return cohort.df.loc[rows, list(cfg.modalities.features)].reset_index(drop=True)
+
+
+def explain_estimator(cfg: DictConfig, cohort: PreparedCohort, feats: Features, est, out: Path,
+                      threshold: float | None = None) -> list[Path]:
+    """Lab importance (drop in test AUC) of a fitted scikit-learn estimator and, given its frozen ``threshold``,
+    its case gallery; the files written under ``out/explain`` ([] when the run explains nothing)."""
     from liver_mm.explain import feature_groups
+    from liver_mm.explain.gallery import write_gallery
 
     settings = explain_settings(cfg)
     if settings is None:
@@ -65,6 +75,11 @@ def explain_estimator(cfg: DictConfig, cohort: PreparedCohort, feats: Features, 
     written = _explain_estimator(est, feats.tabular[test], feats.labels[test],
                                  feature_groups(feats.preprocessor.feature_names_out), out / "explain", settings,
                                  _title(cfg, cohort.synthetic), int(cfg.seed))
+    if threshold is not None and settings["gallery"] > 0:
+        prob = est.predict_proba(feats.tabular[test])[:, 1]
+        written |= write_gallery(out / "explain", prob, feats.labels[test], threshold,
+                                 cohort.df.loc[test, "case_id"].astype(str).tolist(), _clinical(cfg, cohort, test),
+                                 settings["gallery"])
     return _written_files(written)
 
 

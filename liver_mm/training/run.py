@@ -212,6 +212,8 @@ def _tracked_fit(cfg: DictConfig, estimator: Estimator, cohort: PreparedCohort, 
         artifacts.log_files(client, run_id, tuning_files, "tuning")
         # the per-case overlays (named by case_id) stay in the run folder; the montage and tables are logged
         artifacts.log_files(client, run_id, [p for p in explained if p.parent == out / "explain"], "explain")
+        artifacts.log_files(client, run_id, [p for p in explained if p.parent == out / "explain" / "gallery"],
+                            "explain/gallery")  # the gallery's pictures, named by rank
         estimator.log_model(client, run_id, result, feats, metrics, cohort.synthetic, out)
         artifacts.mark_outputs_logged(client, run_id)
         status = "FINISHED"

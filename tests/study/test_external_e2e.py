@@ -92,6 +92,11 @@ def test_every_number_equals_a_recomputation_from_the_predictions(study, evaluat
     pd.testing.assert_frame_equal(dca, want.reset_index(drop=True), check_exact=False, rtol=1e-12)
     report = (out / "report.md").read_text()
     assert "SYNTHETIC" in report and "site b" in report and parent in report
+    # results first (the synthetic label on top), provenance in the appendix; report.html beside it
+    assert report.splitlines()[2].startswith("**SYNTHETIC: ")
+    at = [report.index(m) for m in ("## Question and answer", "## What was evaluated", "## Results on the external "
+                                    "cohort", "## Calibration", "## Appendix: How this was produced", "## Files")]
+    assert at == sorted(at) and (out / "report.html").is_file()
 
 
 def test_site_b_drifts_and_intercept_recalibration_removes_the_drift(evaluated):

@@ -11,7 +11,7 @@ import pytest
 from liver_mm.stats import ICC_FORMS, icc, markdown_table, table1, table2
 from liver_mm.study.compare import compare_study
 from liver_mm.study.report import SYNTHETIC_STATEMENT, study_provenance, write_report
-from liver_mm.study.tables import ARM_ORDER, bbox_areas
+from liver_mm.study.tables import ARM_ORDER, bbox_areas, format_table3
 from tests.study.test_compare import make_predictions
 
 ORDER = list(ARM_ORDER)
@@ -19,7 +19,7 @@ PROVENANCE = {"study": "tiny", "seed": 0, "manifest_hash": "abc123", "split_hash
               "git_commit": "0123abcd", "torch_version": "2.x", "config": {"image_size": 64, "max_epochs": 2},
               "config_yaml": "data:\n  n: 60\n"}
 COMMAND = "liver-mm study experiment=demo data.n=60"
-ALWAYS = ["report.md", "table3.csv", "table3.md", "delong.csv", "delong.json", "delong.md", "test_predictions.csv",
+ALWAYS = ["report.md", "report.html", "table3.html", "table3.csv", "table3.md", "delong.csv", "delong.json", "delong.md", "test_predictions.csv",
           "predictions.csv", "figure2_roc.png", "calibration.png", "auc_by_step.png", "counts.csv",
           "table1.csv", "table1.md", "table2.csv", "table2.md", "tripod.csv"]
 
@@ -84,9 +84,17 @@ def test_writes_every_file(written, study, cohort):
         assert f"]({fig})" in text
     assert "| test | " in text and "| all | " in text  # cohort counts per split
     assert f"--scores {','.join(ORDER)} --reference m1" in text
-    # the TRIPOD+AI section (tests/study/test_tripod.py checks its items), before the figures; tripod.csv listed
+    # the TRIPOD+AI section (tests/study/test_tripod.py checks its items); tripod.csv listed
     assert text.count("## TRIPOD+AI checklist") == 1 and "- [tripod.csv](tripod.csv)" in text
-    assert text.index("## TRIPOD+AI checklist") < text.index("## Figures")
+    # results first: the synthetic label on top, the answer, cohort, Table 3, Figure 2, DeLong, calibration,
+    # TRIPOD+AI; provenance in the appendix at the end (before the files list)
+    assert text.splitlines()[2] == f"**{SYNTHETIC_STATEMENT}**"
+    marks = ["## Question and answer", "## Cohort", "### Table 3: diagnostic performance", "](figure2_roc.png)",
+             "### DeLong tests of the AUCs", "## Calibration and clinical usefulness", "](decision_curve.png)",
+             "## TRIPOD+AI checklist", "## Appendix: How this was produced", "| manifest_hash | abc123 |", "## Files"]
+    at = [text.index(m) for m in marks]
+    assert at == sorted(at), [m for m, i in zip(marks, at, strict=True)]
+    assert "## Figures" not in text  # no extra figure: Figure 2 and the AUC plot sit with Table 3
     assert len(pd.read_csv(out / "tripod.csv")) == 52
 
 
@@ -130,7 +138,7 @@ def test_deterministic(tmp_path, study, cohort, written):
     names = sorted(p.name for p in a.iterdir())
     assert names == sorted(p.name for p in b.iterdir())
     for name in names:
-        if name == "report.md":
+        if name in ("report.md", "report.html", "table3.html"):  # the folder's name; one "Generated at" line
             continue
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
 
@@ -139,6 +147,13 @@ def test_deterministic(tmp_path, study, cohort, written):
                 if not ln.startswith("Generated at ") and not ln.startswith("# Study report")]
 
     assert body(a) == body(b)
+
+    def page(p, name):
+        return [ln for ln in (p / name).read_text().splitlines()
+                if not any(k in ln for k in ("Generated at ", "<title>", "<h1"))]
+
+    for name in ("report.html", "table3.html"):
+        assert page(a, name) == page(b, name), name
     assert sum(ln.startswith("Generated at ") for ln in (a / "report.md").read_text().splitlines()) == 1
 
 
@@ -175,3 +190,34 @@ def test_run_provenance_names_the_cpu_kernels():
 
     assert provenance()["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert provenance()["cpu_capability"] in {"DEFAULT", "AVX2", "AVX512", "NO AVX", "ZVECTOR", "SVE256", "VSX"}
+
+
+def test_report_html_opens_self_contained_in_chromium(written, tmp_path):
+    """report.html in real headless Chromium: every figure loaded, Table 3's cells are table3.csv's, and the
+    page asked for nothing but itself (and its data: images)."""
+    from tests.browser import all_images_loaded, chromium, requested_urls
+
+    out = written.parent
+    page = out / "report.html"
+    with chromium(tmp_path / "profile") as driver:
+        requested_urls(driver)  # the browser's own start page
+        driver.get(page.as_uri())
+        widths = all_images_loaded(driver)
+        urls = requested_urls(driver)
+        table = driver.find_element("xpath", "//h3[starts-with(., 'Table 3')]/following-sibling::table[1]")
+        header = [th.text for th in table.find_elements("css selector", "thead th")]
+        cells = [[td.text for td in tr.find_elements("css selector", "td")]
+                 for tr in table.find_elements("css selector", "tbody tr")]
+        synthetic = driver.find_element("css selector", "body > *:nth-child(2)")
+        assert synthetic.text == SYNTHETIC_STATEMENT and synthetic.get_attribute("class") == "synthetic"
+        driver.save_screenshot(str(tmp_path / "report.png"))
+    # the figures of report.md, each loaded
+    assert len(widths) == written.read_text().count("![") and widths and min(widths) > 0, widths
+    # nothing but the page and its data: images (chrome:// is the browser's own start page, never the network)
+    assert page.as_uri() in urls
+    assert [u for u in urls if u != page.as_uri() and not u.startswith(("data:", "chrome:", "chrome-untrusted:"))] == []
+    expected = format_table3(pd.read_csv(out / "table3.csv")).fillna("")  # no description: an empty cell
+    assert header == list(expected.columns)
+    assert cells == expected.astype(str).to_numpy().tolist()
+    auc = pd.read_csv(out / "table3.csv").set_index("arm").at["m3", "auc"]
+    assert f"{auc:.3f}" in cells[ORDER.index("m3")][list(expected.columns).index("AUC (95% CI)")]

@@ -4,6 +4,7 @@ browsed through the MLflow UI's REST API and the comparison notebook."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -147,7 +148,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow  # starts the MLflow UI server (about 24 s)
-def test_mlflow_ui_serves_the_study(study):
+def test_mlflow_ui_serves_the_study(study, tmp_path):
     root, _client, exp_id = study
     port = _free_port()
     mlflow_bin = Path(sys.executable).with_name("mlflow")
@@ -167,7 +168,7 @@ def test_mlflow_ui_serves_the_study(study):
             return json.load(resp).get("runs", [])
 
     try:
-        deadline = time.time() + 90
+        deadline = time.time() + 240  # a loaded machine starts it in minutes
         while True:
             try:
                 with urllib.request.urlopen(f"{base}/health", timeout=2):
@@ -181,6 +182,7 @@ def test_mlflow_ui_serves_the_study(study):
         parent_id = parents[0]["info"]["run_id"]
         children = search(f"tags.`mlflow.parentRunId` = '{parent_id}'")
         assert len(children) == 7
+        _ui_link_shows_table3(root, exp_id, parent_id, base, tmp_path)
     finally:
         proc.terminate()
         try:
@@ -188,6 +190,62 @@ def test_mlflow_ui_serves_the_study(study):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def _ui_link_shows_table3(root: Path, exp_id: str, parent_id: str, base: str, tmp_path: Path) -> None:
+    """`make ui`'s printed link, opened in headless Chromium: the UI in model-training mode shows every arm's
+    test AUC (Table 3) of the study."""
+    from liver_mm.tracking.ui import EXPERIMENT_KIND_TAG, MODEL_TRAINING, UI_URL
+    from tests.browser import chromium
+
+    printed = subprocess.run([sys.executable, "-m", "liver_mm.tracking.ui"], capture_output=True, text=True,
+                             env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"},
+                             check=True).stdout
+    links = [w for w in printed.split() if w.startswith(UI_URL)]
+    assert len(links) == 1 and f"/runs/{parent_id}/" in links[0], printed
+    assert MlflowClient(f"sqlite:///{root / 'mlflow.db'}").get_experiment(exp_id).tags[EXPERIMENT_KIND_TAG] == \
+        MODEL_TRAINING
+    t3 = pd.read_csv(root / "experiments" / "tiny" / "table3.csv")
+    with chromium(tmp_path / "profile") as driver:
+        driver.get(links[0].replace(UI_URL, base))
+        deadline = time.time() + 120
+        while not driver.find_elements("css selector", "iframe") and time.time() < deadline:
+            time.sleep(1)
+        mode = driver.find_element("xpath", "//*[normalize-space(text())='Model training']")
+        assert mode.is_displayed()
+        driver.save_screenshot(str(tmp_path / "ui.png"))
+        driver.switch_to.frame(driver.find_element("css selector", "iframe"))
+        rows = {tr.find_elements("css selector", "td")[0].text: [td.text for td in tr.find_elements("css selector", "td")]
+                for tr in driver.find_elements("css selector", "table tbody tr")}
+    for arm, auc in zip(t3["arm"], t3["auc"], strict=True):
+        assert any(cell.startswith(f"{auc:.3f} (") for cell in rows[arm]), (arm, rows.get(arm))
+
+
+@pytest.mark.slow  # headless Chromium on the study's report.html
+def test_report_html_and_case_gallery(study, tmp_path):
+    """report.html of the real study: every figure and gallery picture loaded; each arm's gallery holds its
+    surest errors, recomputed from predictions.csv at the frozen threshold."""
+    from tests.browser import all_images_loaded, chromium
+
+    root, *_ = study
+    out = root / "experiments" / "tiny"
+    gallery = pd.read_csv(out / "gallery.csv")
+    pred = pd.read_csv(out / "predictions.csv")
+    thresholds = pd.read_csv(out / "table3.csv").set_index("arm")["threshold"]
+    for arm in ARMS:
+        test = pred[(pred["arm"] == arm) & (pred["split"] == "test")]
+        fn = test[(test["label"] == "malignant") & (test["prob"] < thresholds[arm])].sort_values("prob", kind="stable")
+        fp = test[(test["label"] == "benign") & (test["prob"] >= thresholds[arm])].sort_values(
+            "prob", ascending=False, kind="stable")
+        mine = gallery[gallery["arm"] == arm]
+        assert mine.loc[mine["kind"] == "false negative", "case_id"].tolist() == fn["case_id"].head(4).tolist(), arm
+        assert mine.loc[mine["kind"] == "false positive", "case_id"].tolist() == fp["case_id"].head(4).tolist(), arm
+    assert gallery["image"].notna().sum() == (gallery["arm"].str.startswith("m")).sum()  # the image arms' pictures
+    with chromium(tmp_path / "profile") as driver:
+        driver.get((out / "report.html").as_uri())
+        widths = all_images_loaded(driver)
+        driver.save_screenshot(str(tmp_path / "report.png"))
+    assert len(widths) == (out / "report.md").read_text().count("![") and min(widths) > 0
 
 
 def test_notebook_runs_on_the_real_study(study):

@@ -51,8 +51,8 @@ def test_server_that_does_not_answer_fails_at_once_naming_it(tmp_path, monkeypat
 def test_study_links_point_at_the_tracking_server():
     from liver_mm.tracking.ui import runs_link, ui_base
 
-    assert runs_link("1", "abc", ui_base("http://127.0.0.1:5077/")).startswith(
-        "MLflow server: runs http://127.0.0.1:5077/#/experiments/1/runs  ·  study parent run "
-        "http://127.0.0.1:5077/#/experiments/1/runs/abc\n")
+    assert runs_link("1", "abc", ui_base("http://127.0.0.1:5077/")) == (
+        "MLflow server, Table 3 of every arm: "
+        "http://127.0.0.1:5077/#/experiments/1/runs/abc/artifacts/table3.html?workflowType=machine_learning")
     assert runs_link("1", "abc", ui_base("sqlite:///x/mlflow.db")).startswith(
-        "MLflow UI (make ui): runs http://127.0.0.1:5000/#/experiments/1/runs")
+        "MLflow UI (make ui), Table 3 of every arm: http://127.0.0.1:5000/#/experiments/1/runs/abc/")
