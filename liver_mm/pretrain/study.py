@@ -92,17 +92,23 @@ def pretrain_for_job(cfg: DictConfig, cohort, images: np.ndarray, progress: bool
     return enc
 
 
+def pretraining_on(cfg: DictConfig) -> bool:
+    """An image network that pretrains first: ``pretrain.enabled`` (study-wide) or its model says so
+    (``model=fusion_ssl``: the ``*_ssl`` arms of ``experiment=pretrain_ablation``)."""
+    if not cfg.modalities.image or not cfg.get("model") or not (cfg.model.get("net") or {}).get("image"):
+        return False
+    return bool((cfg.get("pretrain") or {}).get("enabled") or cfg.model.get("pretrain_image"))
+
+
 def apply_pretraining(cfg: DictConfig, cohort, images: np.ndarray | None) -> DictConfig:
-    """``cfg`` with the image arm starting from the pretrained encoder when ``pretrain.enabled``; else ``cfg``."""
-    p = cfg.get("pretrain")
-    if not p or not p.get("enabled") or not cfg.modalities.image or images is None:
+    """``cfg`` with the image arm starting from the pretrained encoder when :func:`pretraining_on`; else ``cfg``."""
+    if not pretraining_on(cfg) or images is None:
         return cfg
-    image = cfg.model.get("net", {}).get("image") if cfg.get("model") else None
-    if image is None:
-        return cfg
+    image = cfg.model.net.image
     if image.get("pretrained") or image.get("pretrained_path"):
-        raise ValueError("pretrain.enabled=true trains the image encoder from random weights: unset "
-                         "model.net.image.pretrained / model.net.image.pretrained_path, or set pretrain.enabled=false")
+        raise ValueError("self-supervised pretraining (pretrain.enabled=true or model=fusion_ssl) starts the image "
+                         "encoder from random weights: unset model.net.image.pretrained / pretrained_path, or turn "
+                         "pretraining off")
     enc = pretrain_for_job(cfg, cohort, images)
     out = copy.deepcopy(cfg)
     with open_dict(out):
@@ -117,7 +123,7 @@ def image_init(cfg: DictConfig) -> str | None:
     image = cfg.model.net.get("image") or {}
     path = image.get("pretrained_path")
     p = cfg.get("pretrain") or {}
-    if path and p.get("enabled"):
+    if path and pretraining_on(cfg):
         extra = " + pool" if p.get("pool") else ""
         return f"self-supervised {p.get('method')} on the training part{extra} ({Path(str(path)).stem[:12]})"
     if path:
