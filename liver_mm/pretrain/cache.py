@@ -27,9 +27,12 @@ PRETRAIN_VERSION = 1
 
 
 def _versions() -> dict[str, str]:
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
-    return {name: version(name) for name in ("lightly", "timm", "torch")}
+    try:
+        return {name: version(name) for name in ("lightly", "timm", "torch")}
+    except PackageNotFoundError as exc:
+        raise ValueError(f"self-supervised pretraining needs {exc.name}: pip install 'liver-mm[pretrain]'") from None
 
 
 def pretrain_key(crops: np.ndarray, settings: PretrainSettings) -> str:
