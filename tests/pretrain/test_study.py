@@ -4,6 +4,8 @@ image arm starting from the cached encoder, and ``liver-mm pretrain``'s MLflow r
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,6 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 from safetensors.torch import load_file
 
-from liver_mm.cli import main
 from liver_mm.cohort.prepare import prepare_cohort
 from liver_mm.features.inputs import build_features
 from liver_mm.pretrain.study import apply_pretraining
@@ -99,10 +100,13 @@ def test_an_image_arm_starts_from_the_pretrained_encoder(tmp_path, tiny_cohort):
 
 def test_pretrain_command_logs_the_loss_curve_and_the_encoder(tmp_path, tiny_cohort):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    main(["pretrain", "data=manifest", f"data.manifest={tiny_cohort}", "image_size=32",
-          "image_encoder=mobilenetv2_050", "pretrain.epochs=2", "pretrain.batch_size=8", f"logger.tracking_uri={uri}",
-          f"logger.artifact_root={tmp_path / 'art'}", f"cache_dir={tmp_path / 'cache'}",
-          f"hydra.run.dir={tmp_path / 'out'}"])
+    done = subprocess.run(  # a real process: the command as a user runs it (no Hydra state left in this one)
+        [str(Path(sys.executable).with_name("liver-mm")), "pretrain", "data=manifest", f"data.manifest={tiny_cohort}",
+         "image_size=32", "image_encoder=mobilenetv2_050", "pretrain.epochs=2", "pretrain.batch_size=8",
+         f"logger.tracking_uri={uri}", f"logger.artifact_root={tmp_path / 'art'}", f"cache_dir={tmp_path / 'cache'}",
+         f"hydra.run.dir={tmp_path / 'out'}"], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "pretrain simclr" in done.stderr  # the progress bar
     client = MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("liver-mm").experiment_id])
     assert run.info.status == "FINISHED" and run.data.tags["run_kind"] == "pretrain"
