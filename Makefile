@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_PINS)
-	$(PY) -m pip install -q -e '.[dev,slurm,server,tune]'
+	$(PY) -m pip install -q -e '.[dev,slurm,server,tune,pretrain]'
 	touch $(STAMP)
 
 lint: install
@@ -61,6 +61,7 @@ bench: install
 	$(PY) tests/benchmarks/bench_study.py
 	$(PY) tests/benchmarks/bench_threads.py --threads auto,2
 	$(PY) tests/benchmarks/bench_tune.py --trials 3
+	$(PY) tests/benchmarks/bench_pretrain.py
 	@if $(PY) -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then \
 		$(PY) tests/benchmarks/bench_gpu.py --no-compile; \
 	else echo; echo "GPU: no CUDA device here; the GPU ratio and paper-study lines come from bench_gpu.py on one"; fi

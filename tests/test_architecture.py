@@ -35,7 +35,9 @@ LAYERS: dict[str, frozenset[str] | str] = {
     "serve": frozenset({"io", "cohort", "features", "models", "stats"}) | LEAVES,
     "tracking": frozenset({"io", "cohort", "features", "models", "serve", "stats", "figures"}) | LEAVES,
     "explain": frozenset({"serve", "io", "cohort", "features", "models", "stats", "figures"}) | LEAVES,
-    "training": frozenset({"tracking", "explain", "io", "cohort", "features", "models", "stats", "figures",
+    # self-supervised pretraining of the image encoder (its MLflow run: training.pretrain_run)
+    "pretrain": frozenset({"io", "cohort", "features", "models", "stats"}) | LEAVES,
+    "training": frozenset({"pretrain", "tracking", "explain", "io", "cohort", "features", "models", "stats", "figures",
                            "serve.bundle"}) | LEAVES,
     # serve: evaluate applies a study's saved networks as predict does (study is above serve in the chain)
     "study": frozenset({"training", "explain", "tracking", "serve", "io", "cohort", "features", "stats",

@@ -26,7 +26,8 @@ SEED_FEATURES = {
 STEPWISE_ARMS = {**{m: (m, "lightning") for m in SEED_FEATURES}, "tab_mlp": ("tabular_only", "lightning"),
                  "tab_logreg": ("tabular_only", "sklearn")}
 ARMS = {**STEPWISE_ARMS, **{f"m5_{f}": ("m5", "lightning") for f in ("late", "film", "gated")},
-        "fib4": ("tabular_only", "score"), "apri": ("tabular_only", "score"), "tab_gbm": ("tabular_only", "sklearn")}
+        "fib4": ("tabular_only", "score"), "apri": ("tabular_only", "score"), "tab_gbm": ("tabular_only", "sklearn"),
+        "m1_ssl": ("m1", "lightning"), "m5_ssl": ("m5", "lightning")}
 ESTIMATORS = {"logreg": "LogisticRegression", "gbm": "HistGradientBoostingClassifier"}
 # the presets as composed before they inherited from cpu, and what inheriting added (Lightning's own defaults:
 # precision 32-true; deterministic false = torch's default, as cpu and gpu already state)
@@ -97,11 +98,11 @@ def _check_model(cfg: DictConfig) -> None:
 def test_groups_hold_the_documented_options():
     assert options("data") == ["folder", "manifest", "synthetic"]
     assert options("modalities") == ["m1", "m2", "m3", "m4", "m5", "tabular_only"]  # one name per set
-    assert options("model") == ["apri", "fib4", "fusion", "gbm", "logreg"]
+    assert options("model") == ["apri", "fib4", "fusion", "fusion_ssl", "gbm", "logreg"]
     assert options("fusion") == ["concat", "film", "gated", "late"]
     assert options("trainer") == ["cpu", "ddp", "ddp_cpu", "gpu"]
     assert options("logger") == ["mlflow"]
-    assert options("experiment") == ["demo", "fusion", "paper"]
+    assert options("experiment") == ["demo", "fusion", "paper", "pretrain_ablation"]
     assert options("arm") == sorted(ARMS)
     assert options("hydra/launcher") == ["joblib_local", "slurm", "slurm_local"]
 
@@ -179,7 +180,7 @@ def test_arm_files_only_choose_modalities_and_model():
         raw = yaml.safe_load(CONF.joinpath("arm", f"{arm}.yaml").read_text())
         assert set(raw) == {"defaults", "study"} and raw["study"] == {"arm": arm}
         overrides = {next(iter(d)) for d in raw["defaults"]}
-        fusion = {"override /fusion"} if arm.startswith("m5_") else set()
+        fusion = {"override /fusion"} if arm.startswith("m5_") and not arm.endswith("_ssl") else set()
         assert overrides == {"override /modalities", "override /model", *fusion}
 
 

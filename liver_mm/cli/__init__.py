@@ -18,7 +18,8 @@ import sys
 
 INTERRUPTED_STATUS = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
 # command modules, in the order their commands appear in --help
-_MODULES = ("data_cmds", "dictionary_cmds", "synth_cmds", "stats_cmds", "hydra_cmds", "serve_cmds", "explain_cmds", "evaluate_cmds")
+_MODULES = ("data_cmds", "dictionary_cmds", "synth_cmds", "stats_cmds", "hydra_cmds", "serve_cmds", "explain_cmds",
+            "evaluate_cmds", "pretrain_cmds")
 
 
 def build_parser() -> argparse.ArgumentParser:

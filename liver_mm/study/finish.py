@@ -175,10 +175,12 @@ def finish_study(config: DictConfig) -> bool:
 def arm_descriptions(client, runs: dict) -> dict[str, str]:
     """arm -> what it sees, from the config its child run logged: ``modalities.description``, for an
     arm without the image also ``model.description`` (MLP or logistic regression), for a clinical score
-    only ``model.description``, and the fusion when a two-branch network does not concatenate."""
+    only ``model.description``, the fusion when a two-branch network does not concatenate, and the image
+    encoder's start (tag ``image_init``) when it was not random."""
     out = {}
     for arm, run in runs.items():
-        params = client.get_run(run.info.run_id).data.params
+        data = client.get_run(run.info.run_id).data
+        params = data.params
         text = params.get("modalities.description", "")
         if params.get("model.kind") == "score":
             text = params.get("model.description", text)
@@ -188,6 +190,9 @@ def arm_descriptions(client, runs: dict) -> dict[str, str]:
         if (params.get("model.kind") == "lightning" and fusion and fusion != "concat"
                 and params.get("modalities.image") == "True" and params.get("modalities.features", "[]") != "[]"):
             text = f"{text}; {fusion} fusion"
+        init = data.tags.get("image_init")  # how the image encoder started, when not from random weights
+        if init and init != "random (from scratch)" and params.get("modalities.image") == "True":
+            text = f"{text}; image encoder: {init}"
         out[arm] = text
     return out
 

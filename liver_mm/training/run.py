@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from liver_mm.cohort.prepare import PreparedCohort, prepare_cohort
 from liver_mm.features.inputs import Features, build_features
 from liver_mm.fileio import check_writable_dir
+from liver_mm.pretrain.study import apply_pretraining, image_init
 from liver_mm.training import fit
 from liver_mm.training.checks import check_settings
 from liver_mm.training.estimators import Estimator, estimator_for
@@ -101,6 +102,8 @@ def run_tags(cfg: DictConfig, cohort: PreparedCohort) -> dict[str, str]:
                      ("fold", "fold")):
         if study.get(key) is not None and study.get(key) != "":
             tags[tag] = str(study[key])
+    if image_init(cfg):
+        tags["image_init"] = str(image_init(cfg))
     if study.get("key"):
         tags["is_study_parent"] = "false"
         tags.setdefault("study_level", "arm")
@@ -164,6 +167,9 @@ def train(cfg: DictConfig, cohort: PreparedCohort | None = None, out: Path | Non
     if cohort is None:
         cohort = prepare_cohort(cfg.data, cfg.split, cfg.cache_dir, features=list(cfg.modalities.features))
     feats = build_features(cfg, cohort)
+    started = apply_pretraining(cfg, cohort, feats.images)  # pretrain.enabled: the image encoder's start (cached)
+    if started is not cfg:
+        cfg, estimator = started, estimator_for(started)
     if process_rank() != 0:  # a DDP worker started by Lightning's launcher: rank 0 owns the MLflow run
         estimator.fit(cohort, feats)
         return None
