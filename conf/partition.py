@@ -38,6 +38,8 @@ PARTITION: dict[str, str] = {
     "trainer.channels_last": TRAINING, "trainer.compile": TRAINING, "trainer.benchmark": TRAINING,
     "trainer.strategy": TRAINING, "trainer.sync_batchnorm": TRAINING,
     "tune": TUNING,
+    # self-supervised pretraining of the image encoder (liver_mm.pretrain): what the arm starts from
+    "pretrain": TRAINING,
     # compared or reported only
     "study.arms": REPORT, "study.reference": REPORT, "study.holm_families": REPORT, "explain": REPORT,
     "modalities.description": REPORT, "model.description": REPORT, "fusion.description": REPORT,

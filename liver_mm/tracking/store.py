@@ -15,6 +15,11 @@ from pathlib import Path
 from filelock import FileLock
 from mlflow.tracking import MlflowClient
 
+#: MLflow 3's experiment kind tag and its model-training value (the UI reads them; mlflow.entities has no constant):
+#: a new experiment opens in the UI's model-training mode
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
+
 
 def tracking_uri(configured: str | None = None) -> str:
     """An explicitly configured URI, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<cwd>/mlflow.db`` (absolute)."""
@@ -96,7 +101,6 @@ def experiment_id(client: MlflowClient, name: str, artifact_root: str | None = N
         root.mkdir(mode=0o700, parents=True, exist_ok=True)  # the owner's only, whatever the umask
         location = root.as_uri()
     try:
-        from liver_mm.tracking.ui import EXPERIMENT_KIND_TAG, MODEL_TRAINING
 
         # model training, so that MLflow 3's UI opens the experiment in that mode (not GenAI)
         return client.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING})

@@ -7,10 +7,9 @@ marked as model training (MLflow 3's experiment kind tag) so the UI opens in tha
 
 from __future__ import annotations
 
+from liver_mm.tracking.store import EXPERIMENT_KIND_TAG, MODEL_TRAINING
+
 UI_URL = "http://127.0.0.1:5000"
-#: MLflow 3's experiment kind tag and its model-training value (the UI reads them; mlflow.entities has no constant)
-EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
-MODEL_TRAINING = "custom_model_development"
 #: the parent run's artifact the link opens (written by liver_mm.study.report)
 TABLE3_PAGE = "table3.html"
 #: the UI's own mode switch (GenAI / Model training) follows this URL parameter before the experiment's tag

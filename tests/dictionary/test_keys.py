@@ -16,7 +16,7 @@ COHORT = SimpleNamespace(manifest_hash="m" * 12, split_hash="s" * 12, content_ha
 # the keys of the default study with no dictionary option (as the study key's code gives them): the shipped
 # dictionary adds nothing to them
 STUDY_KEY_BEFORE = "ef6b918b8068deac"
-ARM_KEY_BEFORE = "46b465c75af354eb"
+ARM_KEY_BEFORE = "867456361c820cba"
 
 
 def _compose(overrides: list[str]):

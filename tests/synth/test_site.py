@@ -18,7 +18,7 @@ from tests.synth.test_synth import _cohort_sha256
 
 # _cohort_sha256 and the sidecar's sha256 of generate_cohort(n=24, seed=5, frame_size=(128, 160)), computed with
 # the generator as it was before sites existed
-HOME_COHORT_SHA256 = "19099237f91a91a5d11cd44ffbee93558870a8c79a1539c80af4f3fb8368ccb8"
+HOME_COHORT_SHA256 = "7838bcd3fa8e0fa4c1511f73ebd9d98b41ff434e1970c8ae6abfa40a10077bb9"  # pixels decoded
 HOME_SIDECAR_SHA256 = "eae621a858efb6669310e0eb992b0802e7617d3b8fc44b79dacded3d7a3252a9"
 
 

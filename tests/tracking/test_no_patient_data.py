@@ -33,7 +33,10 @@ def _sentinel_cohort(tiny_cohort: Path, dst: Path) -> Path:
 def test_no_patient_data_outside_predictions(tmp_path, tiny_cohort):
     manifest = _sentinel_cohort(tiny_cohort, tmp_path / "cohort")
     cfg = compose_train(["data=manifest", f"data.manifest={manifest}", "modalities=m5", "image_size=32",
-                         "trainer.max_epochs=1", "loader.batch_size=16", "image_encoder=mobilenetv2_050"], tmp_path)
+                         "trainer.max_epochs=1", "loader.batch_size=16", "image_encoder=mobilenetv2_050",
+                         # one epoch may rank the dev part at chance (it did on a fresh venv at c153f9a): a fold
+                         # run's degenerate threshold is logged, not fatal, and every output is still written
+                         "+study.level=fold"], tmp_path)
     res = train(cfg)
     client = MlflowClient(cfg.logger.tracking_uri)
     run = client.get_run(res.run_id)
@@ -59,7 +62,9 @@ def test_no_patient_data_outside_predictions(tmp_path, tiny_cohort):
         assert b"987.65" not in data, path
     # case ids only in prediction tables: the run's predictions and the list of the Grad-CAM montage's cases
     # (case_id, prob, label); the per-case overlays, named by case, stay in the run's folder, never logged
-    assert sorted(seen_ids) == ["explain/gradcam_cases.csv", "predictions.csv"]
+    # case ids only where a person needs them: the predictions, and the Grad-CAM case list where explanations ran
+    assert "predictions.csv" in seen_ids
+    assert set(seen_ids) <= {"explain/gradcam_cases.csv", "predictions.csv"}, seen_ids
     assert not any("overlays" in p.as_posix() for p in files)
 
     # the torch_model's input example is the fixed synthetic pattern, not two test cases
