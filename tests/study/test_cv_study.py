@@ -136,14 +136,14 @@ def test_report_files(cv_study):
     report = (out / "report.md").read_text()
     assert "## Cross-validation" in report and "Which differences hold up" in report and "SYNTHETIC" in report
     assert report.count("## TRIPOD+AI checklist") == 1
-    # results first: the synthetic label, the answer (the m1 -> m2 step's verdict), ..., provenance last
+    # results first: the synthetic label, the answer (the m1 -> m5 step's verdict), ..., provenance last
     assert report.splitlines()[2].startswith("**These numbers come from a SYNTHETIC cohort")
     marks = ["## Question and answer", "## Cohort", "## Cross-validation", "](cv_roc.png)", "## TRIPOD+AI checklist",
              "## Appendix: How this was produced", "## Files"]
     at = [report.index(m) for m in marks]
     assert at == sorted(at)
     comp = pd.read_csv(out / "cv_comparisons.csv")
-    assert verdicts(comp[(comp["a"] == "m1") & (comp["b"] == "m2")])[0] in report[:report.index("## Cohort")]
+    assert verdicts(comp[(comp["a"] == "m1") & (comp["b"] == "m5")])[0] in report[:report.index("## Cohort")]  # m1 -> m5
     assert "](cv_roc.png)" in report and (out / "report.html").stat().st_size > 10_000  # figures embedded
     tripod = pd.read_csv(out / "tripod.csv", keep_default_na=False).set_index("item")
     sizes = pd.read_csv(out / "cv_fold_sizes.csv")
