@@ -11,8 +11,8 @@ from liver_mm import catalog, stats
 from liver_mm.features import tabular
 from liver_mm.io import schema
 from liver_mm.models.fusion import FUSION_CLASSES, FUSIONS
-from liver_mm.study import tables
 from liver_mm.study.checks import known_arms
+from liver_mm.study.report import tables
 from liver_mm.training import evaluate
 
 

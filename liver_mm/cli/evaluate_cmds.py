@@ -22,7 +22,7 @@ def _fraction(text: str) -> float:
 def _evaluate(args: argparse.Namespace) -> int:
     from liver_mm.io.images import ImageReadError
     from liver_mm.serve.predict import ModelLoadError
-    from liver_mm.study.external import Recalibration, evaluate
+    from liver_mm.study.external.run import Recalibration, evaluate
 
     if args.recal_column and args.recal_fraction is not None:
         print("error: --recal-column and --recal-fraction both declare the fitting part: give one", file=sys.stderr)

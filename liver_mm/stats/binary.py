@@ -16,7 +16,7 @@ from liver_mm.stats._inputs import check_binary, check_scores
 log = logging.getLogger(__name__)
 
 #: the metrics at a threshold, in report order: the keys of :func:`binary_metrics`, the columns of Table 3 and the
-#: child runs' ``test_<name>`` metrics (the one list: liver_mm.training.evaluate and liver_mm.study.tables use it)
+#: child runs' ``test_<name>`` metrics (the one list: liver_mm.training.evaluate and liver_mm.study.report.tables use it)
 THRESHOLD_METRICS = ("accuracy", "sensitivity", "specificity")
 #: what each metric comes with: value, k, n, Wilson bounds (``accuracy``, ``accuracy_k``, ...)
 THRESHOLD_SUFFIXES = ("", "_k", "_n", "_ci_low", "_ci_high")

@@ -18,7 +18,7 @@ import pandas as pd
 
 from liver_mm.stats import calibration_metrics, decision_curves, markdown_table, reliability_curve
 from liver_mm.study.compare import StudyComparison
-from liver_mm.study.tables import fmt_number, fmt_proportion
+from liver_mm.study.report.tables import fmt_number, fmt_proportion
 
 log = logging.getLogger(__name__)
 CALIBRATION_COLUMNS = ("arm", "n_test", "brier", "cal_intercept", "cal_slope")
@@ -97,7 +97,7 @@ def _copy_figure(client, run_id: str, path: str, tmp: Path, dest: Path) -> bool:
 def gather_child_outputs(client, runs: Mapping[str, object], out: Path, tmp: Path) -> dict[str, object]:
     """From each arm's child run: ``gradcam_<arm>.png`` (image arms), ``importance.csv`` (long: arm, feature,
     auc_drop_mean, auc_drop_sd, n_repeats) with ``importance_<arm>.png``, and ``score_cutoffs.csv`` (clinical
-    score arms at their published cut-offs) and the case gallery (:func:`~liver_mm.study.gallery.gather_gallery`).
+    score arms at their published cut-offs) and the case gallery (:func:`~liver_mm.study.report.gallery.gather_gallery`).
     Returns what was found by kind."""
     montages: dict[str, str] = {}
     importance, cutoffs, figures = [], [], {}
@@ -114,7 +114,7 @@ def gather_child_outputs(client, runs: Mapping[str, object], out: Path, tmp: Pat
         src = _download(client, rid, "cutoffs.csv", where)
         if src is not None:
             cutoffs.append(pd.read_csv(src).assign(arm=arm))
-    from liver_mm.study.gallery import gather_gallery
+    from liver_mm.study.report.gallery import gather_gallery
 
     found: dict[str, object] = {"montages": montages, "importance_figures": figures,
                                 "gallery": gather_gallery(client, runs, out, tmp)}

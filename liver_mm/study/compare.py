@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from liver_mm.stats import delong_report, encode_labels, markdown_table
-from liver_mm.study.tables import (
+from liver_mm.study.report.tables import (
     METRICS,
     TABLE3_COLUMNS,
     delong_frame,
@@ -71,7 +71,7 @@ class StudyComparison:
 
     @property
     def delong_table(self) -> pd.DataFrame:
-        """Numeric DeLong table, one row per comparison (see :func:`liver_mm.study.tables.delong_frame`)."""
+        """Numeric DeLong table, one row per comparison (see :func:`liver_mm.study.report.tables.delong_frame`)."""
         return delong_frame(self.delong)
 
     @property

@@ -17,8 +17,8 @@ from liver_mm.study.checks import holm_families
 from liver_mm.study.clinical_value import gather_child_outputs
 from liver_mm.study.compare import compare_study, parent_metrics
 from liver_mm.study.parent import MARKER, arm_configs, arm_key, check_out_dir, parent_run
-from liver_mm.study.report import study_provenance, write_report
-from liver_mm.study.tripod_records import study_records
+from liver_mm.study.report.markdown import study_provenance, write_report
+from liver_mm.study.tripod.records import study_records
 from liver_mm.study.tuning_report import mark_tuned, tuning_table
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ def finish_study(config: DictConfig) -> bool:
     otherwise the report covers the finished arms and names the missing ones, the parent is
     marked FAILED, and rerunning the same command completes the study.
     """
-    from liver_mm.study.cv import finish_cv, uses_cv
+    from liver_mm.study.cv.run import finish_cv, uses_cv
     from liver_mm.tracking.artifacts import log_folder
     from liver_mm.tracking.runs import existing_metrics, log_metrics, set_status
 

@@ -33,7 +33,7 @@ def run_arm(cfg: DictConfig) -> dict[str, Any]:
     A failing arm is logged and reported as missing instead of stopping the other arms; the
     study's report then names it and the command exits 1 (rerun to complete it).
     """
-    from liver_mm.study.cv import run_cv_arm, uses_cv
+    from liver_mm.study.cv.run import run_cv_arm, uses_cv
     from liver_mm.training.run import train
 
     arm = str(cfg.study.arm)
@@ -97,7 +97,7 @@ class StudyCallback(Callback):
         # one preparation for all arms: children (possibly parallel) then only read the caches
         from liver_mm.features.crops import build_crop_cache
         from liver_mm.study.checks import check_study_config
-        from liver_mm.study.cv import prepare_study_folds, uses_cv
+        from liver_mm.study.cv.run import prepare_study_folds, uses_cv
 
         with _exit_on_error("preparing the study"):
             check_study_config(config)  # cv.folds, cv.repeats, study.arms, study.reference: before any training

@@ -10,7 +10,7 @@ from __future__ import annotations
 from liver_mm.tracking.store import EXPERIMENT_KIND_TAG, MODEL_TRAINING
 
 UI_URL = "http://127.0.0.1:5000"
-#: the parent run's artifact the link opens (written by liver_mm.study.report)
+#: the parent run's artifact the link opens (written by liver_mm.study.report.markdown)
 TABLE3_PAGE = "table3.html"
 #: the UI's own mode switch (GenAI / Model training) follows this URL parameter before the experiment's tag
 WORKFLOW = "workflowType=machine_learning"

@@ -6,7 +6,7 @@ the chosen settings (``tune.chosen.*``), ``tune_best_objective`` and ``tune_best
 (tags ``manifest_hash``, ``split_hash``), every trial nested under it; files in Hydra's run folder
 (``tuning/trials.csv``, ``tuning/optimization_results.yaml``, ``tuning/chosen.yaml``: the settings and where they
 came from). Prints the chosen settings as a ``liver-mm train`` command and the split they were tuned on. A study
-that trains with them finds this run by its chosen values (:mod:`liver_mm.study.tripod_records`) and warns when its
+that trains with them finds this run by its chosen values (:mod:`liver_mm.study.tripod.records`) and warns when its
 test rows include rows this search saw (cross-validation, or another split).
 """
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from liver_mm.study.answer import added_inputs, answer_lines
+from liver_mm.study.report.answer import added_inputs, answer_lines
 
 ORDER = ["m1", "m2", "m3", "tab"]
 TABLE3 = pd.DataFrame({

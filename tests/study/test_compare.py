@@ -19,7 +19,7 @@ from liver_mm.study.compare import (
     write_comparison,
     write_delong_csv,
 )
-from liver_mm.study.tables import ARM_ORDER, cohort_counts, fmt_auc, fmt_proportion
+from liver_mm.study.report.tables import ARM_ORDER, cohort_counts, fmt_auc, fmt_proportion
 from liver_mm.training.evaluate import run_metrics as child_metrics
 
 ORDER = list(ARM_ORDER)

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from liver_mm.cli import main
 from liver_mm.study.checks import check_arms, check_cv, check_study_config, known_arms
-from liver_mm.study.cv import uses_cv
+from liver_mm.study.cv.run import uses_cv
 
 LIVER_MM = str(Path(sys.executable).with_name("liver-mm"))
 

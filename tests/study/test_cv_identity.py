@@ -7,7 +7,7 @@ import time
 
 from omegaconf import OmegaConf
 
-from liver_mm.study.cv import _find_or_create_arm_run, _free_folds
+from liver_mm.study.cv.run import _find_or_create_arm_run, _free_folds
 from tests.tracking.test_registry_owner import _owned, other_process, store  # noqa: F401 - fixtures
 
 FOLD = {"study_key": "k", "is_study_parent": "false", "study_level": "fold", "arm": "m1", "repeat": "0",

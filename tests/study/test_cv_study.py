@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from liver_mm.cli import main
 from liver_mm.stats import compare_fold_aucs
-from liver_mm.study.cv_report import verdicts
+from liver_mm.study.cv.report import verdicts
 
 LIVER_MM = str(Path(sys.executable).with_name("liver-mm"))
 ARMS = ["m1", "m5", "tab_logreg"]

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from liver_mm.study.cv_report import fold_predictions, format_summary, write_cv_study
-from liver_mm.study.cv_tables import (
+from liver_mm.study.cv.report import fold_predictions, format_summary, write_cv_study
+from liver_mm.study.cv.tables import (
     COMPARISON_COLUMNS,
     check_oof_coverage,
     cv_auc_table,

@@ -24,11 +24,11 @@ from liver_mm.stats import (
     recalibration_fit,
     youden_threshold,
 )
-from liver_mm.study import recalibration as rc
-from liver_mm.study.external import MARKER, check_out, run_metrics, validate_external
-from liver_mm.study.external_arms import score_calibration
-from liver_mm.study.external_report import recalibration_table
-from liver_mm.study.external_source import (
+from liver_mm.study.external import recalibration as rc
+from liver_mm.study.external.arms import score_calibration
+from liver_mm.study.external.report import recalibration_table
+from liver_mm.study.external.run import MARKER, check_out, run_metrics, validate_external
+from liver_mm.study.external.source import (
     ArmRun,
     StudySource,
     StudySourceError,
@@ -148,7 +148,7 @@ def test_a_score_arms_calibration_is_read_back_exactly(tmp_path):
 def test_the_study_folders_provenance_names_the_parent_and_each_arms_run(tmp_path):
     """The provenance section write_report writes (with settings rows between) is read back run by run."""
     from liver_mm.study.parent import MARKER as STUDY_MARKER
-    from liver_mm.study.report import _provenance_section
+    from liver_mm.study.report.markdown import _provenance_section
 
     runs = {"m1": "a" * 32, "m5": "b" * 32, "tab_logreg": "c" * 32}
     provenance = {"seed": 0, "config": {"image_size": 96}, "parent_run_id": "f" * 32, "child_runs": runs,
@@ -262,7 +262,7 @@ def test_the_cli_refuses_two_fit_parts_or_a_part_without_a_method(capsys):
 
 def test_an_arm_without_a_saved_model_is_a_clear_error(tmp_path):
     from liver_mm.serve.predict import ModelLoadError
-    from liver_mm.study.external_arms import load_scorer
+    from liver_mm.study.external.arms import load_scorer
 
     cfg = OmegaConf.create({"modalities": {"features": ["age"], "image": True}, "model": {"kind": "x"}})
     for kind, remedy in (("sklearn", "rerun the study with logger.log_model=true"),
@@ -281,7 +281,7 @@ def test_a_negative_or_zero_recalibration_slope_is_refused_with_its_value(wide):
         rc.fit_recalibration(y, flat, "logistic")
     assert rc.fit_recalibration(y, flat, "intercept")[1] == 1.0  # intercept only: the slope is fixed at 1
     # an arm that ranks the external cases backwards: evaluate names the arm and its slope
-    from liver_mm.study.external import Recalibration, _recalibrate
+    from liver_mm.study.external.run import Recalibration, _recalibrate
 
     backwards = wide.assign(m5=1 - wide["m5"])
     parts = pd.Series(np.where(np.arange(len(wide)) % 2 == 0, "fit", "eval"))
@@ -304,7 +304,7 @@ def _forged_study(tmp_path: Path, report: bool = True) -> tuple[str, str, dict[s
     another arm key finishes. Returns (store URI, parent run id, arm -> run id)."""
     from mlflow.tracking import MlflowClient
 
-    from liver_mm.study.report import _provenance_section
+    from liver_mm.study.report.markdown import _provenance_section
     from liver_mm.tracking.registry import OUTPUTS_LOGGED
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

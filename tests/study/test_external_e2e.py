@@ -24,7 +24,7 @@ from liver_mm.stats import (
     delong_report,
     encode_labels,
 )
-from liver_mm.study.recalibration import recalibrate
+from liver_mm.study.external.recalibration import recalibrate
 from liver_mm.synth.cohort import generate_cohort
 
 pytestmark = pytest.mark.slow
@@ -144,7 +144,7 @@ def test_the_mlflow_run_is_nested_under_the_study_parent(study, evaluated):
 
 
 def test_a_bad_manifest_cell_fails_before_any_model_is_loaded(study, tmp_path, monkeypatch, capsys):
-    import liver_mm.study.external_arms as arms
+    import liver_mm.study.external.arms as arms
 
     root, site_b, _parent, _client = study
     df = pd.read_csv(site_b, dtype=str)

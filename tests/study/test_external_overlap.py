@@ -13,15 +13,15 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from liver_mm.study.external import validate_external
-from liver_mm.study.external_overlap import (
+from liver_mm.study.external.overlap import (
     OverlapError,
     check_overlap,
     overlap_notice,
     overlap_with_study,
     study_cohort,
 )
-from liver_mm.study.external_source import ArmRun, StudySource
+from liver_mm.study.external.run import validate_external
+from liver_mm.study.external.source import ArmRun, StudySource
 from liver_mm.synth.cohort import generate_cohort
 
 N = 40
@@ -145,7 +145,7 @@ def test_another_seeds_synthetic_cohort_is_external_and_the_report_says_what_was
 
 
 def test_ids_are_compared_as_text_with_a_float_resave_read_back():
-    from liver_mm.study.external_overlap import norm_ids
+    from liver_mm.study.external.overlap import norm_ids
 
     got = norm_ids(pd.Series([" 149.0", "149", "0149", "14.5", "A1", "", None], dtype=object))
     assert got.tolist()[:5] == ["149", "149", "0149", "14.5", "A1"] and got.iloc[5:].isna().all()

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from liver_mm.cli import main
 from liver_mm.study.checks import check_study_config, holm_families
 from liver_mm.study.compare import compare_study, write_delong_csv
-from liver_mm.study.report import _results_section
+from liver_mm.study.report.markdown import _results_section
 
 RECORDS = Path(__file__).resolve().parents[2] / "experiments"
 SEED = ["m1", "m2", "m3", "m4", "m5"]

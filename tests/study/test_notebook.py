@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from liver_mm.study.compare import compare_study, parent_metrics
-from liver_mm.study.report import write_report
-from liver_mm.study.tables import ARM_ORDER, fmt_auc, fmt_proportion
+from liver_mm.study.report.markdown import write_report
+from liver_mm.study.report.tables import ARM_ORDER, fmt_auc, fmt_proportion
 from liver_mm.training.evaluate import run_metrics as child_metrics
 from tests.study.test_compare import make_predictions
 

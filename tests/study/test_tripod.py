@@ -12,12 +12,12 @@ from omegaconf import OmegaConf
 
 from liver_mm.study.clinical_value import calibration_table, format_calibration
 from liver_mm.study.compare import compare_study
-from liver_mm.study.cv_report import format_summary, write_cv_study
-from liver_mm.study.tables import format_table3
-from liver_mm.study.tripod import TITLE, split_evidence, tripod_rows, tripod_section
-from liver_mm.study.tripod_evidence import ANSWERED, AUTHORS, PARTLY
-from liver_mm.study.tripod_items import CHECKLIST, NUMBERS
-from liver_mm.study.tripod_records import SPLIT_MADE
+from liver_mm.study.cv.report import format_summary, write_cv_study
+from liver_mm.study.report.tables import format_table3
+from liver_mm.study.tripod.checklist import TITLE, split_evidence, tripod_rows, tripod_section
+from liver_mm.study.tripod.evidence import ANSWERED, AUTHORS, PARTLY
+from liver_mm.study.tripod.items import CHECKLIST, NUMBERS
+from liver_mm.study.tripod.records import SPLIT_MADE
 from tests.study.test_compare import make_predictions
 
 ARMS = ["m1", "m3", "tab_logreg", "fib4"]

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from liver_mm.cli import main
-from liver_mm.study.tripod_records import SPLIT_GIVEN
+from liver_mm.study.tripod.records import SPLIT_GIVEN
 
 pytestmark = pytest.mark.slow
 ARMS = ["study.arms=[fib4,tab_logreg]", "study.reference=fib4"]

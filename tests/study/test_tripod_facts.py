@@ -1,7 +1,7 @@
 """Each TRIPOD+AI answer states what this study did, from its records, not what liver-mm does by default: a
 manifest's own split column (12a, 13), a tuned ``trainer.max_epochs`` (12c), cross-validation folds that ignored a
 split column (12a, 13), settings a separate ``liver-mm tune`` chose (12c and the reports' warning), and nothing
-asserted when the record is missing. The records themselves (:mod:`liver_mm.study.tripod_records`) come from a
+asserted when the record is missing. The records themselves (:mod:`liver_mm.study.tripod.records`) come from a
 real manifest file and a real MLflow store."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from hydra import compose, initialize_config_module
 
 from liver_mm.cohort.prepare import PreparedCohort
 from liver_mm.study.compare import compare_study
-from liver_mm.study.tripod import cv_evidence, split_evidence, tripod_rows
-from liver_mm.study.tripod_evidence import ANSWERED, PARTLY
-from liver_mm.study.tripod_records import (
+from liver_mm.study.tripod.checklist import cv_evidence, split_evidence, tripod_rows
+from liver_mm.study.tripod.evidence import ANSWERED, PARTLY
+from liver_mm.study.tripod.records import (
     FOLDS_IGNORING,
     FOLDS_MADE,
     OWN_ROWS,

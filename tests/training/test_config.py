@@ -13,7 +13,7 @@ import yaml
 from hydra import compose, initialize_config_module
 
 from liver_mm.study.checks import check_study_config
-from liver_mm.study.cv import uses_cv
+from liver_mm.study.cv.run import uses_cv
 from liver_mm.training.checks import check_settings, idle_settings
 from liver_mm.training.devices import sweep_size
 

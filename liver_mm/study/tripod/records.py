@@ -98,7 +98,7 @@ def study_records(config: DictConfig, cohort: PreparedCohort, client, exp_id: st
     came from ``liver-mm tune``)."""
     from liver_mm.study.checks import check_cv
 
-    cv = check_cv(config) is not None  # liver_mm.study.cv.uses_cv's rule
+    cv = check_cv(config) is not None  # liver_mm.study.cv.run.uses_cv's rule
     records: dict[str, object] = {"split_source": split_source(cohort, config.data, cv)}
     sources = settings_sources(client, exp_id, configs, cohort, cv)
     if sources:

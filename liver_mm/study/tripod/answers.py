@@ -1,9 +1,9 @@
-"""The TRIPOD+AI items a study answers from its own records (:class:`~liver_mm.study.tripod_evidence.Evidence`).
+"""The TRIPOD+AI items a study answers from its own records (:class:`~liver_mm.study.tripod.evidence.Evidence`).
 
 Every text is built from the provenance, the cohort frame, the parts of each analysis and the report's own
 numbers, or states what liver-mm's code does (how missing labs are imputed, how the split is made); nothing
 is assumed about the data's origin. Items not answered here are for the authors to write
-(:func:`liver_mm.study.tripod.tripod_rows`).
+(:func:`liver_mm.study.tripod.checklist.tripod_rows`).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import pandas as pd
 
 from liver_mm.features.tabular import LOG_FEATURES
 from liver_mm.io.schema import CLINICAL
-from liver_mm.study.tripod_design import imbalance, model_building, partition
-from liver_mm.study.tripod_evidence import (
+from liver_mm.study.tripod.design import imbalance, model_building, partition
+from liver_mm.study.tripod.evidence import (
     ANSWERED,
     MODEL_SETTINGS,
     PARTLY,
@@ -26,7 +26,7 @@ from liver_mm.study.tripod_evidence import (
     inputs_text,
     missing_text,
 )
-from liver_mm.study.tripod_results import counts_answer, flow, outcome_by_part, performance, specification
+from liver_mm.study.tripod.results import counts_answer, flow, outcome_by_part, performance, specification
 
 
 def _augmentation(ev: Evidence) -> str:

@@ -3,7 +3,7 @@
 :class:`Evidence` holds the provenance dict (seed, hashes, commit, versions, config summary, child runs,
 ``model_settings`` per arm), the cohort frame, the train / dev / test part of every case in every analysis
 (the single split, or each (repeat, fold) of a cross-validation) and the report's own formatted numbers.
-The helpers below derive counts from it; :mod:`liver_mm.study.tripod_answers` writes the items.
+The helpers below derive counts from it; :mod:`liver_mm.study.tripod.answers` writes the items.
 """
 
 from __future__ import annotations

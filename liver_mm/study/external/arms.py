@@ -26,7 +26,7 @@ from scipy.special import logit
 from liver_mm.features.scores import DEFAULT_AST_ULN, clinical_score
 from liver_mm.features.tabular import TabularPreprocessor
 from liver_mm.serve.predict import ModelLoadError, load_predictor, predict_frame
-from liver_mm.study.external_source import ArmRun
+from liver_mm.study.external.source import ArmRun
 from liver_mm.training.scores import ScoreModel
 
 #: a validated manifest frame (N rows) -> probabilities of malignancy (N,) float64

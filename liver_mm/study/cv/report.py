@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 
 from liver_mm.cohort.prepare import PreparedCohort
 from liver_mm.stats import encode_labels, format_p, markdown_table, youden_threshold
-from liver_mm.study.cv_tables import (
+from liver_mm.study.cv.tables import (
     OOF_COLUMNS,
     WITHOUT_DEGENERATE,
     check_oof_coverage,
@@ -20,17 +20,17 @@ from liver_mm.study.cv_tables import (
     cv_parent_metrics,
     cv_summary,
 )
-from liver_mm.study.report import (
+from liver_mm.study.report.html import write_both
+from liver_mm.study.report.markdown import (
     SYNTHETIC_STATEMENT,
     _cohort_section,
     _provenance_section,
     _save,
     write_cohort_tables,
 )
-from liver_mm.study.report_html import write_both
-from liver_mm.study.tables import METRICS, fmt_auc, fmt_number, fmt_proportion
-from liver_mm.study.tripod import cv_evidence, tripod_section
-from liver_mm.study.tripod_records import tuned_outside_warning
+from liver_mm.study.report.tables import METRICS, fmt_auc, fmt_number, fmt_proportion
+from liver_mm.study.tripod.checklist import cv_evidence, tripod_section
+from liver_mm.study.tripod.records import tuned_outside_warning
 from liver_mm.study.tuning_report import tuning_section
 from liver_mm.training.evaluate import DegenerateThresholdError, check_threshold
 

@@ -1,6 +1,6 @@
 """Formatting and cohort tables of a study report (pandas + liver_mm.stats only).
 
-Shared by :mod:`liver_mm.study.compare`, :mod:`liver_mm.study.report` and the
+Shared by :mod:`liver_mm.study.compare`, :mod:`liver_mm.study.report.markdown` and the
 ``notebooks/compare_runs.ipynb`` notebook, so a number reads the same everywhere.
 """
 

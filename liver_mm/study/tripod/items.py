@@ -3,7 +3,7 @@
 TRIPOD+AI is the reporting guideline for studies that develop or evaluate a clinical prediction model built
 with regression or machine learning: 27 items, many with sub-items (52 in all). Each :class:`Item` carries the
 checklist's number, its section and topic and a short paraphrase of what the item asks for; the wording of
-the guideline itself is authoritative. :mod:`liver_mm.study.tripod` answers the items a study can answer from
+the guideline itself is authoritative. :mod:`liver_mm.study.tripod.checklist` answers the items a study can answer from
 its own records.
 """
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from liver_mm.study.external_source import StudySource, StudySourceError
+from liver_mm.study.external.source import StudySource, StudySourceError
 
 log = logging.getLogger(__name__)
 SHOWN = 5  # overlapping rows listed in the error

@@ -1,12 +1,12 @@
 """TRIPOD+AI items 12a (how the data were used), 12c (model building, tuning) and 13 (class imbalance), answered from
-what this study recorded (:class:`~liver_mm.study.tripod_evidence.Evidence`): the split's source, the epoch rule,
-whether and what was tuned and where tuned settings came from (:mod:`liver_mm.study.tripod_records`)."""
+what this study recorded (:class:`~liver_mm.study.tripod.evidence.Evidence`): the split's source, the epoch rule,
+whether and what was tuned and where tuned settings came from (:mod:`liver_mm.study.tripod.records`)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from liver_mm.study.tripod_evidence import (
+from liver_mm.study.tripod.evidence import (
     ANSWERED,
     AUTHORS,
     MODEL_SETTINGS,
@@ -17,7 +17,7 @@ from liver_mm.study.tripod_evidence import (
     model_type,
     sub,
 )
-from liver_mm.study.tripod_records import FOLDS_IGNORING, SPLIT_GIVEN, SPLIT_MADE, tuned_outside
+from liver_mm.study.tripod.records import FOLDS_IGNORING, SPLIT_GIVEN, SPLIT_MADE, tuned_outside
 
 
 def _networks(ev: Evidence) -> bool:

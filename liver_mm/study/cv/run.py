@@ -219,7 +219,7 @@ def finish_cv(config: DictConfig, cohort: PreparedCohort, client, exp_id: str, k
               out: Path, provenance: dict, command: str, families, title: str) -> dict[str, float]:
     """Gather the finished fold runs of each arm (report order) trained with its arm key ``arm_keys[arm]`` and
     write the cross-validation report into ``out``."""
-    from liver_mm.study.cv_report import write_cv_study
+    from liver_mm.study.cv.report import write_cv_study
     from liver_mm.study.tuning_report import tuning_table
     from liver_mm.tracking.registry import finished_by, study_runs
 

@@ -15,13 +15,13 @@ from pathlib import Path
 import pandas as pd
 
 from liver_mm.stats import markdown_table, table1, table2
-from liver_mm.study.answer import answer_lines
 from liver_mm.study.clinical_value import clinical_value_section, write_calibration_and_dca
 from liver_mm.study.compare import StudyComparison, write_comparison
-from liver_mm.study.gallery import gallery_section
 from liver_mm.study.lesion_size import has_sizes, lesion_size_table
-from liver_mm.study.report_html import write_both, write_html
-from liver_mm.study.tables import (
+from liver_mm.study.report.answer import answer_lines
+from liver_mm.study.report.gallery import gallery_section
+from liver_mm.study.report.html import write_both, write_html
+from liver_mm.study.report.tables import (
     BBOX2,
     bbox_icc_table,
     cohort_counts,
@@ -29,7 +29,7 @@ from liver_mm.study.tables import (
     format_icc,
     has_second_observer,
 )
-from liver_mm.study.tripod import split_evidence, tripod_section
+from liver_mm.study.tripod.checklist import split_evidence, tripod_section
 from liver_mm.study.tuning_report import tuning_section
 
 log = logging.getLogger(__name__)

@@ -28,10 +28,10 @@ from liver_mm.io.codes import unmapped_codes
 from liver_mm.io.dialect import TableOptions
 from liver_mm.io.schema import LABELS, manifest_hash
 from liver_mm.stats import calibration_metrics, encode_labels
-from liver_mm.study import recalibration as rc
 from liver_mm.study.compare import StudyComparison, metric_name, parent_metrics
-from liver_mm.study.external_overlap import Overlap
-from liver_mm.study.external_source import StudySource, resolve_study
+from liver_mm.study.external import recalibration as rc
+from liver_mm.study.external.overlap import Overlap
+from liver_mm.study.external.source import StudySource, resolve_study
 from liver_mm.study.frozen import compare_frozen
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ RUN_TYPE = "external_validation"
 @dataclass(frozen=True)
 class Recalibration:
     """``--recalibrate``: method (intercept | logistic) and the declared fit part: ``column`` (fit/eval per row)
-    or else a ``fraction`` of the cases drawn with ``seed`` (:mod:`liver_mm.study.recalibration`)."""
+    or else a ``fraction`` of the cases drawn with ``seed`` (:mod:`liver_mm.study.external.recalibration`)."""
 
     method: str
     fraction: float = 0.5
@@ -175,8 +175,8 @@ def evaluate(study: str, manifest: str | Path, out: str | Path, *, tracking: str
     ``ManifestValidationError``, ``OverlapError`` unless ``allow_overlap``, ``ModelLoadError``) and ``OSError`` for
     files."""
     from liver_mm.fileio import check_writable_dir
-    from liver_mm.study.external_arms import load_scorer
-    from liver_mm.study.external_overlap import check_overlap, overlap_with_study
+    from liver_mm.study.external.arms import load_scorer
+    from liver_mm.study.external.overlap import check_overlap, overlap_with_study
     from liver_mm.study.finish import replace_folder
 
     out, manifest = Path(out), Path(manifest)
@@ -225,8 +225,8 @@ def _write(tmp_out: Path, source: StudySource, manifest: Path, mhash: str, df: p
            comparison: StudyComparison, recalibrated, recal: Recalibration | None, run_id: str, command: str,
            title: str, overlap: Overlap) -> pd.DataFrame | None:
     from liver_mm.cohort.prepare import synthetic_meta
-    from liver_mm.study.external_overlap import overlap_notice
-    from liver_mm.study.external_report import write_evaluation, write_recalibration
+    from liver_mm.study.external.overlap import overlap_notice
+    from liver_mm.study.external.report import write_evaluation, write_recalibration
     from liver_mm.tracking.runs import provenance
 
     meta = synthetic_meta(manifest)

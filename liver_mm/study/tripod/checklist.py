@@ -1,5 +1,5 @@
 """report.md's "TRIPOD+AI checklist" section and tripod.csv: every item of the checklist
-(:data:`~liver_mm.study.tripod_items.CHECKLIST`), answered from the study's records where it can be, listed
+(:data:`~liver_mm.study.tripod.items.CHECKLIST`), answered from the study's records where it can be, listed
 for the authors where it cannot (title, abstract, background, setting, ethics, funding, interpretation, ...).
 
 :func:`split_evidence` and :func:`cv_evidence` gather what the two report writers have; :func:`tripod_rows` is
@@ -16,10 +16,10 @@ import pandas as pd
 from liver_mm.stats import markdown_table
 from liver_mm.study.clinical_value import format_calibration
 from liver_mm.study.compare import StudyComparison
-from liver_mm.study.tables import fmt_auc, fmt_number
-from liver_mm.study.tripod_answers import answers
-from liver_mm.study.tripod_evidence import ANSWERED, AUTHORS, PARTLY, Evidence
-from liver_mm.study.tripod_items import CHECKLIST, CITATION
+from liver_mm.study.report.tables import fmt_auc, fmt_number
+from liver_mm.study.tripod.answers import answers
+from liver_mm.study.tripod.evidence import ANSWERED, AUTHORS, PARTLY, Evidence
+from liver_mm.study.tripod.items import CHECKLIST, CITATION
 
 TITLE = "TRIPOD+AI checklist"
 CSV_NAME = "tripod.csv"

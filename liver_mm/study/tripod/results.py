@@ -1,9 +1,9 @@
 """Items of TRIPOD+AI's Results section (20a, 20c, 21, 22, 23a) answered from a study's records
-(:class:`~liver_mm.study.tripod_evidence.Evidence`); used by :mod:`liver_mm.study.tripod_answers`."""
+(:class:`~liver_mm.study.tripod.evidence.Evidence`); used by :mod:`liver_mm.study.tripod.answers`."""
 
 from __future__ import annotations
 
-from liver_mm.study.tripod_evidence import (
+from liver_mm.study.tripod.evidence import (
     ANSWERED,
     MODEL_SETTINGS,
     PARTLY,

@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 
 from liver_mm.stats import markdown_table, reliability_curve
-from liver_mm.study.answer import answer_lines
 from liver_mm.study.clinical_value import (
     _save,
     calibration_table,
@@ -19,15 +18,16 @@ from liver_mm.study.clinical_value import (
     write_calibration_and_dca,
 )
 from liver_mm.study.compare import StudyComparison, write_comparison
-from liver_mm.study.report import (
+from liver_mm.study.report.answer import answer_lines
+from liver_mm.study.report.html import write_both
+from liver_mm.study.report.markdown import (
     SYNTHETIC_STATEMENT,
     _cohort_section,
     _provenance_section,
     write_cohort_tables,
     write_figures,
 )
-from liver_mm.study.report_html import write_both
-from liver_mm.study.tables import fmt_auc, fmt_number, fmt_proportion, format_table3
+from liver_mm.study.report.tables import fmt_auc, fmt_number, fmt_proportion, format_table3
 
 WHERE = "the external cohort"
 VERSIONS = ("original", "recalibrated")

@@ -60,7 +60,7 @@ def render_html(text: str, base: Path, title: str) -> str:
     """The HTML page of Markdown ``text`` whose images are files under ``base``."""
     body = markdown.markdown(text, extensions=["tables", "fenced_code", "sane_lists", "toc", _EmbedExtension(base)],
                              output_format="html")
-    env = Environment(loader=PackageLoader("liver_mm.study", "templates"), autoescape=select_autoescape(["j2"]))
+    env = Environment(loader=PackageLoader("liver_mm.study.report", "templates"), autoescape=select_autoescape(["j2"]))
     return env.get_template(TEMPLATE).render(title=title, body=Markup(body))  # noqa: S704 (Markdown's output)
 
 

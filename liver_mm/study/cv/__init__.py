@@ -1,0 +1,1 @@
+"""Cross-validated studies: the fold runs, pooled tables and the CV report."""

@@ -1,0 +1,1 @@
+"""External validation of a finished study on another cohort (`liver-mm evaluate`)."""
