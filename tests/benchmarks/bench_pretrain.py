@@ -1,9 +1,9 @@
 """Self-supervised pretraining: throughput (images/s) per method, and SimCLR vs BYOL vs DINO by linear probe.
 
     python tests/benchmarks/bench_pretrain.py [--image-size 64] [--n 128] [--device cpu]
-    python tests/benchmarks/bench_pretrain.py --compare [--cohort-n 600] [--epochs 10]
-    python tests/benchmarks/bench_pretrain.py --ablation [--cohort-n 400] [--image-size 64] [--epochs 10]
-        [--finetune-epochs 8]
+    python tests/benchmarks/bench_pretrain.py --compare [--cohort-n 600] [--image-size 64] [--epochs 6]
+    python tests/benchmarks/bench_pretrain.py --ablation [--cohort-n 300] [--image-size 32] [--epochs 6]
+        [--finetune-epochs 5]
 
 Throughput: two augmented views per image, forward + backward + step of ``liver_mm.pretrain.ssl`` on random
 crops (pixel content does not change the speed), ``images / s`` = images seen per second (each as two views).
@@ -176,28 +176,29 @@ def ablation(cohort_n: int, size: int, epochs: int, finetune_epochs: int, batch:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--image-size", type=int, default=None, help="crop side (default 64; ablation 32)")
     parser.add_argument("--n", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--encoder", default="mobilenetv2_100")
     parser.add_argument("--compare", action="store_true")
     parser.add_argument("--ablation", action="store_true")
-    parser.add_argument("--cohort-n", type=int, default=None, help="synthetic cases (compare 600, ablation 400)")
-    parser.add_argument("--epochs", type=int, default=10, help="pretraining epochs (compare, ablation)")
-    parser.add_argument("--finetune-epochs", type=int, default=8, help="ablation: trainer.max_epochs")
+    parser.add_argument("--cohort-n", type=int, default=None, help="synthetic cases (compare 600, ablation 300)")
+    parser.add_argument("--epochs", type=int, default=6, help="pretraining epochs (compare, ablation)")
+    parser.add_argument("--finetune-epochs", type=int, default=5, help="ablation: trainer.max_epochs")
     args = parser.parse_args()
+    size = args.image_size or 64
     if args.ablation:
-        ablation(args.cohort_n or 400, args.image_size, args.epochs, args.finetune_epochs, args.batch_size,
+        ablation(args.cohort_n or 300, args.image_size or 32, args.epochs, args.finetune_epochs, args.batch_size,
                  args.encoder)
         return
     if args.compare:
-        compare(args.cohort_n or 600, args.image_size, args.epochs, args.batch_size, args.encoder)
+        compare(args.cohort_n or 600, size, args.epochs, args.batch_size, args.encoder)
         return
     print(f"pretraining throughput ({args.device}, {torch.get_num_threads()} thread(s), {args.encoder}, "
-          f"{args.image_size} px, batch {args.batch_size}, two views each):")
+          f"{size} px, batch {args.batch_size}, two views each):")
     for method in METHODS:
-        rate = throughput(method, args.n, args.image_size, args.batch_size, args.device, args.encoder)
+        rate = throughput(method, args.n, size, args.batch_size, args.device, args.encoder)
         print(f"  {method:6s} {rate:7.1f} images/s")
 
 
