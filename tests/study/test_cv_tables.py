@@ -200,3 +200,21 @@ def test_one_arm_writes_its_tables_and_no_comparison(tmp_path, tiny_cohort):
     assert pd.read_csv(out / "cv_comparisons.csv").empty
     assert "One arm: nothing to compare." in (out / "report.md").read_text()
     assert "cv_auc_mean_m1" in metrics and not any(k.startswith("cv_p_") for k in metrics)
+
+
+def test_the_comparison_gives_the_pooled_difference_with_its_delong_ci():
+    from liver_mm.stats import delong_test
+    from liver_mm.study.cv_report import format_comparisons
+
+    m1 = _oof().assign(threshold=0.5)
+    m2 = m1.assign(arm="m2", prob=[0.6, 0.7, 0.8, 0.2, 0.9, 0.1, 0.35, 0.3])
+    oof = pd.concat([m1, m2], ignore_index=True)
+    sizes = pd.DataFrame({"repeat": [0, 0], "fold": [0, 1], "n_test": [4, 4], "n_outside_test": [4, 4]})
+    comp = cv_comparisons(oof, cv_auc_table(oof), sizes, ["m1", "m2"], "m1").set_index(["a", "b"])
+    r = comp.loc[("m1", "m2")]
+    d = delong_test([1, 0, 1, 0, 1, 0, 1, 0], m1["prob"], m2["prob"])
+    assert r["pooled_diff"] == pytest.approx(11 / 16 - 14 / 16, abs=1e-12)
+    assert (r["pooled_diff_ci_low"], r["pooled_diff_ci_high"]) == (d.diff_ci_low, d.diff_ci_high)
+    assert d.diff_ci_low < r["pooled_diff"] < d.diff_ci_high
+    row = format_comparisons(comp.reset_index()).iloc[0]
+    assert row["Pooled ΔAUC (95% CI)"] == "-0.188 (-0.575 to +0.200)"

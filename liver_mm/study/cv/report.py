@@ -90,7 +90,9 @@ def format_comparisons(comp: pd.DataFrame) -> pd.DataFrame:
         rows.append({"Comparison": f"{r['a']} vs {r['b']}", "Family": r["family"],
                      "Mean ΔAUC over folds (SD)": f"{r['mean_auc_diff']:+.3f} ({r['sd_auc_diff']:.3f})",
                      "t (df)": f"{r['t']:.2f} ({int(r['df'])})", "p": format_p(r["p_t"]),
-                     "p (Holm)": format_p(r["p_t_holm"]), "Pooled ΔAUC": f"{r['pooled_diff']:+.3f}",
+                     "p (Holm)": format_p(r["p_t_holm"]),
+                     "Pooled ΔAUC (95% CI)": f"{r['pooled_diff']:+.3f} ({r['pooled_diff_ci_low']:+.3f} to "
+                                             f"{r['pooled_diff_ci_high']:+.3f})",
                      "z (DeLong)": fmt_number(r["z_delong"], 2), "p (DeLong)": format_p(r["p_delong"]),
                      "p (DeLong, Holm)": format_p(r["p_delong_holm"])})
     return pd.DataFrame(rows)

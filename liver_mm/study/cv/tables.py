@@ -30,8 +30,8 @@ from liver_mm.stats import (
 
 OOF_COLUMNS = ("case_id", "patient_id", "arm", "repeat", "fold", "label", "prob")
 COMPARISON_COLUMNS = ("a", "b", "family", "n_folds", "mean_auc_diff", "sd_auc_diff", "t", "df", "size_ratio", "p_t",
-                      "p_t_holm", "pooled_auc_a", "pooled_auc_b", "pooled_diff", "z_delong", "p_delong",
-                      "p_delong_holm")
+                      "p_t_holm", "pooled_auc_a", "pooled_auc_b", "pooled_diff", "pooled_diff_ci_low",
+                      "pooled_diff_ci_high", "z_delong", "p_delong", "p_delong_holm")
 
 
 def degenerate(part: pd.DataFrame) -> np.ndarray:
@@ -150,7 +150,7 @@ def cv_comparisons(oof: pd.DataFrame, cv_auc: pd.DataFrame, sizes: pd.DataFrame,
                    reference: str, families: Mapping[str, Sequence[str]] | None = None) -> pd.DataFrame:
     """Each arm vs the reference and each adjacent pair: mean AUC difference over folds with the
     Nadeau-Bengio corrected resampled t-test (df = K*R - 1), and the paired DeLong test on repeat 0's
-    pooled out-of-fold predictions; Holm-adjusted within each family, for each test separately. One arm:
+    pooled out-of-fold predictions (the pooled difference a - b with its DeLong 95% CI); Holm-adjusted within each family, for each test separately. One arm:
     nothing to compare, an empty table with these columns."""
     pairs = comparison_pairs(list(order), reference)
     fams = comparison_families(pairs, families)
@@ -165,7 +165,8 @@ def cv_comparisons(oof: pd.DataFrame, cv_auc: pd.DataFrame, sizes: pd.DataFrame,
                         pb["prob"].to_numpy(dtype=float))
         rows.append({"a": a, "b": b, "family": fam, "n_folds": t.n_folds, "mean_auc_diff": t.mean_diff,
                      "sd_auc_diff": t.sd_diff, "t": t.t, "df": t.df, "size_ratio": t.ratio, "p_t": t.p_value,
-                     "pooled_auc_a": d.auc_a, "pooled_auc_b": d.auc_b, "pooled_diff": d.diff, "z_delong": d.z,
+                     "pooled_auc_a": d.auc_a, "pooled_auc_b": d.auc_b, "pooled_diff": d.diff,
+                     "pooled_diff_ci_low": d.diff_ci_low, "pooled_diff_ci_high": d.diff_ci_high, "z_delong": d.z,
                      "p_delong": d.p_value})
     out = pd.DataFrame(rows, columns=[c for c in COMPARISON_COLUMNS if not c.endswith("_holm")])
     out["p_t_holm"] = holm_by_family(out["p_t"].to_numpy(dtype=float), fams)
