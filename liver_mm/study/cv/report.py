@@ -159,7 +159,7 @@ def cv_answer_lines(summary: pd.DataFrame, comp: pd.DataFrame, order: Sequence[s
     best = s.loc[list(order), "pooled_auc"].astype(float).idxmax()
     return ["## Question and answer", "",
             "**Question.** Does adding clinical data to the B-mode ultrasound image tell malignant from benign "
-            f"liver nodules better, across {k}-fold cross-validation repeated {r} time(s)? Models: "
+            f"nodules better, across {k}-fold cross-validation repeated {r} time(s)? Models: "
             f"{' → '.join(order)}.", "",
             "**Answer** (each stepwise pair; corrected t-test over folds and pooled DeLong test, Holm):", "",
             *(steps or ["- No stepwise pair to compare: see the comparisons below."]),
