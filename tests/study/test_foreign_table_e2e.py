@@ -35,7 +35,7 @@ def _cli(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProce
     return _run(["-m", "liver_mm.cli", *args], cwd, timeout)
 
 
-@pytest.mark.slow  # 6 arms x 2 folds on 160 lesions at 32 px, 1 epoch (about 4-6 minutes on 2 loaded CPU cores)
+@pytest.mark.slow  # 6 arms x 2 folds on 160 lesions at 32 px, 1 epoch (4-9 minutes on 2 shared CPU cores)
 def test_foreign_table_to_cross_validated_study(tmp_path: Path) -> None:
     made = _run([str(RECORD / "make_table.py"), "--out", "lesions", "--n", "160"], tmp_path)
     assert made.returncode == 0, made.stderr[-2000:]
