@@ -74,8 +74,8 @@ def _variable(header: str, col: pd.Series, tokens: set[str]) -> list[str]:
     sep = next((s for s in MULTI_SEPARATORS if cells.str.contains(re.escape(s)).mean() > 0.05), None)
     parts = [p.strip() for c in cells for p in (c.split(sep) if sep else [c]) if p.strip()]
     counts = Counter(p.lower() for p in parts)
-    first = {}
-    for p in parts:
+    first: dict[str, str] = {}
+    for p, _ in Counter(parts).most_common():  # each value in its most frequent spelling (ties: first seen)
         first.setdefault(p.lower(), p)
     cats = [first[k] for k, _ in counts.most_common(MAX_CATEGORIES)]
     more = f"; {len(counts) - MAX_CATEGORIES} rarer values left out" if len(counts) > MAX_CATEGORIES else ""

@@ -153,15 +153,19 @@ def degenerate_sentence(summary: pd.DataFrame) -> list[str]:
 
 def cv_answer_lines(summary: pd.DataFrame, comp: pd.DataFrame, order: Sequence[str], k: int, r: int) -> list[str]:
     """The report's opening: the question, whether each adjacent stepwise pair's difference holds up over the
-    folds (:func:`verdicts`), then the best pooled out-of-fold AUC."""
+    folds (:func:`verdicts`), then the best pooled out-of-fold AUC. The stepwise pairs are the adjacent pairs in
+    the Holm family of the first pair (the steps): a step vs a control, or two controls, are not steps."""
     s = summary.set_index("arm")
     adjacent = set(zip(order, order[1:], strict=False))
     records = comp.to_dict("records") if not comp.empty else []
+    family = {(r["a"], r["b"]): r.get("family") for r in records}
+    steps_family = family.get(tuple(order[:2]))
+    adjacent = {p for p in adjacent if steps_family is None or family.get(p) == steps_family}
     steps = [text for row, text in zip(records, verdicts(comp), strict=True) if (row["a"], row["b"]) in adjacent]
     best = s.loc[list(order), "pooled_auc"].astype(float).idxmax()
     return ["## Question and answer", "",
             "**Question.** Does adding clinical data to the B-mode ultrasound image tell malignant from benign "
-            f"liver nodules better, across {k}-fold cross-validation repeated {r} time(s)? Models: "
+            f"nodules better, across {k}-fold cross-validation repeated {r} time(s)? Models: "
             f"{' → '.join(order)}.", "",
             "**Answer** (each stepwise pair; corrected t-test over folds and pooled DeLong test, Holm):", "",
             *(steps or ["- No stepwise pair to compare: see the comparisons below."]),

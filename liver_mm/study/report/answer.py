@@ -63,7 +63,7 @@ def answer_lines(table3: pd.DataFrame, comparisons: Sequence[Mapping[str, object
     n_pos, n_neg = int(t3["n_malignant"].iloc[0]), int(t3["n_benign"].iloc[0])
     lines = ["## Question and answer", "",
              f"**Question.** Does adding clinical data to the B-mode ultrasound image tell malignant from benign "
-             f"liver nodules better? Models compared: {chain}.", "",
+             f"nodules better? Models compared: {chain}.", "",
              f"**Answer** ({where}: {n_pos} malignant / {n_neg} benign nodules; AUC with DeLong "
              f"{round(100 * (1 - alpha))}% CI in Table 3):", ""]
     lines += [f"- {s}" for s in steps] or ["- No model adds inputs to another: see the DeLong table."]
