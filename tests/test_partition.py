@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from hydra import compose, initialize_config_module
-from liver_mm.conf.partition import EXECUTION, REPORT, TRAINING, declared, leaves, part_of
 from omegaconf import OmegaConf
+
+from liver_mm.conf.partition import EXECUTION, REPORT, TRAINING, declared, leaves, part_of
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 ARMS = sorted(p.stem for p in (CONF / "arm").glob("*.yaml"))

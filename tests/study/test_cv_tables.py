@@ -204,7 +204,7 @@ def test_one_arm_writes_its_tables_and_no_comparison(tmp_path, tiny_cohort):
 
 def test_the_comparison_gives_the_pooled_difference_with_its_delong_ci():
     from liver_mm.stats import delong_test
-    from liver_mm.study.cv_report import format_comparisons
+    from liver_mm.study.cv.report import format_comparisons
 
     m1 = _oof().assign(threshold=0.5)
     m2 = m1.assign(arm="m2", prob=[0.6, 0.7, 0.8, 0.2, 0.9, 0.1, 0.35, 0.3])

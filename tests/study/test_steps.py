@@ -6,11 +6,11 @@ import json
 import logging
 from pathlib import Path
 
-import liver_mm.conf  # noqa: F401 - the configs' resolvers
 import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
+import liver_mm.conf  # noqa: F401 - the configs' resolvers
 from liver_mm.dictionary import default_path
 from liver_mm.study.steps import study_overrides
 from liver_mm.synth.lesions import lesions_dictionary
