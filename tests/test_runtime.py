@@ -133,3 +133,38 @@ def test_the_cli_bounds_the_spin_before_torch_loads(tmp_path):
     env = {k: v for k, v in runtime.os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "1000"]  # liver_mm.cli imports no torch before main() sets it
+
+
+# a real Python process: an exit handler registered first runs last and reports whether the objects were frozen
+_REPORT_AT_EXIT = ("import atexit, gc, sys\n"
+                   "atexit.register(lambda: print('frozen at exit:', gc.get_freeze_count() > 0, flush=True))\n")
+
+
+def _python(code: str, tmp_path: Path) -> str:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    res = subprocess.run([sys.executable, "-c", _REPORT_AT_EXIT + code], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return res.stdout
+
+
+def test_quick_exit_freezes_the_objects_when_the_process_exits_registered_once(tmp_path: Path):
+    out = _python("from liver_mm.runtime import quick_exit\nprint(quick_exit(), quick_exit())\n"
+                  "import gc; print('frozen before exit:', gc.get_freeze_count() > 0)\n", tmp_path)
+    assert out.splitlines() == ["True False", "frozen before exit: False", "frozen at exit: True"]
+
+
+def test_a_hydra_job_process_and_the_cli_exit_quickly(tmp_path: Path):
+    """The task of every Hydra command (what a SLURM job or a joblib worker runs) registers :func:`quick_exit`, and
+    so does the ``liver-mm`` entry point."""
+    job = _python("from liver_mm.cli.hydra_cmds import run_hydra_app\n"
+                  f"run_hydra_app('train', lambda cfg: print('job ran'), ['hydra.run.dir={tmp_path / 'run'}'])\n",
+                  tmp_path)
+    assert job.splitlines() == ["job ran", "frozen at exit: True"]
+    cli = _python("from liver_mm.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n",
+                  tmp_path)
+    assert cli.splitlines()[-1] == "frozen at exit: True"

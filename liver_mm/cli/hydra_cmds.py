@@ -53,7 +53,7 @@ def run_hydra_app(config_name: str, task, overrides: list[str], script: Path | N
 
     import liver_mm.conf  # noqa: F401 - registers the configs' OmegaConf resolvers
     from liver_mm.cohort.validate import ManifestValidationError
-    from liver_mm.runtime import tune_malloc
+    from liver_mm.runtime import quick_exit, tune_malloc
 
     tune_malloc()
     user_errors = _user_errors()
@@ -65,6 +65,7 @@ def run_hydra_app(config_name: str, task, overrides: list[str], script: Path | N
     def guarded(cfg):
         from liver_mm.dictionary import activate
 
+        quick_exit()  # each job's process (a SLURM job, a joblib worker) exits without the final GC passes
         try:
             activate(cfg.get("dictionary"))  # the clinical variables this job reads tables with
             return task(cfg)
