@@ -7,9 +7,11 @@ import atexit
 import ctypes
 import ctypes.util
 import gc
+import importlib
 import logging
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -63,6 +65,33 @@ def quick_exit() -> bool:
         return False
     _QUICK_EXIT.append(True)
     atexit.register(gc.freeze)
+    return True
+
+
+def import_frozen(*modules: str) -> bool:
+    """Import ``modules`` with the garbage collector paused, then freeze every object alive (``gc.freeze``): the
+    import makes no full collections over a heap that grows to ~640,000 objects (torch, Lightning, MLflow,
+    pandas), and the collections of the run that follows skip those objects, which live as long as the process.
+    The garbage made before is collected first (a cheap pass over a small heap), so it is freed, not frozen; where
+    every module is imported already (a later job of the same process), nothing is done. True when it imported.
+
+    Measured on this project's 2-core machine under load: importing what a study's fold job imports took 14 CPU-s,
+    10.5 without the collector's passes (9 full collections, 707 objects freed). Called at the start of each Hydra
+    job (its own process under SLURM).
+    """
+    todo = [name for name in modules if name not in sys.modules]
+    if not todo:
+        return False
+    enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        for name in todo:
+            importlib.import_module(name)
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
     return True
 
 
