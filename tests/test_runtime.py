@@ -133,3 +133,54 @@ def test_the_cli_bounds_the_spin_before_torch_loads(tmp_path):
     env = {k: v for k, v in runtime.os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "1000"]  # liver_mm.cli imports no torch before main() sets it
+
+
+# a real Python process: an exit handler registered first runs last and reports whether the objects were frozen
+_REPORT_AT_EXIT = ("import atexit, gc, sys\n"
+                   "atexit.register(lambda: print('frozen at exit:', gc.get_freeze_count() > 0, flush=True))\n")
+
+
+def _python(code: str, tmp_path: Path) -> str:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    res = subprocess.run([sys.executable, "-c", _REPORT_AT_EXIT + code], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return res.stdout
+
+
+def test_quick_exit_freezes_the_objects_when_the_process_exits_registered_once(tmp_path: Path):
+    out = _python("from liver_mm.runtime import quick_exit\nprint(quick_exit(), quick_exit())\n"
+                  "import gc; print('frozen before exit:', gc.get_freeze_count() > 0)\n", tmp_path)
+    assert out.splitlines() == ["True False", "frozen before exit: False", "frozen at exit: True"]
+
+
+def test_import_frozen_imports_without_full_collections_then_freezes(tmp_path: Path):
+    """No full collection during the import, the objects frozen after it, the garbage made before it freed (not
+    frozen: a later job of one process would otherwise keep the previous run's cycles), a second call a no-op."""
+    out = _python("from liver_mm.runtime import import_frozen\n"
+                  "import weakref\nclass Cycle: pass\n"
+                  "c = Cycle(); c.me = c; gone = weakref.ref(c); del c\n"
+                  "full = gc.get_stats()[2]['collections']\n"
+                  "print(import_frozen('liver_mm.training.run'), gone() is None)\n"
+                  "print(gc.get_stats()[2]['collections'] - full, gc.get_freeze_count() > 100_000, gc.isenabled(),\n"
+                  "      'torch' in sys.modules)\n"
+                  "frozen = gc.get_freeze_count()\n"
+                  "print(import_frozen('liver_mm.training.run'), gc.get_freeze_count() == frozen)\n", tmp_path)
+    assert out.splitlines() == ["True True", "1 True True True", "False True", "frozen at exit: True"]
+
+
+def test_a_hydra_job_process_and_the_cli_exit_quickly(tmp_path: Path):
+    """The task of every Hydra command (what a SLURM job or a joblib worker runs) starts with the training and
+    tracking modules imported and frozen (:func:`import_frozen`) and registers :func:`quick_exit`; the
+    ``liver-mm`` entry point registers :func:`quick_exit` too."""
+    task = "lambda cfg: print('job ran', 'liver_mm.tracking.registry' in sys.modules, gc.get_freeze_count() > 100_000)"
+    job = _python("from liver_mm.cli.hydra_cmds import run_hydra_app\n"
+                  f"run_hydra_app('train', {task}, ['hydra.run.dir={tmp_path / 'run'}'])\n", tmp_path)
+    assert job.splitlines() == ["job ran True True", "frozen at exit: True"]
+    cli = _python("from liver_mm.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n",
+                  tmp_path)
+    assert cli.splitlines()[-1] == "frozen at exit: True"

@@ -37,10 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run ``liver-mm``; returns the process exit code."""
     from liver_mm.fileio import private_umask
-    from liver_mm.runtime import bounded_openmp_spin
+    from liver_mm.runtime import bounded_openmp_spin, quick_exit
 
     private_umask()  # patient-linked outputs: new files 0600, folders 0700 (LIVER_MM_UMASK overrides)
     bounded_openmp_spin()  # before anything imports torch: OpenMP waiters spin briefly, then sleep
+    quick_exit()  # the exit skips the garbage collector's passes over torch's, MLflow's objects
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()

@@ -42,6 +42,11 @@ def _check_output_dirs(overrides: list[str]) -> str | None:
     return None
 
 
+#: what every Hydra task imports (training, tracking): imported at a job's start by
+#: :func:`~liver_mm.runtime.import_frozen`
+JOB_MODULES = ("liver_mm.training.run", "liver_mm.tracking.registry", "liver_mm.tracking.runs")
+
+
 def run_hydra_app(config_name: str, task, overrides: list[str], script: Path | None = None) -> int:
     """Run ``task(cfg)`` as a Hydra app over ``liver_mm/conf/<config_name>.yaml`` with command-line overrides.
 
@@ -53,7 +58,7 @@ def run_hydra_app(config_name: str, task, overrides: list[str], script: Path | N
 
     import liver_mm.conf  # noqa: F401 - registers the configs' OmegaConf resolvers
     from liver_mm.cohort.validate import ManifestValidationError
-    from liver_mm.runtime import tune_malloc
+    from liver_mm.runtime import import_frozen, quick_exit, tune_malloc
 
     tune_malloc()
     user_errors = _user_errors()
@@ -65,6 +70,8 @@ def run_hydra_app(config_name: str, task, overrides: list[str], script: Path | N
     def guarded(cfg):
         from liver_mm.dictionary import activate
 
+        quick_exit()  # each job's process (a SLURM job, a joblib worker) exits without the final GC passes
+        import_frozen(*JOB_MODULES)  # without the GC's passes over the growing heap; later passes skip them
         try:
             activate(cfg.get("dictionary"))  # the clinical variables this job reads tables with
             return task(cfg)
