@@ -32,7 +32,8 @@ def _settings(method: str = "simclr", **kw) -> PretrainSettings:
     return PretrainSettings(encoder=ENCODER, image_size=32, method=method, epochs=1, batch_size=4, **kw)
 
 
-@pytest.mark.parametrize("method", ["simclr", "byol", "dino"])
+@pytest.mark.parametrize("method", ["simclr", pytest.param("byol", marks=pytest.mark.slow),
+                                    pytest.param("dino", marks=pytest.mark.slow)])
 def test_tiny_run_logs_a_loss_and_its_file_loads_into_the_encoder(method, tmp_path):
     logged: list[tuple[int, float]] = []
     enc = cached_pretrain(_crops(), _settings(method), tmp_path, progress=False,
@@ -52,6 +53,7 @@ def test_tiny_run_logs_a_loss_and_its_file_loads_into_the_encoder(method, tmp_pa
     assert not torch.equal(saved["conv_head.weight"], init["conv_head.weight"])
 
 
+@pytest.mark.slow  # two pretraining runs
 def test_the_cache_reuses_by_content_and_a_retrain_writes_the_same_bytes(tmp_path):
     crops, settings = _crops(), _settings()
     first = cached_pretrain(crops, settings, tmp_path, progress=False)
@@ -67,6 +69,7 @@ def test_the_cache_reuses_by_content_and_a_retrain_writes_the_same_bytes(tmp_pat
     assert pretrain_key(crops, _settings(lr=2e-3)) != first.key
 
 
+@pytest.mark.slow  # a pretraining run
 def test_pretraining_leaves_the_callers_random_state_alone():
     torch.manual_seed(123)
     expected = torch.rand(3)

@@ -22,6 +22,8 @@ from liver_mm.pretrain.study import apply_pretraining
 from liver_mm.training.run import train
 from tests.training.conftest import compose_train
 
+pytestmark = pytest.mark.slow  # real studies with pretraining (minutes): make test-slow
+
 PRETRAIN = ["pretrain.enabled=true", "pretrain.epochs=1", "pretrain.batch_size=8"]
 
 

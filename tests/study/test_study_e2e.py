@@ -18,6 +18,8 @@ from mlflow.tracking import MlflowClient
 
 from liver_mm.cli import main
 
+pytestmark = pytest.mark.slow  # one study of 7 arms, killed and resumed (minutes): make test-slow
+
 ARMS = ["m1", "m2", "m3", "m4", "m5", "tab_mlp", "tab_logreg"]
 
 

@@ -129,6 +129,7 @@ RACE = """
 """
 
 
+@pytest.mark.slow  # three real study processes
 def test_studies_started_at_the_same_moment_make_one_parent(tmp_path, store):  # noqa: F811
     """Three processes look for the parent while the store's write lock is held (a sqlite RESERVED lock: reads
     go on, writes wait): each finds none and waits to create; then all write at once."""
@@ -198,6 +199,7 @@ def test_a_run_of_a_killed_process_is_freed_at_once(store):  # noqa: F811
     assert client.get_run(run_id).info.lifecycle_stage == "deleted"
 
 
+@pytest.mark.slow  # waits out a real timeout
 def test_waiting_for_a_hung_owner_ends_with_a_message(store, other_process):  # noqa: F811
     client, exp_id = store
     run_id = _owned(client, exp_id, "m1", other_process.pid)  # alive, never finishes
@@ -213,6 +215,7 @@ def test_waiting_for_a_hung_owner_ends_with_a_message(store, other_process):  # 
     assert abs(int(text[1]) - owner.beat_age(client.get_run(run_id).data.tags)) <= 1
 
 
+@pytest.mark.slow  # a real training run
 def test_a_run_beats_while_its_outputs_are_logged(tmp_path, small_overrides, monkeypatch):  # noqa: F811
     """Model logging (here made slow) runs after fit: the run still beats, a study elsewhere keeps off it."""
     from liver_mm.training import estimators
