@@ -137,7 +137,7 @@ def _fold_preds(df: pd.DataFrame, arms: list[str], constant_dev: set[tuple[str, 
     return out
 
 
-def _write(tmp_path, tiny_cohort, fold_preds, arms):
+def _write(tmp_path, tiny_cohort, fold_preds, arms, provenance=None):
     df = pd.read_csv(tiny_cohort)
     cohort = SimpleNamespace(df=df, synthetic=True)
     config = OmegaConf.create({"study": {"reference": arms[0]}, "cv": {"folds": 2, "repeats": 1}})
@@ -147,7 +147,8 @@ def _write(tmp_path, tiny_cohort, fold_preds, arms):
                           "n_outside_test": [len(df) - half, half]})
     out = tmp_path / "out"
     out.mkdir()
-    metrics = write_cv_study(config, cohort, fold_preds, sizes, arms, out, {}, "liver-mm study", None, "t")
+    metrics = write_cv_study(config, cohort, fold_preds, sizes, arms, out, provenance or {}, "liver-mm study",
+                             None, "t")
     return out, metrics
 
 
@@ -200,3 +201,13 @@ def test_one_arm_writes_its_tables_and_no_comparison(tmp_path, tiny_cohort):
     assert pd.read_csv(out / "cv_comparisons.csv").empty
     assert "One arm: nothing to compare." in (out / "report.md").read_text()
     assert "cv_auc_mean_m1" in metrics and not any(k.startswith("cv_p_") for k in metrics)
+
+
+def test_the_cv_report_names_the_score_arms_the_dictionary_cannot_run(tmp_path, tiny_cohort):
+    df = pd.read_csv(tiny_cohort)
+    skipped = {"apri": "inputs ast, platelets not declared by the data dictionary d.yaml"}
+    out, _ = _write(tmp_path, tiny_cohort, _fold_preds(df, ["m1", "m5"], set()), ["m1", "m5"],
+                    {"skipped_arms": skipped})
+    text = (out / "report.md").read_text()
+    line = "Not run: apri (inputs ast, platelets not declared by the data dictionary d.yaml)."
+    assert text.count(line) == 1 and text.index("### Performance") < text.index(line)
