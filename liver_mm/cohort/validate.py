@@ -9,8 +9,10 @@ mask_size_mismatch, mask_outside, frame_invalid, frame_out_of_range, burned_in_a
 bbox_missing, bbox_invalid, bbox_empty,
 bbox_outside, image_duplicate, image_duplicate_label_conflict, split_invalid, split_leak_patient,
 split_leak_image, split_empty_class, and from :func:`validate_labs`: value_not_numeric,
-value_censored, value_out_of_range, value_atypical, category_unknown, unit_suspect, median_atypical, missing_values, sex_unknown,
-duplicate_row, age_capped, patient_conflict_sex, patient_conflict_age.
+value_censored, value_out_of_range, value_atypical, category_unknown, unit_suspect, median_atypical, missing_values,
+duplicate_row, and by the dictionary's variables ``<binary>_unknown``, ``<top-coded>_capped``,
+``patient_conflict_<variable>`` (the shipped one: sex_unknown, age_capped, patient_conflict_sex,
+patient_conflict_age).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import pandas as pd
 
 from liver_mm.cohort.grouping import split_leaks
 from liver_mm.cohort.validate_images import check_bboxes, check_files, check_identical
-from liver_mm.cohort.validate_labs import AGE_TOLERANCE_YEARS, validate_labs
+from liver_mm.cohort.validate_labs import validate_labs
 from liver_mm.cohort.validate_report import (
     Collector,
     Finding,
@@ -44,7 +46,7 @@ from liver_mm.io.schema import (
     read_manifest,
 )
 
-__all__ = ["AGE_TOLERANCE_YEARS", "Finding", "ManifestValidationError", "ValidationReport",
+__all__ = ["Finding", "ManifestValidationError", "ValidationReport",
            "load_valid_manifest", "validate_labs", "validate_manifest"]
 
 log = logging.getLogger(__name__)
