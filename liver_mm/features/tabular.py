@@ -43,12 +43,10 @@ from liver_mm.features.encode import HOT_KINDS, cell_values, codes, numbers, one
 
 logger = logging.getLogger(__name__)
 
-#: the shipped dictionary's log1p variables (the skewed enzymes)
-LOG_FEATURES = frozenset(n for n, v in default_dictionary().variables.items() if v.transform == "log1p")
 CENSORED_SUFFIX = "_censored"  # the indicator columns of liver_mm.io.codes
 LEVEL_SEP = "="  # one-hot / multi-hot column names: <variable>=<level>
 _FORMAT_VERSION = 1
-_LEGACY_KINDS = {"sex": "binary"}  # saved states before the data dictionary
+LEGACY_KINDS = {"sex": "binary"}  # a saved state before the data dictionary named the binary kind so
 _row_name = row_name
 
 
@@ -273,7 +271,7 @@ class TabularPreprocessor:
             if f not in d["stats"]:
                 raise ValueError(f"saved tabular preprocessor lacks statistics for feature {f!r}")
             s = d["stats"][f]
-            kind = _LEGACY_KINDS.get(s["kind"], s["kind"])
+            kind = LEGACY_KINDS.get(s["kind"], s["kind"])
             if kind != _kind(obj.variables[f]):
                 raise ValueError(f"feature {f!r}: saved transform {s['kind']!r}, its variable is "
                                  f"{_kind(obj.variables[f])!r}")

@@ -6,8 +6,11 @@ import pandas as pd
 import pytest
 
 from liver_mm.cohort.validate import validate_labs
-from liver_mm.io.schema import CLINICAL, read_manifest
+from liver_mm.dictionary import default_dictionary
+from liver_mm.io.schema import read_manifest
 from tests.cohort.test_validate import base_rows, check, findings, write_manifest
+
+CLINICAL = default_dictionary().variables
 
 ILPD_COLUMNS = {"Age": "age", "Gender": "sex", "Sgot": "ast", "Sgpt": "alt", "Alkphos": "alp", "ALB": "albumin"}
 # a normal-ish value of each continuous column in its canonical unit
