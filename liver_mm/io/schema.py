@@ -155,9 +155,18 @@ def read_manifest(path: str | Path, units: Mapping[str, str] | None = None, *,
     (:mod:`liver_mm.io.recode`), its continuous variables read as numbers. Raises :class:`ManifestError`
     only when the file cannot be read at all or a declared unit is unknown.
     """
+    return read_manifest_table(path, units, cache=cache, options=options, dictionary=dictionary)[1]
+
+
+def read_manifest_table(path: str | Path, units: Mapping[str, str] | None = None, *,
+                        cache: ImageCache | None = None, options: TableOptions | None = None,
+                        dictionary: Dictionary | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the table as read: :func:`read_raw_table`, left unchanged; :func:`read_manifest`'s frame of it): one read
+    of the file, for a caller that also hashes or copies the table (the study's split)."""
     path = Path(path)
     d = dictionary or active()
-    raw = rename_aliases(read_raw_table(path, options=options, dictionary=d), d)
+    table = read_raw_table(path, options=options, dictionary=d)
+    raw = rename_aliases(table, d)
     raw = recode_by_dictionary(recode(raw, options, d), d)
     lines = raw.index.to_numpy()
     df = raw.reset_index(drop=True)
@@ -180,7 +189,7 @@ def read_manifest(path: str | Path, units: Mapping[str, str] | None = None, *,
         df["label"] = df["label"].str.lower()
     df.attrs = {SOURCE_ATTR: str(path), LINES_ATTR: {i: int(n) for i, n in enumerate(lines)},
                 NON_NUMERIC_ATTR: bad, "units": dict(units or {}), "maps": dict((options or TableOptions()).maps)}
-    return df
+    return table, df
 
 
 def _bbox_from_masks(df: pd.DataFrame, cache: ImageCache | None) -> None:
@@ -235,7 +244,19 @@ def manifest_hash(path: str | Path, options: TableOptions | None = None) -> str:
     """sha256 of the manifest's canonical CSV (cells stripped, columns and rows sorted):
     unchanged by column order, row order, whitespace, blank lines or file format (CSV dialect, .xlsx)."""
     # the shipped dictionary's headers: a cohort's hash does not depend on the dictionary it is read with
-    raw = read_raw_table(Path(path), log_renames=False, options=options, dictionary=default_dictionary())
+    return table_hash(read_raw_table(Path(path), log_renames=False, options=options, dictionary=default_dictionary()))
+
+
+def shipped_headers(dictionary: Dictionary | None = None) -> bool:
+    """True when the dictionary (default: the active one) reads a table's headers and text cells as the shipped
+    one does: a raw table it read gives :func:`manifest_hash` by :func:`table_hash` (no second read)."""
+    d = dictionary or active()
+    return d is default_dictionary() or (known_columns(d) == known_columns(default_dictionary())
+                                         and text_columns(d) == text_columns(default_dictionary()))
+
+
+def table_hash(raw: pd.DataFrame) -> str:
+    """:func:`manifest_hash` of a raw table (:func:`read_raw_table` with the shipped dictionary's headers)."""
     raw = raw[sorted(raw.columns)]
     raw = raw.sort_values(list(raw.columns), na_position="first", kind="stable")
     return hashlib.sha256(raw.to_csv(index=False, lineterminator="\n").encode()).hexdigest()
