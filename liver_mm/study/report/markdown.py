@@ -215,7 +215,7 @@ def skipped_arm_lines(provenance: Mapping[str, object]) -> list[str]:
     return ["Not run: " + "; ".join(f"{arm} ({why})" for arm, why in skipped.items()) + ".", ""]
 
 
-def _results_section(comparison: StudyComparison, provenance: Mapping[str, object]) -> list[str]:
+def _results_section(comparison: StudyComparison, provenance: Mapping[str, object] | None = None) -> list[str]:
     d = comparison.delong
     arms = ",".join(comparison.order)
     counts: dict[str, int] = {}
@@ -227,7 +227,7 @@ def _results_section(comparison: StudyComparison, provenance: Mapping[str, objec
         "## Results on the test split", "",
         f"{d['n_pos']} malignant / {d['n_neg']} benign test nodules, predicted by every model.", "",
         *_table3_lines(comparison),
-        *skipped_arm_lines(provenance),
+        *skipped_arm_lines(provenance or {}),
         f"![{FIGURES['figure2_roc.png']}](figure2_roc.png)", "",
         f"![{FIGURES['auc_by_step.png']}](auc_by_step.png)", "",
         "### DeLong tests of the AUCs (Supplementary Table 2)", "",
