@@ -8,6 +8,7 @@ import pytest
 from hydra import compose, initialize_config_module
 
 from liver_mm import catalog, stats
+from liver_mm.dictionary import default_dictionary
 from liver_mm.features import tabular
 from liver_mm.io import schema
 from liver_mm.models.fusion import FUSION_CLASSES, FUSIONS
@@ -42,7 +43,8 @@ def test_fusion_networks_and_fusion_configs_name_the_same_set():
 
 def test_sex_codes_and_metric_names_exist_once():
     # sex codes live in the data dictionary alone (the shipped one: F = 0, M = 1); no module keeps its own copy
-    assert tuple(schema.SEX_CODES) == ("F", "M") and not hasattr(tabular, "SEX_CODES")
+    assert default_dictionary()["sex"].categories == ("F", "M")
+    assert not any(hasattr(m, n) for m in (schema, tabular) for n in ("SEX_CODES", "CLINICAL", "normalise_sex"))
     assert evaluate.METRICS is tables.METRICS is stats.THRESHOLD_METRICS
     assert evaluate.COUNT_SUFFIXES is stats.THRESHOLD_SUFFIXES
 

@@ -143,25 +143,31 @@ def _file_state(df: pd.DataFrame) -> list[tuple[str, int, int]]:
 
 
 def validate_once(manifest: Path, units: Mapping[str, str], features: Sequence[str], cache_dir: Path,
-                  options: TableOptions | None = None) -> pd.DataFrame:
+                  options: TableOptions | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Validate the cohort (raises ``ManifestValidationError``), skipping a cohort already found usable
     with the same manifest bytes, unit declarations, table options, required features and image files
-    (size, mtime). Returns the manifest as read."""
-    from liver_mm.cohort.validate import load_valid_manifest
-    from liver_mm.io.schema import read_manifest
+    (size, mtime). Returns (the table as read, the manifest frame): the file is read once."""
+    from liver_mm.cohort.validate import (
+        ManifestValidationError,
+        open_manifest_table,
+        raise_or_warn,
+        validate_frame,
+    )
 
-    df = read_manifest(manifest, units, options=options)
+    report, table, df, cache = open_manifest_table(manifest, units, options)  # the one read of the table
+    if df is None or table is None:
+        raise ManifestValidationError(report)
     state = [hashlib.sha256(manifest.read_bytes()).hexdigest(), sorted(units.items()), _file_state(df)]
     if options is not None and options.key():
         state.append(options.key())
     stamp = cache_dir / "validated" / f"{_key(manifest.resolve(), state)}.json"
     if stamp.exists() and all(f in df.columns for f in features):
         log.info("%s: validated earlier with the same files; not validated again", manifest)
-        return df
-    load_valid_manifest(manifest, units=units, require_clinical=tuple(features), options=options)
+        return table, df
+    raise_or_warn(validate_frame(report, df, cache, manifest, True, tuple(features)), df)  # the same frame
     stamp.parent.mkdir(parents=True, exist_ok=True)
     stamp.write_text(json.dumps({"manifest": str(manifest.resolve())}))
-    return df
+    return table, df
 
 
 def prepare_cohort(
@@ -180,7 +186,7 @@ def prepare_cohort(
     manifest, synthetic = source_manifest(data, cache_dir)
     opts = options_from_config(data) if data["kind"] == "manifest" else None  # an import is already canonical
     # raises with the findings when the cohort is unusable (checks an existing split column too)
-    source = validate_once(manifest, units, features, Path(cache_dir), opts)
+    table, source = validate_once(manifest, units, features, Path(cache_dir), opts)
     content = cohort_content_hash(source, cache_dir)  # the images' and masks' bytes: not in the table's text
     fractions = tuple(float(f) for f in split["fractions"])
     key_parts: list[object] = [manifest, fractions, split["seed"], sorted(units.items())]
@@ -188,7 +194,7 @@ def prepare_cohort(
         key_parts.append(opts.key())
     out = Path(cache_dir) / "splits" / _key(*key_parts) / "manifest.csv"
     res = prepare_split(manifest, out, fractions=fractions, seed=int(split["seed"]), units=units, options=opts,
-                        content_hash=content)
+                        content_hash=content, frame=source, table=table)
     df = read_manifest(res.path)  # the copy holds canonical units already: no second conversion
     check_both_classes(df, str(res.path))
     return PreparedCohort(df, manifest, Path(res.path), res.manifest_hash, res.split_hash, synthetic, content)

@@ -40,6 +40,8 @@ from liver_mm.io.schema import (
     read_manifest,
     read_raw_table,
     recode,
+    shipped_headers,
+    table_hash,
 )
 from liver_mm.synth.cohort import SIDECAR_NAME
 
@@ -225,6 +227,8 @@ def prepare_split(
     units: Mapping[str, str] | None = None,
     options: TableOptions | None = None,
     content_hash: str | None = None,
+    frame: pd.DataFrame | None = None,
+    table: pd.DataFrame | None = None,
 ) -> SplitResult:
     """Write a copy of the manifest with a ``split`` column to ``out_path`` (reused when current: the same
     manifest content, fractions, seed, units, table options and, when given, image content ``content_hash``).
@@ -232,23 +236,27 @@ def prepare_split(
     The copy is a comma-separated CSV (whatever the input's dialect or format) keeping every original
     cell (converted to the canonical units when ``units`` are declared; decimal commas, declared code
     mappings and censored values as ``options`` read them, with their ``<lab>_censored`` columns) with
-    ``image_path`` / ``mask_path`` rewritten to resolve from the copy's folder.
+    ``image_path`` / ``mask_path`` rewritten to resolve from the copy's folder. ``frame``: the manifest as
+    :func:`~liver_mm.io.schema.read_manifest` read it with these ``units`` and ``options``, ``table``: the same
+    read's raw table (:func:`~liver_mm.io.schema.read_manifest_table`); given, the file is not read again.
     """
     manifest_path, out_path = Path(manifest_path), Path(out_path)
     if out_path.resolve() == manifest_path.resolve():
         raise ValueError(f"{out_path}: the split manifest must be a copy, not the input manifest itself")
     fold_plan(fractions)  # validate early
-    key = _provenance(manifest_hash(manifest_path, options), fractions, seed, units, options, content_hash)
+    raw = read_raw_table(manifest_path, options=options) if table is None else table  # the hash and the copy
+    mhash = table_hash(raw) if shipped_headers() else manifest_hash(manifest_path, options)
+    key = _provenance(mhash, fractions, seed, units, options, content_hash)
     done = _reusable(out_path, key)
     if done is not None:
         log.info("split reused: %s (split hash %s)", out_path, done.split_hash[:12])
         return done
 
-    df = read_manifest(manifest_path, units, options=options)
+    df = read_manifest(manifest_path, units, options=options) if frame is None else frame
     check_case_ids(df, manifest_path)
     split = assign_split(df, fractions, seed)
 
-    copy = recode(read_raw_table(manifest_path, options=options), options).reset_index(drop=True)
+    copy = recode(raw, options).reset_index(drop=True)
     for col in (units or {}):
         if col in copy.columns:
             copy[col] = df[col].round(6)

@@ -9,8 +9,10 @@ mask_size_mismatch, mask_outside, frame_invalid, frame_out_of_range, burned_in_a
 bbox_missing, bbox_invalid, bbox_empty,
 bbox_outside, image_duplicate, image_duplicate_label_conflict, split_invalid, split_leak_patient,
 split_leak_image, split_empty_class, and from :func:`validate_labs`: value_not_numeric,
-value_censored, value_out_of_range, value_atypical, category_unknown, unit_suspect, median_atypical, missing_values, sex_unknown,
-duplicate_row, age_capped, patient_conflict_sex, patient_conflict_age.
+value_censored, value_out_of_range, value_atypical, category_unknown, unit_suspect, median_atypical, missing_values,
+duplicate_row, and by the dictionary's variables ``<binary>_unknown``, ``<top-coded>_capped``,
+``patient_conflict_<variable>`` (the shipped one: sex_unknown, age_capped, patient_conflict_sex,
+patient_conflict_age).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import pandas as pd
 
 from liver_mm.cohort.grouping import split_leaks
 from liver_mm.cohort.validate_images import check_bboxes, check_files, check_identical
-from liver_mm.cohort.validate_labs import AGE_TOLERANCE_YEARS, validate_labs
+from liver_mm.cohort.validate_labs import validate_labs
 from liver_mm.cohort.validate_report import (
     Collector,
     Finding,
@@ -41,10 +43,10 @@ from liver_mm.io.schema import (
     REQUIRED_COLUMNS,
     SPLITS,
     ManifestError,
-    read_manifest,
+    read_manifest_table,
 )
 
-__all__ = ["AGE_TOLERANCE_YEARS", "Finding", "ManifestValidationError", "ValidationReport",
+__all__ = ["Finding", "ManifestValidationError", "ValidationReport",
            "load_valid_manifest", "validate_labs", "validate_manifest"]
 
 log = logging.getLogger(__name__)
@@ -129,15 +131,24 @@ def open_manifest(path: str | Path, units: Mapping[str, str] | None, options: Ta
                   dictionary: Dictionary | None = None) -> tuple[ValidationReport, pd.DataFrame | None, ImageCache]:
     """Read a manifest for validation: (report holding the read error if any, frame or None, the
     image cache to share with the checks)."""
+    report, _table, df, cache = open_manifest_table(path, units, options, dictionary)
+    return report, df, cache
+
+
+def open_manifest_table(path: str | Path, units: Mapping[str, str] | None, options: TableOptions | None = None,
+                        dictionary: Dictionary | None = None
+                        ) -> tuple[ValidationReport, pd.DataFrame | None, pd.DataFrame | None, ImageCache]:
+    """:func:`open_manifest` keeping the table as read too (:func:`~liver_mm.io.schema.read_manifest_table`):
+    (report, table or None, frame or None, image cache)."""
     report = ValidationReport(str(path))
     cache: ImageCache = {}
     try:
-        df = read_manifest(path, units, cache=cache, options=options, dictionary=dictionary)
+        table, df = read_manifest_table(path, units, cache=cache, options=options, dictionary=dictionary)
     except ManifestError as exc:
         report.findings.append(Finding("error", exc.code, str(exc), column=exc.column))
-        return report, None, cache
+        return report, None, None, cache
     report.n_rows = len(df)
-    return report, df, cache
+    return report, table, df, cache
 
 
 def _validate(path: str | Path, units: Mapping[str, str] | None, check_images: bool,
@@ -146,6 +157,15 @@ def _validate(path: str | Path, units: Mapping[str, str] | None, check_images: b
     report, df, cache = open_manifest(path, units, options, dictionary)
     if df is None:
         return report, None
+    return validate_frame(report, df, cache, path, check_images, require_clinical, dictionary), df
+
+
+def validate_frame(report: ValidationReport, df: pd.DataFrame, cache: ImageCache, path: str | Path,
+                   check_images: bool = True, require_clinical: Iterable[str] = (),
+                   dictionary: Dictionary | None = None) -> ValidationReport:
+    """Every check of :func:`validate_manifest` on a manifest already read by :func:`open_manifest` (``report``,
+    ``df``, ``cache``): the table is read once and then checked, never read again. Returns ``report`` with the
+    findings."""
     out = Collector(df, str(path))
     if df.empty:
         out.add("error", "manifest_empty", "the manifest has a header but no rows: one row per nodule")
@@ -157,8 +177,8 @@ def _validate(path: str | Path, units: Mapping[str, str] | None, check_images: b
             check_identical(df, cache, out)
         if "split" in df.columns:
             _check_splits(df, out)
-    report.findings = [*out, *validate_labs(df, source=str(path), dictionary=dictionary)]
-    return report, df
+    report.findings = [*report.findings, *out, *validate_labs(df, source=str(path), dictionary=dictionary)]
+    return report
 
 
 def validate_manifest(path: str | Path, units: Mapping[str, str] | None = None, check_images: bool = True,
@@ -181,7 +201,14 @@ def load_valid_manifest(path: str | Path, units: Mapping[str, str] | None = None
     """:func:`~liver_mm.io.schema.read_manifest` after a full validation: raises
     :class:`ManifestValidationError` (with ``.report``) when not usable, logs the warnings otherwise."""
     report, df = _validate(path, units, True, require_clinical, options, dictionary)
-    if not report.ok or df is None:
+    if df is None:
+        raise ManifestValidationError(report)
+    return raise_or_warn(report, df)
+
+
+def raise_or_warn(report: ValidationReport, df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` when ``report`` holds no error (its warnings logged), else :class:`ManifestValidationError`."""
+    if not report.ok:
         raise ManifestValidationError(report)
     for finding in report.warnings:
         log.warning("%s", finding)

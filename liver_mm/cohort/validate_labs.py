@@ -1,7 +1,9 @@
-"""Checks of clinical / lab values: units, ranges, sex codes, duplicates, per-patient consistency.
+"""Checks of clinical / lab values: units, ranges, codes, duplicates, per-patient consistency.
 
-Works on any table with some of the :data:`~liver_mm.io.schema.CLINICAL` columns (a cohort
-manifest or a bare lab export); no images needed. A single value is judged by :func:`judge_value`,
+Works on any table with some of the data dictionary's variables (a cohort manifest or a bare lab export);
+no images needed. What is checked follows the dictionary: a binary variable's codes (``sex``: F/M, with the
+``--map`` remedy for numeric codes), a ``constant_per_patient`` variable's agreement across a patient's rows,
+a ``patient_drift`` variable's spread within a patient (age: 2 years), a ``top_code`` (age: 90). A single value is judged by :func:`judge_value`,
 the rule the server's request check shares: an error only when the value is impossible in its unit
 (outside ``plausible``), a warning when it is borderline (outside ``typical``), each naming a unit
 that would explain it. A whole column (at least :data:`MIN_VALUES_FOR_UNIT_SNIFF` values) whose
@@ -20,7 +22,6 @@ from liver_mm.dictionary import Dictionary, Variable, active, close_match
 from liver_mm.io.codes import CENSORED, censored_message, unmapped_codes
 from liver_mm.io.recode import blank_missing_tokens
 from liver_mm.io.schema import (
-    CLINICAL,
     NON_LAB_COLUMNS,
     NON_NUMERIC_ATTR,
     ClinicalColumn,
@@ -28,10 +29,6 @@ from liver_mm.io.schema import (
     convert_units,
 )
 
-# Two nodules of one patient may come from exams a year or so apart, and ages are usually
-# whole years: ages of one patient_id differing by more than this are a conflict (a mis-linked ID).
-AGE_TOLERANCE_YEARS = 2.0
-AGE_TOP_CODE = 90  # HIPAA Safe Harbor and many registries record every age over 89 as 90
 MIN_LAB_VALUES_FOR_DUPLICATES = 3  # rows need this many lab values before "identical" means anything
 # a median of this many values outside the typical range is rare unless the unit is wrong (fewer: per value)
 MIN_VALUES_FOR_UNIT_SNIFF = 5
@@ -134,13 +131,15 @@ def _check_missing(df: pd.DataFrame, out: Collector) -> None:
                     "missing lab values are allowed (they will need imputing)", column=col)
 
 
-def _check_sex(df: pd.DataFrame, var: Variable, out: Collector) -> None:
-    wrong, fix = unmapped_codes(df, "sex", var.categories)
+def _check_binary(df: pd.DataFrame, var: Variable, out: Collector) -> None:
+    """A binary variable's cell that is not one of its two categories (after synonyms and a declared
+    ``--map``): an error (``<name>_unknown``) with the ``--map`` remedy (numeric codes are common)."""
+    wrong, fix = unmapped_codes(df, var.name, var.categories)
     names = "/".join(var.categories) + (f" ({'/'.join(var.synonyms)})" if var.synonyms else "")
     for idx, v in wrong.items():
         hint = " (numeric codes are ambiguous)" if str(v).isdigit() else ""
-        out.add("error", "sex_unknown",
-                f"sex code {v!r} is not {names}{hint}: recode it, leave it empty, or {fix}", idx, "sex")
+        out.add("error", f"{var.name}_unknown",
+                f"{var.name} code {v!r} is not {names}{hint}: recode it, leave it empty, or {fix}", idx, var.name)
 
 
 def _check_categories(df: pd.DataFrame, var: Variable, out: Collector) -> None:
@@ -158,9 +157,9 @@ def _check_categories(df: pd.DataFrame, var: Variable, out: Collector) -> None:
                     f"variables.{var.name}.categories", idx, var.name)
 
 
-def _check_duplicates(df: pd.DataFrame, out: Collector) -> None:
+def _check_duplicates(df: pd.DataFrame, d: Dictionary, out: Collector) -> None:
     cols = [c for c in df.columns if c not in NON_LAB_COLUMNS]
-    numeric = [c for c in cols if c in CLINICAL and CLINICAL[c].kind == "continuous"] or [
+    numeric = [c for c in cols if c in d and d[c].kind == "continuous"] or [
         c for c in cols if pd.api.types.is_numeric_dtype(df[c])]
     rows = df[df[numeric].notna().sum(axis=1) >= MIN_LAB_VALUES_FOR_DUPLICATES] if numeric else df.iloc[:0]
     if rows.empty:
@@ -178,33 +177,41 @@ def _check_duplicates(df: pd.DataFrame, out: Collector) -> None:
                 "remove it if it is the same patient", idx)
 
 
-def _check_age_cap(df: pd.DataFrame, out: Collector) -> None:
-    age = df["age"].dropna()
-    capped = age.index[age == AGE_TOP_CODE]
-    if len(capped) and not (age > AGE_TOP_CODE).any():
-        out.add("warning", "age_capped",
-                f"{len(capped)} age(s) equal {AGE_TOP_CODE} and none is higher ({out.where(capped)}): "
-                f"ages over {AGE_TOP_CODE - 1} look top-coded to {AGE_TOP_CODE} (de-identification), "
-                f"so these patients may be older", column="age")
+def _check_top_code(df: pd.DataFrame, var: Variable, out: Collector) -> None:
+    """Values equal to the variable's ``top_code`` and none higher: recorded top-coded (age 90 = over 89)."""
+    top, col = float(var.top_code), var.name  # type: ignore[arg-type]
+    values = df[col].dropna()
+    capped = values.index[values == top]
+    if len(capped) and not (values > top).any():
+        out.add("warning", f"{col}_capped",
+                f"{len(capped)} {col}(s) equal {_fmt(top)} and none is higher ({out.where(capped)}): "
+                f"{col}s over {_fmt(top - 1)} look top-coded to {_fmt(top)} (de-identification), "
+                f"so these patients may be older", column=col)
 
 
-def _check_patients(df: pd.DataFrame, out: Collector) -> None:
+def _check_patients(df: pd.DataFrame, d: Dictionary, out: Collector) -> None:
+    """A ``constant_per_patient`` variable that differs between a patient's rows, or a ``patient_drift`` one
+    spread wider than its drift: an error ``patient_conflict_<name>`` naming the patient and the lines."""
     groups = df.dropna(subset=["patient_id"]).groupby("patient_id", sort=False)
-    if "sex" in df.columns:
-        n_sex = groups["sex"].nunique()
-        for pid in n_sex.index[n_sex > 1]:
-            rows = groups.get_group(pid)
-            out.add("error", "patient_conflict_sex",
-                    f"patient {pid} has sex {'/'.join(sorted(rows['sex'].dropna().unique()))} on "
-                    f"{out.where(rows.index)}: fix the sex or the patient_id", rows.index[-1], "sex")
-    if "age" in df.columns:
-        span = groups["age"].max() - groups["age"].min()
-        for pid in span.index[span > AGE_TOLERANCE_YEARS]:
-            rows = groups.get_group(pid)
-            out.add("error", "patient_conflict_age",
-                    f"patient {pid} has ages {_fmt(rows['age'].min())}-{_fmt(rows['age'].max())} on "
-                    f"{out.where(rows.index)} (> {_fmt(AGE_TOLERANCE_YEARS)} years apart): fix the age "
-                    "or the patient_id", rows.index[-1], "age")
+    for col, var in d.variables.items():
+        if col not in df.columns:
+            continue
+        if var.constant_per_patient:
+            n = groups[col].nunique()
+            for pid in n.index[n > 1]:
+                rows = groups.get_group(pid)
+                values = "/".join(sorted(map(str, rows[col].dropna().unique())))
+                out.add("error", f"patient_conflict_{col}", f"patient {pid} has {col} {values} on "
+                        f"{out.where(rows.index)}: fix the {col} or the patient_id", rows.index[-1], col)
+        if var.patient_drift is not None and var.kind == "continuous":
+            span = groups[col].max() - groups[col].min()
+            for pid in span.index[span > var.patient_drift]:
+                rows = groups.get_group(pid)
+                unit = f" {var.unit}" if var.unit else ""
+                out.add("error", f"patient_conflict_{col}",
+                        f"patient {pid} has {col} {_fmt(rows[col].min())}-{_fmt(rows[col].max())} on "
+                        f"{out.where(rows.index)} (> {_fmt(var.patient_drift)}{unit} apart): fix the {col} "
+                        "or the patient_id", rows.index[-1], col)
 
 
 def validate_labs(df: pd.DataFrame, units: Mapping[str, str] | None = None,
@@ -246,14 +253,15 @@ def validate_labs(df: pd.DataFrame, units: Mapping[str, str] | None = None,
     for col, spec in variables.items():
         if col in df.columns and spec.kind != "continuous":
             df[col] = df[col].map(spec.category) if spec.kind != "multi" else df[col]
-            (_check_sex if col == "sex" and spec.kind == "binary" else _check_categories)(df, spec, out)
+            (_check_binary if spec.kind == "binary" else _check_categories)(df, spec, out)
     for col, spec in variables.items():
         if col in df.columns and spec.kind == "continuous":
             _check_continuous(df, col, spec, out)
     _check_missing(df, out)
-    _check_duplicates(df, out)
-    if "age" in df.columns:
-        _check_age_cap(df, out)
+    _check_duplicates(df, d, out)
+    for col, spec in variables.items():
+        if col in df.columns and spec.kind == "continuous" and spec.top_code is not None:
+            _check_top_code(df, spec, out)
     if "patient_id" in df.columns:
-        _check_patients(df, out)
+        _check_patients(df, d, out)
     return list(out)

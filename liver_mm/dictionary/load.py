@@ -19,7 +19,8 @@ from liver_mm.dictionary.model import KINDS, TRANSFORMS, Dictionary, Step, Varia
 TOP_KEYS = ("missing", "variables", "steps")
 COMMON_KEYS = ("kind", "description", "aliases", "constant_per_patient")
 KIND_KEYS = {
-    "continuous": ("unit", "plausible", "typical", "conversions", "transform", "censorable"),
+    "continuous": ("unit", "plausible", "typical", "conversions", "transform", "censorable", "patient_drift",
+                   "top_code"),
     "binary": ("categories", "synonyms"),
     "categorical": ("categories", "synonyms"),
     "ordinal": ("categories", "synonyms"),
@@ -128,6 +129,11 @@ class _Reader:
                                 f"{', '.join(TRANSFORMS)}")
             out["transform"] = transform
             out["censorable"] = self.flag(spec.get("censorable", False), f"{key}.censorable")
+            for k in ("patient_drift", "top_code"):
+                if k in spec:
+                    out[k] = self.number(spec[k], f"{key}.{k}")
+            if out.get("patient_drift") is not None and out["patient_drift"] < 0:
+                raise self.fail(f"{key}.patient_drift", "the largest difference allowed is >= 0")
             return Variable(**out)
         cats = self.strings(spec.get("categories"), f"{key}.categories") if "categories" in spec else ()
         if len(cats) < 2 or (kind == "binary" and len(cats) != 2):

@@ -6,7 +6,10 @@ Kinds:
 
 * ``continuous``: a number in ``unit``; ``plausible`` (values outside are impossible: errors), ``typical``
   (outside: warnings), ``conversions`` (declared unit -> factor into ``unit``), ``transform: log1p``,
-  ``censorable`` (``<5`` / ``>1000`` cells may be read as their limit with ``censored=limit``);
+  ``censorable`` (``<5`` / ``>1000`` cells may be read as their limit with ``censored=limit``),
+  ``patient_drift`` (the most a patient's rows may differ, in ``unit``: more is an error, e.g. age 2 years),
+  ``top_code`` (a value registries record for every higher one, e.g. age 90: a warning when reached and
+  never exceeded);
 * ``binary``: two ``categories``, coded 0 / 1 in the order written (the first is the reference);
 * ``categorical``: ``categories``, one-hot with the first as the reference level;
 * ``ordinal``: ``categories`` in their order, coded 0, 1, 2, ...;
@@ -67,6 +70,8 @@ class Variable:
     transform: str = "none"
     censorable: bool = False
     constant_per_patient: bool = False
+    patient_drift: float | None = None
+    top_code: float | None = None
 
     def factor(self, unit: str) -> float:
         """Multiplier from ``unit`` to :attr:`unit`; raises ``KeyError`` if not accepted."""
@@ -109,7 +114,10 @@ class Variable:
                 "categories": list(self.categories), "separator": self.separator,
                 "synonyms": dict(sorted(self.synonyms.items())), "aliases": list(self.aliases),
                 "transform": self.transform, "censorable": self.censorable,
-                "constant_per_patient": self.constant_per_patient}
+                "constant_per_patient": self.constant_per_patient,
+                # (only when set: the content of dictionaries without them, and their hashes, stay)
+                **({"patient_drift": float(self.patient_drift)} if self.patient_drift is not None else {}),
+                **({"top_code": float(self.top_code)} if self.top_code is not None else {})}
 
 
 @dataclass(frozen=True)
@@ -212,4 +220,6 @@ def variable_from_canonical(d: Mapping[str, object]) -> Variable:
         synonyms={str(k): str(v) for k, v in dict(d.get("synonyms", {})).items()},  # type: ignore[arg-type]
         aliases=tuple(str(a) for a in d.get("aliases", [])),  # type: ignore[union-attr]
         transform=str(d.get("transform", "none")), censorable=bool(d.get("censorable", False)),
-        constant_per_patient=bool(d.get("constant_per_patient", False)))
+        constant_per_patient=bool(d.get("constant_per_patient", False)),
+        patient_drift=None if d.get("patient_drift") is None else float(d["patient_drift"]),  # type: ignore[arg-type]
+        top_code=None if d.get("top_code") is None else float(d["top_code"]))  # type: ignore[arg-type]

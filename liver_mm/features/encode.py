@@ -44,6 +44,19 @@ def missing_mask(col: pd.Series, tokens: Sequence[str]) -> np.ndarray:
     return miss
 
 
+def cell_values(df: pd.DataFrame, feature: str, var: Variable, tokens: Sequence[str] = ()) -> list[list[str]]:
+    """Per row of ``df``, the values a category variable's cell holds as the dictionary writes them (stripped,
+    case and synonyms mapped; a ``multi`` cell's several values): [] for a missing cell. Undeclared values are
+    kept as written (stripped), not refused."""
+    col = df[feature]
+    missing = missing_mask(col, tokens)
+    out: list[list[str]] = []
+    for pos, cell in enumerate(col.tolist()):
+        text = cell if isinstance(cell, str) else str(cell)
+        out.append([] if missing[pos] else var.split(text) if var.kind == "multi" else [str(var.category(text))])
+    return out
+
+
 def codes(df: pd.DataFrame, feature: str, var: Variable, tokens: Sequence[str] = ()) -> np.ndarray:
     """(N,) float64 positions of a binary / ordinal variable's cells in its categories; NaN = missing."""
     col = df[feature]

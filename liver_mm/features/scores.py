@@ -4,8 +4,8 @@
 - APRI = (AST [U/L] / AST upper limit of normal [U/L]) / platelets [10^9/L] * 100  (Wai et al., 2003)
 
 The manifest's ``platelets`` column is in the paper's unit, x10^4/uL (= 10 x 10^9/L); a frame whose platelet
-column is in another unit says so with ``platelet_unit`` (any unit :data:`liver_mm.io.schema.CLINICAL`
-accepts for platelets: ``x10^9/L``, ``/uL``, ...). A manifest read with its declared ``data.units`` already
+column is in another unit says so with ``platelet_unit`` (any unit the shipped data dictionary converts for
+platelets: ``x10^9/L``, ``/uL``, ...). A manifest read with its declared ``data.units`` already
 holds x10^4/uL, the default here. Missing inputs give NaN (the caller decides what a missing score means).
 """
 
@@ -14,14 +14,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from liver_mm.io.schema import CLINICAL
+from liver_mm.dictionary import default_dictionary
 
-#: the canonical platelet unit of a manifest (schema), and 10^9/L per unit of it
-PLATELET_UNIT = CLINICAL["platelets"].unit
+_PLATELETS = default_dictionary()["platelets"]  # the formulas' units are the shipped dictionary's
+#: the canonical platelet unit of a manifest (the shipped dictionary), and 10^9/L per unit of it
+PLATELET_UNIT = _PLATELETS.unit
 _PER_10_9_L = 10.0  # 1 x10^4/uL = 10^4 * 10^6 / L = 10 x 10^9/L
 #: AST upper limit of normal used by APRI when none is configured (U/L)
 DEFAULT_AST_ULN = 40.0
-#: the inputs each score reads (manifest columns)
+#: the inputs each score reads (manifest columns; a study runs a score only where its dictionary declares them)
 SCORE_INPUTS: dict[str, tuple[str, ...]] = {"fib4": ("age", "ast", "alt", "platelets"), "apri": ("ast", "platelets")}
 #: published cut-offs: FIB-4 < 1.45 rules out, > 3.25 rules in advanced fibrosis; APRI 0.5 / 1.5 likewise
 PUBLISHED_CUTOFFS: dict[str, tuple[float, ...]] = {"fib4": (1.45, 3.25), "apri": (0.5, 1.5)}
@@ -37,10 +38,10 @@ def platelets_10_9_per_l(df: pd.DataFrame, platelet_unit: str = PLATELET_UNIT) -
     """The ``platelets`` column (N,) converted from ``platelet_unit`` to 10^9/L; ``KeyError`` for a unit the
     schema does not accept for platelets."""
     try:
-        factor = CLINICAL["platelets"].factor(platelet_unit)  # -> x10^4/uL
+        factor = _PLATELETS.factor(platelet_unit)  # -> x10^4/uL
     except KeyError:
         raise KeyError(f"platelet unit {platelet_unit!r} is not accepted; use one of "
-                       f"{', '.join(CLINICAL['platelets'].accepted_units)}") from None
+                       f"{', '.join(_PLATELETS.accepted_units)}") from None
     return _column(df, "platelets") * factor * _PER_10_9_L
 
 

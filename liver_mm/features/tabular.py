@@ -39,16 +39,14 @@ import numpy as np
 import pandas as pd
 
 from liver_mm.dictionary import Dictionary, Variable, active, default_dictionary, variable_from_canonical
-from liver_mm.features.encode import HOT_KINDS, codes, numbers, one_hot, row_name
+from liver_mm.features.encode import HOT_KINDS, cell_values, codes, numbers, one_hot, row_name
 
 logger = logging.getLogger(__name__)
 
-#: the shipped dictionary's log1p variables (the skewed enzymes)
-LOG_FEATURES = frozenset(n for n, v in default_dictionary().variables.items() if v.transform == "log1p")
 CENSORED_SUFFIX = "_censored"  # the indicator columns of liver_mm.io.codes
 LEVEL_SEP = "="  # one-hot / multi-hot column names: <variable>=<level>
 _FORMAT_VERSION = 1
-_LEGACY_KINDS = {"sex": "binary"}  # saved states before the data dictionary
+LEGACY_KINDS = {"sex": "binary"}  # a saved state before the data dictionary named the binary kind so
 _row_name = row_name
 
 
@@ -156,21 +154,33 @@ class TabularPreprocessor:
         var = self.variables[f]
         return var.categories if var is not None else ()
 
-    def unseen(self, df: pd.DataFrame) -> dict[str, list[str]]:
-        """{variable: the categories ``df`` holds that the training rows never held}: declared, but the model
-        learned nothing of them (an external cohort with such values is refused by ``evaluate``)."""
+    def unseen_rows(self, df: pd.DataFrame) -> dict[str, dict[str, list[int]]]:
+        """{variable: {value: row positions of ``df``}} of the category cells holding a value the training rows
+        never held, declared or not: the model learned nothing of it (``evaluate`` refuses such a cohort).
+        Variables without the saved ``seen`` levels (states older than the dictionary) are not checked."""
         stats = self._check_fitted()
-        out: dict[str, list[str]] = {}
+        out: dict[str, dict[str, list[int]]] = {}
         for f in self.features:
-            if "seen" not in stats[f] or f not in df.columns:
+            var = self.variables[f]
+            if var is None or "seen" not in stats[f] or f not in df.columns:
                 continue
-            x, miss = self._matrix(df, f)
-            levels = self._levels(f)
-            present = (x[~miss].sum(axis=0) > 0) if x.shape[1] > 1 else np.isin(np.arange(len(levels)), x[~miss, 0])
-            new = [c for c, p in zip(levels, present, strict=True) if p and c not in stats[f]["seen"]]
-            if new:
-                out[f] = new
+            seen, found = set(stats[f]["seen"]), {}
+            for pos, values in enumerate(cell_values(df, f, var, self.missing_tokens)):
+                for v in values:
+                    if v not in seen:
+                        found.setdefault(v, []).append(pos)
+            if found:
+                order = {c: i for i, c in enumerate(var.categories)}
+                out[f] = {v: found[v] for v in sorted(found, key=lambda v: (order.get(v, len(order)), v))}
         return out
+
+    def seen(self, f: str) -> list[str]:
+        """The categories of variable ``f`` the training rows held (what the model knows), declared order."""
+        return list(self._check_fitted()[f].get("seen", []))
+
+    def unseen(self, df: pd.DataFrame) -> dict[str, list[str]]:
+        """{variable: the categories ``df`` holds that the training rows never held} (declared order first)."""
+        return {f: list(rows) for f, rows in self.unseen_rows(df).items()}
 
     # ---------------------------------------------------------------- transform
     def _value_names(self, f: str) -> list[str]:
@@ -261,7 +271,7 @@ class TabularPreprocessor:
             if f not in d["stats"]:
                 raise ValueError(f"saved tabular preprocessor lacks statistics for feature {f!r}")
             s = d["stats"][f]
-            kind = _LEGACY_KINDS.get(s["kind"], s["kind"])
+            kind = LEGACY_KINDS.get(s["kind"], s["kind"])
             if kind != _kind(obj.variables[f]):
                 raise ValueError(f"feature {f!r}: saved transform {s['kind']!r}, its variable is "
                                  f"{_kind(obj.variables[f])!r}")

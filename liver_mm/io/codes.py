@@ -26,8 +26,18 @@ log = logging.getLogger(__name__)
 CENSORED = re.compile(r"^\s*(?P<op>[<>]=?)\s*(?P<num>[+-]?\d+(?:\.\d+)?)\s*$")
 CENSORED_SUFFIX = "_censored"
 CENSORED_MODES = ("error", "limit")
-#: the values a mapping of these columns may produce
-MAP_TARGETS = {"sex": ("F", "M"), "label": ("benign", "malignant")}
+
+
+def map_targets(column: str) -> tuple[str, ...] | None:
+    """The values a mapping of ``column`` may produce: the label's classes, or a category variable's
+    categories in the active data dictionary (the shipped one: ``sex`` F/M); None for any other column."""
+    from liver_mm.dictionary import CATEGORY_KINDS, active
+    from liver_mm.stats._inputs import CLASSES
+
+    if column == "label":
+        return tuple(CLASSES)
+    var = active().get(column)
+    return tuple(var.categories) if var is not None and var.kind in CATEGORY_KINDS else None
 
 
 def _add_code(table: dict[str, str], code: str, value: str, where: str) -> None:
@@ -71,7 +81,7 @@ def merge_maps(parsed: Iterable[tuple[str, Mapping[str, str]]]) -> dict[str, dic
 def check_maps(maps: Mapping[str, Mapping[object, object] | str]) -> dict[str, dict[str, str]]:
     """Declared mappings as {column: {code: value}} (text); a column's mapping may be written as the
     ``--map`` text (``{sex: "1:M,2:F"}``). Raises ``ValueError`` for a value that the column cannot hold
-    (sex: F/M, label: benign/malignant) or a code mapped to two values (``{1: M, "1": F}``). A YAML
+    (:func:`map_targets`: label benign/malignant, a category variable its categories) or a code mapped to two values (``{1: M, "1": F}``). A YAML
     mapping ``{1: M, 1: F}`` loses its first entry in OmegaConf before it gets here: the text form
     catches that too."""
     out: dict[str, dict[str, str]] = {}
@@ -82,7 +92,7 @@ def check_maps(maps: Mapping[str, Mapping[object, object] | str]) -> dict[str, d
         merged: dict[str, str] = {}
         for code, value in table.items():
             _add_code(merged, str(code), str(value), f"map {col}")
-        allowed = MAP_TARGETS.get(col)
+        allowed = map_targets(col)
         for code, value in merged.items():
             if allowed is not None and value not in allowed:
                 raise ValueError(f"map {col}={code}:{value}: {col} must map to one of {', '.join(allowed)}")
@@ -90,10 +100,11 @@ def check_maps(maps: Mapping[str, Mapping[object, object] | str]) -> dict[str, d
     return out
 
 
-def map_remedy(column: str, codes: Iterable[object]) -> str:
-    """The ``--map`` option a user would pass for ``codes`` of ``column`` (targets left to fill in)."""
+def map_remedy(column: str, codes: Iterable[object], targets: Iterable[object] = ()) -> str:
+    """The ``--map`` option a user would pass for ``codes`` of ``column`` (``targets``: what the codes may
+    mean, default :func:`map_targets`; the user checks which is which)."""
     shown = sorted({str(c) for c in codes})[:4]
-    targets = MAP_TARGETS.get(column, ("VALUE",))
+    targets = tuple(map(str, targets)) or map_targets(column) or ("VALUE",)
     example = ",".join(f"{c}:{targets[min(i, len(targets) - 1)]}" for i, c in enumerate(shown))
     return (f"declare what the codes mean with --map {column}={example} (check which is which; "
             f"config data.map: {{{column}: {{...}}}})")
@@ -102,14 +113,15 @@ def map_remedy(column: str, codes: Iterable[object]) -> str:
 def unmapped_codes(df: pd.DataFrame, column: str, allowed: Iterable[object]) -> tuple[pd.Series, str]:
     """(the cells of ``column`` that are not ``allowed``, the remedy to print): extend the declared ``--map``
     when there is one (``df.attrs["maps"]``), else declare one."""
+    allowed = list(allowed)
     wrong = df[column].dropna()
-    wrong = wrong[~wrong.isin(list(allowed))]
+    wrong = wrong[~wrong.isin(allowed)]
     if wrong.empty:
         return wrong, ""
     declared = df.attrs.get("maps", {}).get(column)
     if declared:
         return wrong, f"the declared --map {column} lists {', '.join(declared)} only: add this code"
-    return wrong, map_remedy(column, wrong)
+    return wrong, map_remedy(column, wrong, allowed)
 
 
 def apply_maps(df: pd.DataFrame, maps: Mapping[str, Mapping[str, str]]) -> pd.DataFrame:

@@ -30,9 +30,10 @@ from liver_mm.io.dialect import (
 )
 
 _NA_TOKENS = ("", "NA", "N/A", "n/a", "NaN", "nan", "null", "NULL", "None", "#N/A")
-#: columns never holding numbers: decimal marks are not looked for there
+#: the manifest's columns never holding numbers: decimal marks are not looked for there (a reader adds the
+#: data dictionary's category variables: :func:`liver_mm.io.schema.text_columns`)
 TEXT_COLUMNS = frozenset({"case_id", "patient_id", "image_path", "mask_path", "label", "split", "subtype",
-                          "diagnostic_basis", "sex"})
+                          "diagnostic_basis"})
 
 log = logging.getLogger(__name__)
 
@@ -103,11 +104,11 @@ def _read_text(path: Path) -> str:
 
 
 def read_csv_table(path: str | Path, known_columns: Collection[str] = (), log_renames: bool = True,
-                   options: TableOptions | None = None) -> pd.DataFrame:
+                   options: TableOptions | None = None, text_columns: Collection[str] = TEXT_COLUMNS) -> pd.DataFrame:
     """Read a CSV (any separator / decimal mark of :mod:`~liver_mm.io.dialect`) or an .xlsx sheet as
     stripped strings (blank / NA tokens -> NaN; decimal commas rewritten with a point); index = line
     (CSV) or row (spreadsheet) of each record; ``known_columns`` matched case-insensitively
-    (:func:`canonical_headers`).
+    (:func:`canonical_headers`); ``text_columns`` never hold numbers (no decimal mark looked for there).
 
     Raises :class:`ManifestError` naming the file and line when it cannot be parsed or a CSV record has more or
     fewer fields than the header (code
@@ -145,12 +146,12 @@ def read_csv_table(path: str | Path, known_columns: Collection[str] = (), log_re
                 raise ManifestError(_short_message(path, start, rec, names, seen))
             rows.append((rec + [""] * width)[:width])  # a sheet row ends at its last filled cell: pad it
             kept.append(start)
-        decimal = options.decimal or (detect_decimal(rows, names, kept, seen, TEXT_COLUMNS, path, _SeparatorError)
+        decimal = options.decimal or (detect_decimal(rows, names, kept, seen, text_columns, path, _SeparatorError)
                                       if seen != "," else ".")
         if decimal == ",":
-            apply_decimal_comma(rows, names, kept, TEXT_COLUMNS, path, _SeparatorError)
+            apply_decimal_comma(rows, names, kept, text_columns, path, _SeparatorError)
         elif sheet is None and seen == ",":
-            _refuse_split_numbers(path, rows, names, kept, options)
+            _refuse_split_numbers(path, rows, names, kept, options, text_columns)
     except _SeparatorError as exc:
         raise ManifestError(str(exc), code="manifest_separator") from None
     df = pd.DataFrame(rows, columns=names, index=pd.Index(kept, dtype="int64"), dtype=object)
@@ -221,14 +222,14 @@ def _short_message(path: Path, line: int, rec: list[str], names: list[str], sep:
 
 
 def _refuse_split_numbers(path: Path, rows: list[list[str]], names: list[str], lines: list[int],
-                          options: TableOptions) -> None:
+                          options: TableOptions, text_columns: Collection[str] = TEXT_COLUMNS) -> None:
     """Raise :class:`ManifestError` for a whole number in a text column right after a number in a numeric
     column (``...,3,7`` read as albumin 3 and diagnostic_basis 7: a decimal comma splitting a number) whose
     other cells are mostly text. Only free-text columns are looked at (label, sex, split, paths: the
     validator names a wrong value); columns holding mostly numbers, and codes of a declared ``--map``, pass."""
     for j in range(1, len(names)):
         col, prev = names[j], names[j - 1]
-        if col not in _FREE_TEXT or prev in TEXT_COLUMNS:
+        if col not in _FREE_TEXT or prev in text_columns:
             continue
         hits = [i for i, rec in enumerate(rows) if _NUMBER.fullmatch(rec[j].strip())]
         texts = sum(1 for rec in rows if rec[j].strip() and not _NUMBER.fullmatch(rec[j].strip()))

@@ -37,11 +37,11 @@ from liver_mm.io.images import ImageReadError, mask_union_bbox
 from liver_mm.io.schema import (
     BBOX_COLUMNS,
     FRAME_COLUMN,
-    KNOWN_COLUMNS,
     LABELS,
     MM_COLUMNS,
     ManifestError,
     convert_units,
+    known_columns,
     read_raw_table,
     recode,
 )
@@ -123,8 +123,8 @@ def _dicom_fields(image: Path, box: tuple[int, int, int, int]) -> dict[str, obje
 def _join_clinical(df: pd.DataFrame, clinical: Path, on: str, units: Mapping[str, str] | None,
                    result: ImportResult, options: TableOptions | None = None) -> pd.DataFrame:
     labs = recode(read_raw_table(clinical, options=options), options)
-    if on not in labs.columns and on.lower() in {c.lower() for c in KNOWN_COLUMNS}:
-        on = next(c for c in KNOWN_COLUMNS if c.lower() == on.lower())  # its header was matched to it
+    if on not in labs.columns and on.lower() in {c.lower() for c in known_columns()}:
+        on = next(c for c in known_columns() if c.lower() == on.lower())  # its header was matched to it
     if on not in labs.columns:
         raise ManifestError(f"{clinical}: no key column {on!r} (columns: {', '.join(labs.columns)})", column=on)
     dup = labs[on].dropna().duplicated(keep=False)

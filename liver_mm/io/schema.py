@@ -1,11 +1,11 @@
 """The cohort manifest: its columns, clinical units and ranges, and :func:`read_manifest`.
 
 One row per nodule (see README). Clinical values are kept in the units of the data dictionary
-(:data:`CLINICAL`, :mod:`liver_mm.dictionary`); other units are converted only when the user *declares* them
+(:mod:`liver_mm.dictionary`); other units are converted only when the user *declares* them
 (``units={"albumin": "g/L"}`` / ``--unit albumin=g/L``), never guessed. The CSV is read by
 :mod:`liver_mm.io.csvread` (CSV of any common dialect or .xlsx; :class:`TableOptions` declares the
 separator, decimal mark, censored-value handling and code mappings), headers matching
-:data:`KNOWN_COLUMNS` case-insensitively (``AST`` -> ``ast``, each such match logged as a warning).
+:func:`known_columns` case-insensitively (``AST`` -> ``ast``, each such match logged as a warning).
 DICOM images add their physical pixel size (``mm_per_px_x`` / ``mm_per_px_y``) and the lesion box's
 size in mm (``bbox_w_mm`` / ``bbox_h_mm``).
 """
@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 
 from liver_mm import catalog
-from liver_mm.dictionary import Dictionary, Variable, active, default_dictionary
+from liver_mm.dictionary import CATEGORY_KINDS, Dictionary, Variable, active, default_dictionary
 from liver_mm.io.codes import CENSORED_SUFFIX, apply_maps, substitute_censored
-from liver_mm.io.csvread import ManifestError, read_csv_table
+from liver_mm.io.csvread import TEXT_COLUMNS, ManifestError, read_csv_table
 from liver_mm.io.dialect import TableOptions
 from liver_mm.io.dicom import DicomReadError, dicom_info, is_dicom
 from liver_mm.io.images import ImageCache, ImageReadError, mask_union_bbox
@@ -53,23 +53,14 @@ log = logging.getLogger(__name__)
 #: :class:`~liver_mm.dictionary.Variable`; the one table of unit rules, applied to single values by
 #: :func:`liver_mm.cohort.validate_labs.judge_value` (validator and server alike)
 ClinicalColumn = Variable
-#: the shipped data dictionary's variables (``liver_mm/dictionary/liver.yaml``), in its order
-CLINICAL: Mapping[str, Variable] = default_dictionary().variables
-SEX_CODES = default_dictionary()["sex"].categories  # index = the model's input code (F = 0, M = 1)
-KNOWN_COLUMNS = (*REQUIRED_COLUMNS, "mask_path", *BBOX_COLUMNS, *BBOX2_COLUMNS, "subtype", "diagnostic_basis",
-                 "split", FRAME_COLUMN, *MM_COLUMNS, *CLINICAL)
-LAB_COLUMNS = default_dictionary().continuous
+#: the manifest's own columns (the clinical ones are the data dictionary's variables: :func:`known_columns`)
+MANIFEST_COLUMNS = (*REQUIRED_COLUMNS, "mask_path", *BBOX_COLUMNS, *BBOX2_COLUMNS, "subtype", "diagnostic_basis",
+                    "split", FRAME_COLUMN, *MM_COLUMNS)
 #: modality set -> the clinical columns its models use (conf/modalities/<name>.yaml, the one source; m1 = image only)
 MODEL_COLUMNS = catalog.modality_features()
 
 #: benign -> 0, malignant -> 1 ((n,) int8; 0/1 text accepted): the one label encoding, from liver_mm.stats
 label_to_int = encode_labels
-
-
-def normalise_sex(values: pd.Series) -> pd.Series:
-    """Map F/M/female/male (any case) to ``F``/``M`` (the dictionary's sex categories and synonyms); other
-    codes are kept, stripped, for the validator."""
-    return values.map(CLINICAL["sex"].category)
 
 
 def convert_units(df: pd.DataFrame, units: Mapping[str, str] | None, dictionary: Dictionary | None = None
@@ -106,15 +97,23 @@ def split_paths(value: object) -> list[str]:
 
 def known_columns(dictionary: Dictionary | None = None) -> tuple[str, ...]:
     """The manifest's columns and the dictionary's variables (headers matched case-insensitively)."""
+    return (*MANIFEST_COLUMNS, *(dictionary or active()).variables)
+
+
+def text_columns(dictionary: Dictionary | None = None) -> frozenset[str]:
+    """Columns never holding numbers (no decimal mark looked for): the manifest's text columns and the
+    dictionary's category variables (names and aliases)."""
     d = dictionary or active()
-    return (*KNOWN_COLUMNS[: len(KNOWN_COLUMNS) - len(CLINICAL)], *d.variables)
+    return TEXT_COLUMNS | {h for v in d.variables.values() if v.kind in CATEGORY_KINDS for h in (v.name, *v.aliases)}
 
 
 def read_raw_table(path: str | Path, log_renames: bool = True, options: TableOptions | None = None,
-                   known: tuple[str, ...] = KNOWN_COLUMNS) -> pd.DataFrame:
-    """:func:`~liver_mm.io.csvread.read_csv_table` with the manifest's :data:`KNOWN_COLUMNS` (or ``known``):
-    stripped strings, index = CSV line, known headers matched case-insensitively."""
-    return read_csv_table(path, known, log_renames, options)
+                   known: tuple[str, ...] | None = None, dictionary: Dictionary | None = None) -> pd.DataFrame:
+    """:func:`~liver_mm.io.csvread.read_csv_table` with the manifest's columns and the dictionary's variables
+    (:func:`known_columns`, or ``known``): stripped strings, index = CSV line, known headers matched
+    case-insensitively; the dictionary's category columns read as text."""
+    d = dictionary or active()
+    return read_csv_table(path, known_columns(d) if known is None else known, log_renames, options, text_columns(d))
 
 
 def recode(raw: pd.DataFrame, options: TableOptions | None, dictionary: Dictionary | None = None
@@ -147,7 +146,7 @@ def read_manifest(path: str | Path, units: Mapping[str, str] | None = None, *,
 
     Headers are stripped, column order is free and extra columns are kept. ``image_path`` /
     ``mask_path`` become absolute (relative to the manifest's folder; ``;``-separated masks),
-    declared ``units`` are converted, labels lower-cased, sex codes normalised, and an empty bbox
+    declared ``units`` are converted, labels lower-cased, categories normalised, and an empty bbox
     is taken from the union of the row's masks when they can be read. Non-numeric clinical/bbox
     cells become NaN and are listed in ``df.attrs[NON_NUMERIC_ATTR]``; CSV line numbers are kept
     in ``df.attrs[LINES_ATTR]`` (see :func:`line_numbers`). ``options``: how the file is written and
@@ -156,9 +155,18 @@ def read_manifest(path: str | Path, units: Mapping[str, str] | None = None, *,
     (:mod:`liver_mm.io.recode`), its continuous variables read as numbers. Raises :class:`ManifestError`
     only when the file cannot be read at all or a declared unit is unknown.
     """
+    return read_manifest_table(path, units, cache=cache, options=options, dictionary=dictionary)[1]
+
+
+def read_manifest_table(path: str | Path, units: Mapping[str, str] | None = None, *,
+                        cache: ImageCache | None = None, options: TableOptions | None = None,
+                        dictionary: Dictionary | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the table as read: :func:`read_raw_table`, left unchanged; :func:`read_manifest`'s frame of it): one read
+    of the file, for a caller that also hashes or copies the table (the study's split)."""
     path = Path(path)
     d = dictionary or active()
-    raw = rename_aliases(read_raw_table(path, options=options, known=known_columns(d)), d)
+    table = read_raw_table(path, options=options, dictionary=d)
+    raw = rename_aliases(table, d)
     raw = recode_by_dictionary(recode(raw, options, d), d)
     lines = raw.index.to_numpy()
     df = raw.reset_index(drop=True)
@@ -181,7 +189,7 @@ def read_manifest(path: str | Path, units: Mapping[str, str] | None = None, *,
         df["label"] = df["label"].str.lower()
     df.attrs = {SOURCE_ATTR: str(path), LINES_ATTR: {i: int(n) for i, n in enumerate(lines)},
                 NON_NUMERIC_ATTR: bad, "units": dict(units or {}), "maps": dict((options or TableOptions()).maps)}
-    return df
+    return table, df
 
 
 def _bbox_from_masks(df: pd.DataFrame, cache: ImageCache | None) -> None:
@@ -235,7 +243,20 @@ def line_numbers(df: pd.DataFrame) -> pd.Series:
 def manifest_hash(path: str | Path, options: TableOptions | None = None) -> str:
     """sha256 of the manifest's canonical CSV (cells stripped, columns and rows sorted):
     unchanged by column order, row order, whitespace, blank lines or file format (CSV dialect, .xlsx)."""
-    raw = read_raw_table(Path(path), log_renames=False, options=options)
+    # the shipped dictionary's headers: a cohort's hash does not depend on the dictionary it is read with
+    return table_hash(read_raw_table(Path(path), log_renames=False, options=options, dictionary=default_dictionary()))
+
+
+def shipped_headers(dictionary: Dictionary | None = None) -> bool:
+    """True when the dictionary (default: the active one) reads a table's headers and text cells as the shipped
+    one does: a raw table it read gives :func:`manifest_hash` by :func:`table_hash` (no second read)."""
+    d = dictionary or active()
+    return d is default_dictionary() or (known_columns(d) == known_columns(default_dictionary())
+                                         and text_columns(d) == text_columns(default_dictionary()))
+
+
+def table_hash(raw: pd.DataFrame) -> str:
+    """:func:`manifest_hash` of a raw table (:func:`read_raw_table` with the shipped dictionary's headers)."""
     raw = raw[sorted(raw.columns)]
     raw = raw.sort_values(list(raw.columns), na_position="first", kind="stable")
     return hashlib.sha256(raw.to_csv(index=False, lineterminator="\n").encode()).hexdigest()

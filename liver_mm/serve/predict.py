@@ -21,10 +21,11 @@ import pandas as pd
 from liver_mm.cohort.validate import ManifestValidationError, ValidationReport, open_manifest, validate_labs
 from liver_mm.cohort.validate_images import check_bboxes, check_files, check_identical
 from liver_mm.cohort.validate_report import Collector
+from liver_mm.dictionary import active
 from liver_mm.fileio import atomic_to_csv, check_writable_dir, same_file
 from liver_mm.io.dialect import TableOptions
 from liver_mm.io.images import ImageCache, read_gray
-from liver_mm.io.schema import BBOX_COLUMNS, CLINICAL, NON_NUMERIC_ATTR
+from liver_mm.io.schema import BBOX_COLUMNS, NON_NUMERIC_ATTR
 from liver_mm.serve.inference import Predictor
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ def _check_feature_values(df: pd.DataFrame, features: list[str], out: Collector)
         blank = _blank(df, col)
         if not blank.any():
             continue
-        spec = CLINICAL.get(col)
+        spec = active().get(col)
         need = f"this model needs {col}" + (f" ({spec.unit})" if spec is not None and spec.unit else "")
         fix = ("fill it in, or pass --allow-missing to impute the training median (listed per case in "
                "the output's imputed column)")

@@ -29,7 +29,8 @@ from mlflow.types import ColSpec, Schema
 from mlflow.types.schema import AnyType
 from PIL import Image
 
-from liver_mm.dictionary import Variable
+from liver_mm.dictionary import Variable, default_dictionary
+from liver_mm.features.tabular import LEGACY_KINDS
 from liver_mm.io.schema import BBOX_COLUMNS
 from liver_mm.serve.image_root import image_root_from_env
 from liver_mm.serve.inference import OUTPUT_COLUMNS, Predictor
@@ -125,12 +126,14 @@ def example_png(height: int = 96, width: int = 128) -> bytes:
 
 def _typical_value(name: str, stats: dict, variable: Variable | None = None) -> object:
     """The training median (mode) of one feature back on the request scale (its unit, or a category)."""
-    cats = variable.categories if variable is not None else ("F", "M")
-    if stats["kind"] in ("binary", "sex", "ordinal"):
+    variable = variable or default_dictionary().get(name)  # a state older than the dictionary: the shipped one
+    cats = variable.categories if variable is not None else ()
+    kind = LEGACY_KINDS.get(stats["kind"], stats["kind"])
+    if kind in ("binary", "ordinal"):
         return cats[min(int(round(stats["median"])), len(cats) - 1)]
-    if stats["kind"] == "categorical":
+    if kind == "categorical":
         return cats[stats["fill"].index(1.0)]
-    if stats["kind"] == "multi":
+    if kind == "multi":
         return (variable.separator if variable is not None else "&").join(
             c for c, f in zip(cats, stats["fill"], strict=True) if f) or cats[0]
     value = math.expm1(stats["median"]) if stats["kind"] == "log1p" else stats["median"]

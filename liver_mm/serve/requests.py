@@ -4,7 +4,7 @@ A request row holds ``case_id``, the frame as ``image_b64`` (base64 PNG/JPEG byt
 ``image_path`` (only under the server's image root, :mod:`liver_mm.serve.image_root`), the lesion's
 box ``bbox_x0, bbox_y0, bbox_x1, bbox_y1`` (pixels, x1/y1 exclusive; the model was trained on crops,
 so a record without one is refused unless it says ``whole_frame: true``) and the model's clinical
-fields in the paper's units (:data:`liver_mm.io.schema.CLINICAL`) or in the units its ``units``
+fields in the units of the model's data dictionary or in the units its ``units``
 object declares (:mod:`liver_mm.serve.units`). A JSON boolean is never a number. Every problem is
 collected as a :class:`Problem` naming the case and the field; :class:`RequestError` carries them all.
 """
@@ -25,10 +25,10 @@ import pandas as pd
 from PIL import Image
 
 from liver_mm.cohort.validate_labs import judge_value
-from liver_mm.dictionary import close_match
+from liver_mm.dictionary import close_match, default_dictionary
 from liver_mm.io.dicom import DicomReadError
 from liver_mm.io.images import ImageReadError, read_gray
-from liver_mm.io.schema import BBOX_COLUMNS, CLINICAL, ClinicalColumn
+from liver_mm.io.schema import BBOX_COLUMNS, ClinicalColumn
 from liver_mm.serve.image_root import ImagePathRefused, relative_name, resolve_request_path
 from liver_mm.serve.units import (
     UNITS_FIELD,
@@ -83,10 +83,10 @@ def check_lab(name: str, value: object, declared: tuple[str, float] | None = Non
               spec: ClinicalColumn | None = None) -> str | None:
     """None if ``value`` is usable for clinical field ``name``, else what is wrong (ranges and unit
     sniffing from the variable ``spec``, the model's own dictionary entry, else the shipped
-    :data:`~liver_mm.io.schema.CLINICAL`, for one value). ``declared``: the record's (unit, factor into the
+    data dictionary's, for one value). ``declared``: the record's (unit, factor into the
     variable's unit) for this lab; the range is checked after converting. A category variable's value must
     be one of its categories (case, spaces and synonyms ignored; a ``multi`` value each of its parts)."""
-    spec = spec if spec is not None else CLINICAL.get(name)
+    spec = spec if spec is not None else default_dictionary().get(name)
     if _missing(value):
         unit = f" in {spec.unit}" if spec is not None and spec.unit else ""
         return f"missing: this model needs {name}{unit}"
@@ -270,7 +270,7 @@ def parse_request(df: pd.DataFrame, features: Sequence[str], use_image: bool,
         boxes.append(box)
     if problems:
         raise RequestError(problems)
-    table = pd.DataFrame({name: _lab_column(labs[name], variables.get(name) or CLINICAL.get(name))
+    table = pd.DataFrame({name: _lab_column(labs[name], variables.get(name) or default_dictionary().get(name))
                           for name in features}, index=range(len(df)))
     return ParsedCases(ids, frames, boxes, table, flags)
 

@@ -4,8 +4,8 @@ A number alone cannot say its unit (90 platelets are plausible in x10^4/uL and i
 served model states the unit of each lab it needs (:func:`units_document`, the bundle's
 ``units.json``, the pyfunc's metadata and input example). A request's values are in those units
 unless a record carries ``units`` (``{"platelets": "10^9/L"}``): each declared unit is converted
-with the one table of unit rules, :data:`liver_mm.io.schema.CLINICAL` (what ``--unit`` uses for a
-manifest); a unit it does not know is refused, never guessed.
+with the model's own dictionary entries (a saved state older than the dictionary: the shipped data
+dictionary's; what ``--unit`` uses for a manifest); a unit it does not know is refused, never guessed.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from liver_mm.dictionary import Variable
-from liver_mm.io.schema import CLINICAL
+from liver_mm.dictionary import Variable, default_dictionary
 
 UNITS_FIELD = "units"
 WHOLE_FRAME_FIELD = "whole_frame"
@@ -45,7 +44,7 @@ Variables = Mapping[str, Variable | None]
 def _specs(features: Sequence[str], variables: Variables | None) -> dict[str, Variable]:
     """The model's variables: its own dictionary entries (``variables``), else the shipped ones."""
     own = variables or {}
-    return {f: v for f in features if (v := own.get(f) or CLINICAL.get(f)) is not None}
+    return {f: v for f in features if (v := own.get(f) or default_dictionary().get(f)) is not None}
 
 
 def unit_labs(features: Sequence[str], variables: Variables | None = None) -> list[str]:

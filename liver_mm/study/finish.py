@@ -18,6 +18,7 @@ from liver_mm.study.clinical_value import gather_child_outputs
 from liver_mm.study.compare import compare_study, parent_metrics
 from liver_mm.study.parent import MARKER, arm_configs, arm_key, check_out_dir, parent_run
 from liver_mm.study.report.markdown import study_provenance, write_report
+from liver_mm.study.steps import skipped_scores
 from liver_mm.study.tripod.records import study_records
 from liver_mm.study.tuning_report import mark_tuned, tuning_table
 
@@ -138,6 +139,9 @@ def finish_study(config: DictConfig) -> bool:
         prov["child_commits"] = commits  # trained at other commits than this report was written at
     if missing:
         prov["missing_arms"] = ", ".join(missing)
+    skipped = skipped_scores(config.get("dictionary"))  # FIB-4 / APRI on a dictionary without their inputs
+    if skipped:
+        prov["skipped_arms"] = skipped
     prov.update(study_records(config, cohort, client, exp_id, {a: configs[a] for a in arms}))  # split, tune sources
     with tempfile.TemporaryDirectory() as tmp:
         tmp_out = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent if out.parent.exists() else tmp))

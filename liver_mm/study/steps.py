@@ -19,12 +19,11 @@ from importlib import resources
 from omegaconf import OmegaConf
 
 from liver_mm.dictionary import Dictionary, default_dictionary, resolve
+from liver_mm.features.scores import SCORE_INPUTS
 
 log = logging.getLogger(__name__)
 
 CONTROLS = ("tab_mlp", "tab_logreg")
-# the scores' inputs (liver_mm.models.scores): an arm is run only where the dictionary declares each of them
-SCORE_INPUTS = {"fib4": ("age", "ast", "alt", "platelets"), "apri": ("ast", "platelets")}
 STUDY_KEYS = ("study.arms", "study.reference", "study.holm_families")
 
 
@@ -77,6 +76,15 @@ def register_steps(d: Dictionary) -> list[str]:
 def runnable_scores(d: Dictionary) -> dict[str, tuple[str, ...]]:
     """Score arm -> the inputs ``d`` does not declare (empty: the score can run)."""
     return {arm: tuple(v for v in inputs if v not in d) for arm, inputs in SCORE_INPUTS.items()}
+
+
+def skipped_scores(path: str | None) -> dict[str, str]:
+    """Score arm -> why it cannot run on the dictionary at ``path`` (None: the shipped one, which declares every
+    input): ``inputs ast, alt, platelets not declared by the data dictionary lesions.yaml``; the report's line
+    on the score arms this study could not run."""
+    d = resolve(path)
+    return {arm: f"inputs {', '.join(missing)} not declared by the data dictionary {d.source}"
+            for arm, missing in runnable_scores(d).items() if missing}
 
 
 def _given(overrides: Sequence[str], key: str) -> str | None:

@@ -6,8 +6,11 @@ import pandas as pd
 import pytest
 
 from liver_mm.cohort.validate import validate_labs
-from liver_mm.io.schema import CLINICAL, read_manifest
+from liver_mm.dictionary import default_dictionary
+from liver_mm.io.schema import read_manifest
 from tests.cohort.test_validate import base_rows, check, findings, write_manifest
+
+CLINICAL = default_dictionary().variables
 
 ILPD_COLUMNS = {"Age": "age", "Gender": "sex", "Sgot": "ast", "Sgpt": "alt", "Alkphos": "alp", "ALB": "albumin"}
 # a normal-ish value of each continuous column in its canonical unit
@@ -143,3 +146,28 @@ def test_lab_table_without_attrs_names_csv_lines(tmp_path):
     found = validate_labs(pd.read_csv(tmp_path / "labs.csv"), source="labs.csv")
     assert [(f.code, f.row, f.case_id, f.column) for f in found if f.severity == "error"] == [
         ("value_out_of_range", 4, "c", "age")]
+
+
+def test_per_patient_and_code_checks_follow_the_dictionary(tmp_path):
+    """A cohort of other variables: the binary ``side`` (L/R, constant per patient) gets the code check and the
+    --map remedy, ``height`` (patient_drift 3 cm, top_code 200) the drift and top-code checks; its ``age`` is
+    marked neither, so a patient's ages 20 years apart are no conflict, and ``sex`` is not a variable here."""
+    from liver_mm.dictionary import load_dictionary
+
+    path = tmp_path / "d.yaml"
+    path.write_text("variables:\n"
+                    "  age: {kind: continuous, unit: years, plausible: [0, 120]}\n"
+                    "  side: {kind: binary, categories: [L, R], constant_per_patient: true}\n"
+                    "  height: {kind: continuous, unit: cm, plausible: [40, 250], patient_drift: 3, top_code: 200}\n")
+    d = load_dictionary(path)
+    df = pd.DataFrame({"case_id": ["a", "b", "c", "d", "e"], "patient_id": ["p", "p", "q", "q", "r"],
+                       "age": [30, 50, 40, 41, 60], "side": ["L", "R", "L", "2", "r"],
+                       "height": [170, 171, 160, 166, 200], "sex": ["F", "F", "M", "X", "M"]})
+    found = validate_labs(df, source="t.csv", dictionary=d)
+    got = {(f.code, f.row, f.column) for f in found}
+    assert got == {("side_unknown", 5, "side"), ("patient_conflict_side", 3, "side"), ("patient_conflict_side", 5, "side"),
+                   ("patient_conflict_height", 5, "height"), ("height_capped", None, "height")}
+    side = next(f for f in found if f.code == "side_unknown").message
+    assert side.startswith("side code '2' is not L/R (numeric codes are ambiguous)") and "--map side=2:L" in side
+    drift = next(f for f in found if f.code == "patient_conflict_height").message
+    assert drift == "patient q has height 160-166 on lines 4, 5 (> 3 cm apart): fix the height or the patient_id"

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from liver_mm.dictionary import default_dictionary
 from liver_mm.io.csvread import read_csv_table
 from liver_mm.io.schema import (
-    CLINICAL,
     MODEL_COLUMNS,
     NON_NUMERIC_ATTR,
     ManifestError,
@@ -116,7 +116,7 @@ def test_manifest_hash_ignores_order_and_whitespace(tmp_path):
 
 
 def test_schema_tables_are_consistent():
-    for name, spec in CLINICAL.items():
+    for name, spec in default_dictionary().variables.items():
         assert spec.name == name
         if spec.kind == "continuous":
             assert spec.plausible[0] <= spec.typical[0] < spec.typical[1] <= spec.plausible[1]

@@ -168,3 +168,21 @@ def test_xlsx_header_below_row_1(tmp_path, capsys):
     assert str(exc.value) == (f"header row not found in row 1 of {path} (sheet Sheet1): row 1 names none of the "
                               "expected columns (case_id, patient_id, image_path, label, ...); the header must "
                               "be on row 1")
+
+
+def test_the_dictionarys_category_columns_are_text_to_the_decimal_mark(tmp_path):
+    """A ';' table with decimal commas: the dictionary's ordinal ``grade`` (categories 1, "1,5", 2) keeps its
+    "1,5" cells as written, as the shipped ``sex`` column is text; the continuous ``age`` gets its point."""
+    from liver_mm.dictionary import load_dictionary
+    from liver_mm.io.schema import read_manifest, text_columns
+
+    d_path = tmp_path / "d.yaml"
+    d_path.write_text('variables:\n  age: {kind: continuous, unit: years}\n'
+                      '  grade: {kind: ordinal, categories: ["1", "1,5", "2"], aliases: [Grade]}\n')
+    d = load_dictionary(d_path)
+    assert text_columns(d) >= {"grade", "Grade"} and "age" not in text_columns(d)
+    path = tmp_path / "m.csv"
+    path.write_text("case_id;patient_id;image_path;label;age;Grade\nc1;p1;a.png;benign;55,5;1,5\n"
+                    "c2;p2;b.png;malignant;61,25;2\nc3;p3;c.png;benign;40,5;1\n")
+    df = read_manifest(path, dictionary=d)
+    assert df["grade"].tolist() == ["1,5", "2", "1"] and df["age"].tolist() == [55.5, 61.25, 40.5]

@@ -137,7 +137,7 @@ def _fold_preds(df: pd.DataFrame, arms: list[str], constant_dev: set[tuple[str, 
     return out
 
 
-def _write(tmp_path, tiny_cohort, fold_preds, arms):
+def _write(tmp_path, tiny_cohort, fold_preds, arms, provenance=None):
     df = pd.read_csv(tiny_cohort)
     cohort = SimpleNamespace(df=df, synthetic=True)
     config = OmegaConf.create({"study": {"reference": arms[0]}, "cv": {"folds": 2, "repeats": 1}})
@@ -147,7 +147,8 @@ def _write(tmp_path, tiny_cohort, fold_preds, arms):
                           "n_outside_test": [len(df) - half, half]})
     out = tmp_path / "out"
     out.mkdir()
-    metrics = write_cv_study(config, cohort, fold_preds, sizes, arms, out, {}, "liver-mm study", None, "t")
+    metrics = write_cv_study(config, cohort, fold_preds, sizes, arms, out, provenance or {}, "liver-mm study",
+                             None, "t")
     return out, metrics
 
 
@@ -218,3 +219,13 @@ def test_the_comparison_gives_the_pooled_difference_with_its_delong_ci():
     assert d.diff_ci_low < r["pooled_diff"] < d.diff_ci_high
     row = format_comparisons(comp.reset_index()).iloc[0]
     assert row["Pooled ΔAUC (95% CI)"] == "-0.188 (-0.575 to +0.200)"
+
+
+def test_the_cv_report_names_the_score_arms_the_dictionary_cannot_run(tmp_path, tiny_cohort):
+    df = pd.read_csv(tiny_cohort)
+    skipped = {"apri": "inputs ast, platelets not declared by the data dictionary d.yaml"}
+    out, _ = _write(tmp_path, tiny_cohort, _fold_preds(df, ["m1", "m5"], set()), ["m1", "m5"],
+                    {"skipped_arms": skipped})
+    text = (out / "report.md").read_text()
+    line = "Not run: apri (inputs ast, platelets not declared by the data dictionary d.yaml)."
+    assert text.count(line) == 1 and text.index("### Performance") < text.index(line)

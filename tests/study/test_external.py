@@ -350,3 +350,39 @@ def test_a_parent_run_without_a_report_is_refused_with_the_remedy(tmp_path):
     with pytest.raises(StudySourceError, match=rf"parent run {parent}\) logged no report.md: its report step never "
                                                r"ran.*rerun the study command"):
         resolve_study(parent, uri, tmp_path / "tmp")
+
+
+def test_categories_the_model_never_saw_are_refused_naming_lines_arms_and_known_ones(tmp_path):
+    """A real fitted preprocessing (the lesion dictionary's descriptors) trained without ``round`` shapes, BI-RADS
+    5 or an ``angular`` margin; the external cohort holds them (any case, a multi cell, an undeclared ``lobular``):
+    one error per variable and value, with its lines, the arm and what the model knows; a cohort of seen
+    categories passes."""
+    from liver_mm.features.tabular import TabularPreprocessor
+    from liver_mm.study.external.run import refuse_unseen
+    from liver_mm.synth.lesions import lesions_dictionary
+
+    d = lesions_dictionary()
+    feats = ["shape", "margin", "birads", "halo"]
+    train = pd.DataFrame({"shape": ["oval", "irregular", "oval", "irregular"],
+                          "margin": ["circumscribed", "not circumscribed - indistinct", "circumscribed",
+                                     "circumscribed&not circumscribed - spiculated"],
+                          "birads": ["2", "3", "4a", "4c"], "halo": ["no", "yes", "no", "no"]})
+    prep = TabularPreprocessor(feats, d).fit(train)
+    external = pd.DataFrame({"case_id": ["X1", "X2", "X3", "X4"], "shape": ["oval", " Round", "round", "lobular"],
+                             "margin": ["circumscribed", "circumscribed&not circumscribed - angular",
+                                        "circumscribed", "not available"],
+                             "birads": ["5", "2", "3", "5"], "halo": ["no", "yes", "yes", "no"]})
+    path = tmp_path / "external.csv"
+    with pytest.raises(ManifestValidationError) as exc:
+        refuse_unseen(external, {"tab_logreg": prep, "m5": prep}, path)
+    errors = exc.value.report.errors
+    assert [(f.column, f.row) for f in errors] == [("shape", 3), ("shape", 5), ("margin", 3), ("birads", 2)]
+    text = str(exc.value)
+    assert (f"{path}, line 3 (case X2, column shape): shape = 'round' (lines 3, 4): a category the model of arm(s) "
+            "tab_logreg, m5 never saw in training (it knows oval, irregular)") in text
+    assert "shape = 'lobular' (line 5)" in text
+    assert ("margin = 'not circumscribed - angular' (line 3): a category the model of arm(s) tab_logreg, m5 never "
+            "saw in training (it knows circumscribed, not circumscribed - indistinct, not circumscribed - "
+            "spiculated)") in text
+    assert "birads = '5' (lines 2, 5)" in text and "(it knows 2, 3, 4a, 4c)" in text
+    refuse_unseen(train.assign(case_id=["A", "B", "C", "D"]), {"tab_logreg": prep}, path)  # all seen: no error

@@ -98,6 +98,20 @@ def test_writes_every_file(written, study, cohort):
     assert len(pd.read_csv(out / "tripod.csv")) == 52
 
 
+def test_score_arms_the_dictionary_cannot_run_are_named_under_table3(tmp_path, study, cohort):
+    """FIB-4/APRI dropped for a dictionary without their inputs: a line right under Table 3 and rows in the
+    appendix, naming the arm, the missing inputs and the dictionary (none without skipped arms)."""
+    skipped = {"fib4": "inputs ast, alt, platelets not declared by the data dictionary lesions.yaml",
+               "apri": "inputs ast, platelets not declared by the data dictionary lesions.yaml"}
+    text = _write(tmp_path, study, cohort, provenance={**PROVENANCE, "skipped_arms": skipped}).read_text()
+    line = ("Not run: fib4 (inputs ast, alt, platelets not declared by the data dictionary lesions.yaml); "
+            "apri (inputs ast, platelets not declared by the data dictionary lesions.yaml).")
+    assert text.count(line) == 1
+    assert text.index("### Table 3: diagnostic performance") < text.index(line) < text.index("](figure2_roc.png)")
+    assert "| skipped_arms.apri | inputs ast, platelets not declared by the data dictionary lesions.yaml |" in text
+    assert "Not run:" not in _write(tmp_path, study, cohort, name="plain").read_text()
+
+
 def test_icc_of_bbox_areas(written, cohort):
     path = written
     got = pd.read_csv(path.parent / "icc.csv")

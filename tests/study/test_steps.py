@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 import liver_mm.conf  # noqa: F401 - the configs' resolvers
 from liver_mm.dictionary import default_path
-from liver_mm.study.steps import study_overrides
+from liver_mm.study.steps import skipped_scores, study_overrides
 from liver_mm.synth.lesions import lesions_dictionary
 
 SNAPSHOT = Path(__file__).with_name("data") / "demo_arm_configs.json"
@@ -74,3 +74,13 @@ def test_step_named_like_a_builtin_arm_must_match(tmp_path: Path) -> None:
     p.write_text(text)
     with pytest.raises(ValueError, match=r"step 'm2' is the name of a built-in arm .*\['age', 'sex'\].*\['age'\]"):
         study_overrides([f"dictionary={p}"])
+
+
+def test_the_report_names_the_score_arms_the_dictionary_cannot_run() -> None:
+    """What the study's report says about FIB-4/APRI (study/finish.py puts it in the provenance): the lesion
+    dictionary declares age only; the shipped one every input."""
+    path = lesions_dictionary().source
+    assert skipped_scores(path) == {
+        "fib4": f"inputs ast, alt, platelets not declared by the data dictionary {path}",
+        "apri": f"inputs ast, platelets not declared by the data dictionary {path}"}
+    assert skipped_scores(None) == {} and skipped_scores(default_path()) == {}

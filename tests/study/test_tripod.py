@@ -241,3 +241,32 @@ def test_model_settings_record_each_arms_inputs_and_the_epoch_rule():
     assert config_summary(m3)["checkpoint"] == {"select": "best"}
     assert "tune" not in config_summary(m3)  # tuning off: no search space in the report's provenance
     assert config_summary(tuned)["tune"]["trials"] == 4 and config_summary(tuned)["tune"]["sampler"] == "tpe"
+
+
+def test_predictor_items_follow_the_dictionary(tmp_path, comparison, cohort):
+    """12b (how predictors enter) and 9b (what they are) read the study's dictionary: the liver text as before;
+    a lesion study's categories by their declared order and reference level, no sex, no log."""
+    from liver_mm.dictionary import activate
+    from liver_mm.synth.lesions import lesions_dictionary
+
+    rows = _rows(tmp_path, comparison, cohort)
+    assert ("Clinical features: sex coded F = 0, M = 1; ast, alt: log(1 + x), then standardised; age, platelets, "
+            "albumin: standardised (mean and SD of the training rows)") in rows.at["12b", "text"]
+    assert rows.at["9b", "text"].startswith("age: age at examination (years); sex: sex (F/M); ast: aspartate "
+                                            "aminotransferase (U/L);")
+    feats = ["age", "shape", "margin", "birads", "halo"]
+    lesions = {**PROVENANCE, "model_settings": {**SETTINGS, "tab_logreg": {**SETTINGS["tab_logreg"],
+                                                                           "features": feats},
+                                                "m3": {**SETTINGS["m3"], "features": ["age"]},
+                                                "fib4": {**SETTINGS["fib4"], "features": []}}}
+    activate(lesions_dictionary())
+    try:
+        rows = _rows(tmp_path, comparison, cohort.assign(shape="oval", margin="circumscribed",
+                                                                     birads="2", halo="no"), provenance=lesions)
+    finally:
+        activate(None)
+    assert ("Clinical features: shape one-hot, reference level oval; margin multi-hot over its 5 values; birads "
+            "coded 2 = 0, 3 = 1, 4a = 2, 4b = 3, 4c = 4, 5 = 5, then standardised; halo coded no = 0, yes = 1; age: "
+            "standardised (mean and SD of the training rows)") in rows.at["12b", "text"]
+    assert rows.at["9b", "text"].startswith("age: age (years); shape: shape (oval/round/irregular); margin: margin "
+                                            "(circumscribed/")

@@ -26,6 +26,7 @@ from liver_mm.study.report.markdown import (
     _cohort_section,
     _provenance_section,
     _save,
+    skipped_arm_lines,
     write_cohort_tables,
 )
 from liver_mm.study.report.tables import METRICS, fmt_auc, fmt_number, fmt_proportion
@@ -228,6 +229,7 @@ def write_cv_study(config: DictConfig, cohort: PreparedCohort, fold_preds: Mappi
     lines += cv_answer_lines(summary, comp, order, k, r)
     lines += _cohort_section(write_cohort_tables(cohort.df, out))
     lines += _cv_section(summary, comp, k, r, reference)
+    lines += skipped_arm_lines(provenance)  # score arms the dictionary cannot run
     lines += tuned_outside_warning(provenance)  # settings a `liver-mm tune` chose on rows that are test rows here
     lines += ["### Test AUC of each fold", "", f"![fold AUCs]({figures[0]})", "",
               "### Pooled out-of-fold ROC curves (repeat 0)", "", f"![ROC]({figures[1]})", ""]

@@ -10,6 +10,8 @@
   ``predictions.csv`` (``score`` and ``prob`` columns: logit(prob) is exactly linear in log(score)).
 
 Nothing is refitted and no threshold is chosen here: each arm's threshold is its run's (:mod:`.external_source`).
+A loaded arm carries its clinical preprocessing (fitted on the study's training rows), so ``evaluate`` can refuse
+categories the model never saw before any prediction.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +37,18 @@ Scorer = Callable[[pd.DataFrame], np.ndarray]
 _LINEAR_TOL = 1e-6  # max |logit(prob) - (a + b log score)| of a score arm's own predictions
 
 
-def load_scorer(client, run: ArmRun, dst: Path, batch_size: int = 32) -> Scorer:
-    """The saved model of ``run`` as a :data:`Scorer` (files downloaded into ``dst``); ``ModelLoadError`` naming
-    the arm, its run and what is wrong when it cannot be loaded."""
+@dataclass(frozen=True)
+class ArmModel:
+    """One arm's saved model: ``score`` (a :data:`Scorer`) and the clinical preprocessing it was trained with
+    (None for a score arm: a formula)."""
+
+    score: Scorer
+    preprocessor: TabularPreprocessor | None = None
+
+
+def load_scorer(client, run: ArmRun, dst: Path, batch_size: int = 32) -> ArmModel:
+    """The saved model of ``run`` as an :class:`ArmModel` (files downloaded into ``dst``); ``ModelLoadError``
+    naming the arm, its run and what is wrong when it cannot be loaded."""
     loaders = {"lightning": _network, "sklearn": _sklearn, "score": _score}
     try:
         return loaders[run.kind](client, run, dst, batch_size)
@@ -46,7 +58,7 @@ def load_scorer(client, run: ArmRun, dst: Path, batch_size: int = 32) -> Scorer:
         raise ModelLoadError(f"arm {run.arm} (run {run.run_id}): cannot load its saved model ({exc})") from None
 
 
-def _network(client, run: ArmRun, dst: Path, batch_size: int) -> Scorer:
+def _network(client, run: ArmRun, dst: Path, batch_size: int) -> ArmModel:
     from liver_mm.tracking.models import download_run_model
 
     if "model" in run.models:
@@ -58,10 +70,10 @@ def _network(client, run: ArmRun, dst: Path, batch_size: int) -> Scorer:
     predictor = load_predictor(str(local), batch_size=batch_size)
     if not math.isclose(predictor.threshold, run.threshold, rel_tol=1e-9, abs_tol=1e-12):
         raise ModelLoadError(f"the bundle's threshold {predictor.threshold} is not the run's {run.threshold}")
-    return lambda df: predict_frame(predictor, df)["prob"].to_numpy(dtype=np.float64)
+    return ArmModel(lambda df: predict_frame(predictor, df)["prob"].to_numpy(dtype=np.float64), predictor.preprocessor)
 
 
-def _sklearn(client, run: ArmRun, dst: Path, batch_size: int) -> Scorer:
+def _sklearn(client, run: ArmRun, dst: Path, batch_size: int) -> ArmModel:
     from liver_mm.tracking.models import load_sklearn_model
 
     if "model" not in run.models:
@@ -73,7 +85,7 @@ def _sklearn(client, run: ArmRun, dst: Path, batch_size: int) -> Scorer:
     if int(getattr(estimator, "n_features_in_", prep.n_features_out)) != prep.n_features_out:
         raise ModelLoadError(f"the model takes {estimator.n_features_in_} inputs, its preprocessing.json gives "
                              f"{prep.n_features_out}")
-    return lambda df: estimator.predict_proba(prep.transform(df))[:, 1].astype(np.float64)
+    return ArmModel(lambda df: estimator.predict_proba(prep.transform(df))[:, 1].astype(np.float64), prep)
 
 
 def score_calibration(score: np.ndarray, prob: np.ndarray) -> tuple[float, float]:
@@ -92,7 +104,7 @@ def score_calibration(score: np.ndarray, prob: np.ndarray) -> tuple[float, float
     return float(a), float(b)
 
 
-def _score(client, run: ArmRun, dst: Path, batch_size: int) -> Scorer:
+def _score(client, run: ArmRun, dst: Path, batch_size: int) -> ArmModel:
     path = client.download_artifacts(run.run_id, "predictions.csv", str(dst))
     pred = pd.read_csv(path)
     if "score" not in pred.columns:
@@ -110,4 +122,4 @@ def _score(client, run: ArmRun, dst: Path, batch_size: int) -> Scorer:
             raise ValueError(f"{name} is not a positive number for {int(bad.sum())} case(s) ({cases})")
         return model.predict_proba(raw)
 
-    return scorer
+    return ArmModel(scorer)

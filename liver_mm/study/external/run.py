@@ -4,7 +4,8 @@ Order of work (each step refuses bad input before the next): the ``--out`` folde
 evaluate's, marked ``.liver-mm-evaluate``) -> the study (:mod:`.external_source`: MLflow metadata only) -> the
 external manifest, validated as ``liver-mm predict`` validates it for every feature any arm reads, plus a label on
 every row -> its overlap with the study's own cohort (:mod:`.external_overlap`: an error unless ``allow_overlap``)
--> the recalibration parts -> each arm's saved model (:mod:`.external_arms`) -> predictions -> the folder
+-> the recalibration parts -> each arm's saved model (:mod:`.external_arms`) -> no category any arm's model
+never saw in training (:func:`refuse_unseen`) -> predictions -> the folder
 (:mod:`.external_report`, written beside ``--out`` and swapped in whole) -> one MLflow run in the study's
 experiment, nested under its parent run. Nothing is trained; each arm's threshold is the study's, frozen.
 """
@@ -22,8 +23,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from liver_mm.cohort.validate import ManifestValidationError
+from liver_mm.cohort.validate import ManifestValidationError, ValidationReport
 from liver_mm.cohort.validate_report import Collector
+from liver_mm.features.tabular import TabularPreprocessor
 from liver_mm.io.codes import unmapped_codes
 from liver_mm.io.dialect import TableOptions
 from liver_mm.io.schema import LABELS, manifest_hash
@@ -108,6 +110,27 @@ def validate_external(manifest: str | Path, source: StudySource, units: Mapping[
     for finding in report.warnings:
         log.warning("%s", finding)
     return df
+
+
+def refuse_unseen(df: pd.DataFrame, preprocessors: Mapping[str, TabularPreprocessor], manifest: str | Path) -> None:
+    """``ManifestValidationError`` when a categorical / ordinal / binary / multi cell of ``df`` holds a category an
+    arm's model never saw in training (``preprocessors``: arm -> its fitted clinical preprocessing): one error per
+    variable and value, naming the lines, the arms and the categories the model knows. Its prediction for such a
+    case would rest on nothing learned, so the cohort is refused before any prediction."""
+    out = Collector(df, str(manifest))
+    found: dict[tuple[str, str], tuple[list[str], list[int], list[str]]] = {}
+    for arm, prep in preprocessors.items():
+        for f, values in prep.unseen_rows(df).items():
+            for v, rows in values.items():
+                found.setdefault((f, v), ([], rows, prep.seen(f)))[0].append(arm)
+    for (f, v), (arms, rows, known) in found.items():
+        idx = df.index[rows]
+        out.add("error", "category_unseen",
+                f"{f} = {v!r} ({out.where(idx)}): a category the model of arm(s) {', '.join(arms)} never saw in "
+                f"training (it knows {', '.join(known)}): remove these cases, or retrain on a cohort that holds "
+                f"{v!r}", idx[0], f)
+    if out:
+        raise ManifestValidationError(ValidationReport(str(manifest), list(out), len(df)))
 
 
 def _wide(df: pd.DataFrame, probs: Mapping[str, np.ndarray], source: StudySource) -> pd.DataFrame:
@@ -200,9 +223,10 @@ def evaluate(study: str, manifest: str | Path, out: str | Path, *, tracking: str
         if recal is not None:
             parts = (rc.column_parts(df, recal.column) if recal.column
                      else rc.fraction_parts(df, recal.fraction, recal.seed))
-        scorers = {a: load_scorer(source.client, r, Path(tmp) / "models" / a, batch_size)
-                   for a, r in source.arms.items()}
-        wide = _wide(df, {a: scorer(df) for a, scorer in scorers.items()}, source)
+        models = {a: load_scorer(source.client, r, Path(tmp) / "models" / a, batch_size)
+                  for a, r in source.arms.items()}
+        refuse_unseen(df, {a: m.preprocessor for a, m in models.items() if m.preprocessor is not None}, manifest)
+        wide = _wide(df, {a: m.score(df) for a, m in models.items()}, source)
         comparison = _compare(wide, source)
         recalibrated = None if parts is None else _recalibrate(wide, parts, source, recal)  # type: ignore[arg-type]
         run_id = _create_run(source, manifest, mhash, recal, allow_overlap)

@@ -206,7 +206,16 @@ def _table3_lines(comparison: StudyComparison) -> list[str]:
             comparison.table3_md]
 
 
-def _results_section(comparison: StudyComparison) -> list[str]:
+def skipped_arm_lines(provenance: Mapping[str, object]) -> list[str]:
+    """The sentence under the arms' table naming the score arms the study could not run and why
+    (``provenance["skipped_arms"]``: arm -> reason, :func:`liver_mm.study.steps.skipped_scores`); [] when none."""
+    skipped = provenance.get("skipped_arms") or {}
+    if not isinstance(skipped, Mapping) or not skipped:
+        return []
+    return ["Not run: " + "; ".join(f"{arm} ({why})" for arm, why in skipped.items()) + ".", ""]
+
+
+def _results_section(comparison: StudyComparison, provenance: Mapping[str, object] | None = None) -> list[str]:
     d = comparison.delong
     arms = ",".join(comparison.order)
     counts: dict[str, int] = {}
@@ -218,6 +227,7 @@ def _results_section(comparison: StudyComparison) -> list[str]:
         "## Results on the test split", "",
         f"{d['n_pos']} malignant / {d['n_neg']} benign test nodules, predicted by every model.", "",
         *_table3_lines(comparison),
+        *skipped_arm_lines(provenance or {}),
         f"![{FIGURES['figure2_roc.png']}](figure2_roc.png)", "",
         f"![{FIGURES['auc_by_step.png']}](auc_by_step.png)", "",
         "### DeLong tests of the AUCs (Supplementary Table 2)", "",
@@ -281,7 +291,7 @@ def write_report(
         lines += _cohort_section(write_cohort_tables(cohort_df, out))
     else:
         lines += ["## Cohort", "", "No cohort table was given; cohort tables omitted.", ""]
-    lines += _results_section(comparison)
+    lines += _results_section(comparison, provenance)
     lines += clinical_value_section(value, dict(value.get("youden_scores") or {}))  # type: ignore[arg-type]
     lines += gallery_section(value.get("gallery"))  # type: ignore[arg-type]
     lines += tuning_section(value.get("tuning"), out)  # type: ignore[arg-type]

@@ -12,8 +12,7 @@ from collections.abc import Callable, Mapping
 
 import pandas as pd
 
-from liver_mm.features.tabular import LOG_FEATURES
-from liver_mm.io.schema import CLINICAL
+from liver_mm.dictionary import CATEGORY_KINDS, Variable, active
 from liver_mm.study.tripod.design import imbalance, model_building, partition
 from liver_mm.study.tripod.evidence import (
     ANSWERED,
@@ -82,12 +81,31 @@ def _handling(ev: Evidence) -> Answer:
             ev.pointer("table2.csv"))
 
 
+def predictor_text(var: Variable) -> str:
+    """A predictor as the dictionary declares it: ``age: age at examination (years)``, ``sex: sex (F/M)``."""
+    what = f" ({var.unit})" if var.unit else f" ({'/'.join(var.categories)})" if var.categories else ""
+    return f"{var.name}: {var.description or var.name}{what}"
+
+
+def coding_text(var: Variable) -> str:
+    """How a category variable enters the models, from its declaration (its categories' order): ``sex coded
+    F = 0, M = 1``, ``shape one-hot, reference level oval``, ..."""
+    cats = var.categories
+    if var.kind == "binary":
+        return f"{var.name} coded {cats[0]} = 0, {cats[1]} = 1"
+    if var.kind == "ordinal":
+        return f"{var.name} coded {', '.join(f'{c} = {i}' for i, c in enumerate(cats))}, then standardised"
+    if var.kind == "categorical":
+        return f"{var.name} one-hot, reference level {cats[0]}"
+    return f"{var.name} multi-hot over its {len(cats)} values"
+
+
 def _predictor_handling(ev: Evidence) -> Answer:
-    feats = ev.all_features()
-    logs = [f for f in feats if f in LOG_FEATURES]
-    rest = [f for f in feats if f not in logs and f != "sex"]
-    text = ["sex coded F = 0, M = 1" if "sex" in feats else "",
-            f"{', '.join(logs)}: log(1 + x), then standardised" if logs else "",
+    feats, d = ev.all_features(), active()
+    coded = [coding_text(d[f]) for f in feats if f in d and d[f].kind in CATEGORY_KINDS]
+    logs = [f for f in feats if f in d and d[f].transform == "log1p"]
+    rest = [f for f in feats if f not in logs and not (f in d and d[f].kind in CATEGORY_KINDS)]
+    text = [*coded, f"{', '.join(logs)}: log(1 + x), then standardised" if logs else "",
             f"{', '.join(rest)}: standardised" if rest else ""]
     labs = "; ".join(t for t in text if t)
     size = ev.config("image_size")
@@ -144,7 +162,7 @@ def answers(ev: Evidence) -> dict[str, Answer]:
     """Item number -> (status, text, evidence) for every item the study can answer, wholly or in part."""
     has_cohort = ev.cohort is not None and ev.parts is not None
     arms = ", ".join(ev.arms)
-    feats = ev.all_features()
+    feats, d = ev.all_features(), active()  # the study's dictionary (set by its command)
     out: dict[str, Callable[[], Answer]] = {
         "4": lambda: (PARTLY, f"Development and internal validation of {len(ev.arms)} models ({arms}), each "
                               f"compared with {ev.reference}. For the authors: the objectives.", "report.md"),
@@ -155,8 +173,7 @@ def answers(ev: Evidence) -> dict[str, Answer]:
                               "was similar across sociodemographic groups.", ev.pointer(REPORT_PROVENANCE)),
         "9a": lambda: (PARTLY, "Inputs of each arm: " + "; ".join(f"{a} {inputs_text(ev, a)}" for a in ev.arms)
                                + ". For the authors: why these predictors.", MODEL_SETTINGS),
-        "9b": lambda: (PARTLY, "; ".join(f"{f}: {CLINICAL[f].description}" + (f" ({CLINICAL[f].unit})"
-                                         if CLINICAL[f].unit else " (F/M)") for f in feats if f in CLINICAL)
+        "9b": lambda: (PARTLY, "; ".join(predictor_text(d[f]) for f in feats if f in d)
                        + ("; image: a B-mode ultrasound frame with the tumour rectangle drawn (bbox columns or mask)"
                           if any(ev.image(a) for a in ev.arms) else "")
                        + ". For the authors: how and when they were measured, and any blinding.",

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from liver_mm.dictionary import active
 from liver_mm.features.tabular import TabularPreprocessor
-from liver_mm.io.schema import CLINICAL
 from liver_mm.stats import encode_labels
 
 PARTS = ("train", "dev", "test")
@@ -183,7 +183,7 @@ def model_type(ev: Evidence, arm: str) -> str:
 def missing_text(ev: Evidence) -> str:
     """Missing values per clinical feature (those the arms use, else every clinical column) in the cohort."""
     assert ev.cohort is not None
-    cols = ev.all_features() or [c for c in CLINICAL if c in ev.cohort.columns]
+    cols = ev.all_features() or [c for c in active().variables if c in ev.cohort.columns]
     counts = ", ".join(f"{c} {int(ev.cohort[c].isna().sum())}" if c in ev.cohort.columns else f"{c} (no column)"
                        for c in cols)
     return f"missing values among the {len(ev.cohort)} nodules: {counts or 'no clinical column'}"

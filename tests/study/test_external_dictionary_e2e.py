@@ -1,0 +1,56 @@
+"""A study on a cohort of the user's own variables (the synthetic lesion cohort and its dictionary; results
+synthetic), end to end: the report names the score arms the dictionary cannot run, and ``liver-mm evaluate``
+refuses an external cohort holding categories the model never saw in training, before any prediction."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from liver_mm.cli import main
+from liver_mm.synth.lesion_cohort import write_lesion_cohort
+from liver_mm.synth.lesions import lesions_dictionary
+
+pytestmark = pytest.mark.slow  # one scikit-learn arm on 80 lesions (about a minute on 2 CPU cores)
+
+
+def test_a_lesion_study_names_skipped_scores_and_evaluate_refuses_unseen_categories(tmp_path: Path, capsys) -> None:
+    dictionary = lesions_dictionary().source
+    home = write_lesion_cohort(tmp_path / "home", n=80, seed=0)
+    df = pd.read_csv(home, dtype=str, keep_default_na=False)
+    df["shape"] = df["shape"].replace("round", "oval")  # the study's cohort holds no round lesion, no BI-RADS 5
+    df["birads"] = df["birads"].replace("5", "4c")
+    df.to_csv(home, index=False)
+    out = tmp_path / "study"
+    cmd = [sys.executable, "-m", "liver_mm.cli", "study", "data=manifest", f"data.manifest={home}",
+           f"dictionary={dictionary}", "study.arms=[tab_logreg,fib4]", "study.reference=tab_logreg",
+           "study.name=lesions", f"study.out_dir={out}", f"logger.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+           f"logger.artifact_root={tmp_path / 'art'}", f"cache_dir={tmp_path / 'cache'}",
+           f"hydra.sweep.dir={tmp_path / 'multirun'}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert list(pd.read_csv(out / "table3.csv")["arm"]) == ["tab_logreg"]
+    report = (out / "report.md").read_text()
+    assert (f"Not run: fib4 (inputs ast, alt, platelets not declared by the data dictionary {dictionary}); "
+            f"apri (inputs ast, platelets not declared by the data dictionary {dictionary}).") in report
+
+    external = write_lesion_cohort(tmp_path / "external", n=60, seed=1)
+    ext = pd.read_csv(external, dtype=str, keep_default_na=False)
+    ext["case_id"], ext["patient_id"] = "X" + ext["case_id"], "X" + ext["patient_id"]
+    ext["age"] = ext["age"].replace("not available", "50")  # evaluate reads the cohort's labs as predict does
+    ext.to_csv(external, index=False)
+    lines = {c: [i + 2 for i in ext.index[ext[c] == v]] for c, v in (("shape", "round"), ("birads", "5"))}
+    assert lines["shape"] and lines["birads"]
+    assert main(["evaluate", "--study", str(out), "--manifest", str(external), "--out", str(tmp_path / "ev")]) == 1
+    err = capsys.readouterr().err
+    where = ", ".join(map(str, lines["shape"][:8]))
+    assert (f"{external}, line {lines['shape'][0]} (case {ext.at[lines['shape'][0] - 2, 'case_id']}, column shape): "
+            f"shape = 'round' (lines {where}") in err
+    assert ("a category the model of arm(s) tab_logreg never saw in training (it knows oval, irregular)") in err
+    assert "birads = '5' (lines " in err and "(it knows 2, 3, 4a, 4b, 4c)" in err
+    assert not (tmp_path / "ev").exists()
