@@ -1,8 +1,8 @@
 """``liver-mm evaluate``: external validation of a finished study on another cohort.
 
 Order of work (each step refuses bad input before the next): the ``--out`` folder (new, empty, or an earlier
-evaluate's, marked ``.liver-mm-evaluate``) -> the study (:mod:`.external_source`: MLflow metadata only) -> the
-external manifest, validated as ``liver-mm predict`` validates it for every feature any arm reads, plus a label on
+evaluate's, marked ``.liver-mm-evaluate``) -> the study (:mod:`.external_source`: MLflow metadata only) -> its
+data dictionary as its models saved it (:mod:`.dictionary`), active from here on -> the external manifest, validated as ``liver-mm predict`` validates it for every feature any arm reads, plus a label on
 every row -> its overlap with the study's own cohort (:mod:`.external_overlap`: an error unless ``allow_overlap``)
 -> the recalibration parts -> each arm's saved model (:mod:`.external_arms`) -> no category any arm's model
 never saw in training (:func:`refuse_unseen`) -> predictions -> the folder
@@ -12,6 +12,7 @@ experiment, nested under its parent run. Nothing is trained; each arm's threshol
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import shutil
@@ -32,6 +33,7 @@ from liver_mm.io.schema import LABELS, manifest_hash
 from liver_mm.stats import calibration_metrics, encode_labels
 from liver_mm.study.compare import StudyComparison, metric_name, parent_metrics
 from liver_mm.study.external import recalibration as rc
+from liver_mm.study.external.dictionary import reading_with, study_dictionary
 from liver_mm.study.external.overlap import Overlap
 from liver_mm.study.external.source import StudySource, resolve_study
 from liver_mm.study.frozen import compare_frozen
@@ -71,16 +73,19 @@ def check_out(out: Path) -> None:
 
 
 def validate_external(manifest: str | Path, source: StudySource, units: Mapping[str, str] | None = None,
-                      options: TableOptions | None = None, recal_column: str | None = None) -> pd.DataFrame:
+                      options: TableOptions | None = None, recal_column: str | None = None,
+                      allow_missing: bool = False) -> pd.DataFrame:
     """The external manifest as ``liver-mm predict`` validates it for the features every arm reads (filled, in
     range, images and boxes when an arm sees images), with a benign/malignant label on every row, both classes,
     and a ``recal_column`` of fit/eval cells when given. ``ManifestValidationError`` (file, line, case, column of
-    every problem) before any model is loaded."""
+    every problem) before any model is loaded. ``allow_missing``: an empty model input (an empty cell or one of
+    the dictionary's missing tokens) is kept, each model imputing it as it did its training rows, instead of
+    refused."""
     from liver_mm.serve.predict import validate_cases
 
     features = list(dict.fromkeys(f for run in source.arms.values() for f in run.features))
     use_image = any(run.use_image for run in source.arms.values())
-    report, df = validate_cases(manifest, units, features, use_image, allow_missing=False, options=options)
+    report, df = validate_cases(manifest, units, features, use_image, allow_missing=allow_missing, options=options)
     if df is not None:
         out = Collector(df, str(manifest))
         needs = {"label": "every case's outcome (benign/malignant)"}
@@ -131,6 +136,28 @@ def refuse_unseen(df: pd.DataFrame, preprocessors: Mapping[str, TabularPreproces
                 f"{v!r}", idx[0], f)
     if out:
         raise ManifestValidationError(ValidationReport(str(manifest), list(out), len(df)))
+
+
+def imputed_counts(df: pd.DataFrame, source: StudySource) -> dict[str, int]:
+    """Model input -> its cases with no value (imputed by the models, ``--allow-missing``); logged, no case id."""
+    from liver_mm.serve.predict import imputed_features
+
+    features = list(dict.fromkeys(f for run in source.arms.values() for f in run.features))
+    blank = imputed_features(df, features)
+    counts = {f: int(blank.str.split(";").apply(lambda cell, f=f: f in cell).sum()) for f in features}
+    counts = {f: n for f, n in counts.items() if n}
+    for f, n in counts.items():
+        log.warning("--allow-missing: %s is empty for %d of %d case(s): imputed by each model as in its training",
+                    f, n, len(df))
+    return counts
+
+
+def imputed_notice(counts: Mapping[str, int]) -> list[str]:
+    """The report's line on the imputed model inputs (none without ``--allow-missing`` or empty inputs)."""
+    if not counts:
+        return []
+    what = ", ".join(f"{f} {n} case(s)" for f, n in counts.items())
+    return [f"Missing model inputs imputed by each model as in its training (--allow-missing): {what}.", ""]
 
 
 def _wide(df: pd.DataFrame, probs: Mapping[str, np.ndarray], source: StudySource) -> pd.DataFrame:
@@ -192,11 +219,12 @@ def run_metrics(comparison: StudyComparison, recal: pd.DataFrame | None) -> dict
 def evaluate(study: str, manifest: str | Path, out: str | Path, *, tracking: str | None = None,
              units: Mapping[str, str] | None = None, options: TableOptions | None = None,
              recal: Recalibration | None = None, batch_size: int = 32, command: str = "liver-mm evaluate",
-             allow_overlap: bool = False) -> Evaluation:
+             allow_overlap: bool = False, allow_missing: bool = False) -> Evaluation:
     """Apply every arm of the finished ``study`` (folder or parent run id) to ``manifest`` and write ``out``
     (see the module docstring). Raises ``ValueError`` subclasses naming what is wrong (``StudySourceError``,
     ``ManifestValidationError``, ``OverlapError`` unless ``allow_overlap``, ``ModelLoadError``) and ``OSError`` for
-    files."""
+    files. ``allow_missing``: empty model inputs are imputed by each model as in training (counted in the report)
+    instead of refused."""
     from liver_mm.fileio import check_writable_dir
     from liver_mm.study.external.arms import load_scorer
     from liver_mm.study.external.overlap import check_overlap, overlap_with_study
@@ -207,12 +235,15 @@ def evaluate(study: str, manifest: str | Path, out: str | Path, *, tracking: str
     check_writable_dir(out.parent)  # the folder is written beside --out, then swapped in
     if recal is not None and recal.method not in rc.METHODS:
         raise ValueError(f"--recalibrate {recal.method}: expected one of {', '.join(rc.METHODS)}")
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         source = resolve_study(study, tracking, Path(tmp))
+        # the external table and the study's own cohort are read with the study's dictionary, as its models saved it
+        stack.enter_context(reading_with(study_dictionary(source, Path(tmp))))
         if source.folder is not None and out.resolve().is_relative_to(source.folder.resolve()):
             raise ValueError(f"--out {out} is inside the study folder {source.folder}, which the study replaces whole "
                              "when it is rerun: choose a folder outside it")
-        df = validate_external(manifest, source, units, options, recal.column if recal else None)
+        df = validate_external(manifest, source, units, options, recal.column if recal else None, allow_missing)
+        imputed = imputed_counts(df, source) if allow_missing else {}
         mhash = manifest_hash(manifest, options)
         overlap = overlap_with_study(df, manifest, source)
         check_overlap(overlap, manifest, allow_overlap)
@@ -229,11 +260,11 @@ def evaluate(study: str, manifest: str | Path, out: str | Path, *, tracking: str
         wide = _wide(df, {a: m.score(df) for a, m in models.items()}, source)
         comparison = _compare(wide, source)
         recalibrated = None if parts is None else _recalibrate(wide, parts, source, recal)  # type: ignore[arg-type]
-        run_id = _create_run(source, manifest, mhash, recal, allow_overlap)
+        run_id = _create_run(source, manifest, mhash, recal, allow_overlap, allow_missing)
         tmp_out = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
         try:
             table = _write(tmp_out, source, manifest, mhash, df, wide, comparison, recalibrated, recal, run_id,
-                           command, out.resolve().name, overlap)
+                           command, out.resolve().name, overlap, imputed)
             replace_folder(tmp_out, out, check=check_out, marker=MARKER, note=NOTE)
             _finish_run(source, run_id, out, {**run_metrics(comparison, table), "overlap_cases": float(overlap.n)})
         except BaseException:
@@ -247,7 +278,7 @@ def evaluate(study: str, manifest: str | Path, out: str | Path, *, tracking: str
 
 def _write(tmp_out: Path, source: StudySource, manifest: Path, mhash: str, df: pd.DataFrame, wide: pd.DataFrame,
            comparison: StudyComparison, recalibrated, recal: Recalibration | None, run_id: str, command: str,
-           title: str, overlap: Overlap) -> pd.DataFrame | None:
+           title: str, overlap: Overlap, imputed: Mapping[str, int] | None = None) -> pd.DataFrame | None:
     from liver_mm.cohort.prepare import synthetic_meta
     from liver_mm.study.external.overlap import overlap_notice
     from liver_mm.study.external.report import write_evaluation, write_recalibration
@@ -285,12 +316,12 @@ def _write(tmp_out: Path, source: StudySource, manifest: Path, mhash: str, df: p
                 "report names them missing); rerun the study command to complete them.**", ""]
                if source.missing else [])
     write_evaluation(tmp_out, comparison, wide, df, summary, arms, prov, command, synthetic, settings, table,
-                     notices=[*overlap_notice(overlap), *missing])
+                     notices=[*overlap_notice(overlap), *missing, *imputed_notice(imputed or {})])
     return table
 
 
 def _create_run(source: StudySource, manifest: Path, mhash: str, recal: Recalibration | None,
-                allow_overlap: bool) -> str:
+                allow_overlap: bool, allow_missing: bool = False) -> str:
     """The evaluate run (RUNNING) in the study's experiment, nested under its parent; no patient data."""
     from liver_mm.cohort.prepare import synthetic_meta
     from liver_mm.tracking.runs import create_run
@@ -301,7 +332,8 @@ def _create_run(source: StudySource, manifest: Path, mhash: str, recal: Recalibr
             "external_manifest_hash": mhash}
     params = {"evaluated_study": source.name, "study_parent_run_id": source.parent_id,
               "arms": ",".join(source.arms), "reference": source.reference,
-              "recalibrate": recal.method if recal else "none", "allow_overlap": allow_overlap}
+              "recalibrate": recal.method if recal else "none", "allow_overlap": allow_overlap,
+              "allow_missing": allow_missing}
     if source.missing:
         params["missing_arms"] = ",".join(source.missing)
     if recal is not None:
