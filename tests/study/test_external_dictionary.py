@@ -8,7 +8,7 @@ import pytest
 from liver_mm.dictionary import active, default_dictionary
 from liver_mm.features.tabular import TabularPreprocessor
 from liver_mm.io.schema import read_manifest
-from liver_mm.study.external.dictionary import logged_dictionary, reading_with
+from liver_mm.study.external.dictionary import learned_missing, logged_dictionary, reading_with
 from liver_mm.study.external.source import StudySourceError
 from liver_mm.synth.lesions import lesions_dictionary
 
@@ -58,3 +58,12 @@ def test_score_inputs_take_the_formula_entries_and_a_pre_dictionary_state_the_sh
     shipped = default_dictionary()
     assert list(d.variables) == ["age", "ast", "alt", "platelets"]
     assert d["alt"] == shipped["alt"] and d.missing == shipped.missing
+
+
+def test_only_inputs_every_reading_model_had_missing_in_training_may_be_empty() -> None:
+    complete = _state(["age", "shape"])
+    complete["stats"]["age"]["indicator"] = False
+    assert _state()["stats"]["age"]["indicator"] is True  # one training age was missing
+    assert learned_missing({"a": _state()}, {}) == {"age"}
+    assert learned_missing({"a": _state(), "b": complete}, {}) == set()
+    assert learned_missing({"a": _state()}, {"fib4": ["age"]}) == set()

@@ -68,8 +68,9 @@ def test_a_lesion_study_names_skipped_scores_and_evaluate_refuses_unseen_categor
 
 def test_evaluate_reads_the_external_table_with_the_study_dictionary(lesion_study, tmp_path: Path, capsys) -> None:
     """The external lesion table is read as the study read its own: ``not available`` is the dictionary's missing
-    token (an empty age, not a text where a number belongs), ``Oval`` is the category oval, ``BI-RADS`` the alias of
-    birads; nothing comes from the installed default (liver) dictionary."""
+    token (an age the model learned to take missing: its training rows had some), ``Oval`` is the category oval,
+    ``BI-RADS`` the alias of birads; nothing comes from the installed default (liver) dictionary. A variable the
+    model never had missing in training is still refused empty, naming the arm."""
     out, _ = lesion_study
     external = write_lesion_cohort(tmp_path / "external", n=60, seed=1)
     ext = pd.read_csv(external, dtype=str, keep_default_na=False)
@@ -77,18 +78,19 @@ def test_evaluate_reads_the_external_table_with_the_study_dictionary(lesion_stud
     ext["shape"] = ext["shape"].replace({"round": "Oval", "oval": "Oval"})  # no unseen category; another case
     ext["birads"] = ext["birads"].replace("5", "4c")
     ext = ext.rename(columns={"birads": "BI-RADS"})
-    ext.to_csv(external, index=False)
     na = [i + 2 for i in ext.index[ext["age"] == "not available"]]
     assert na and (ext["shape"] == "Oval").sum() > 10
+    ext.assign(halo=ext["halo"].mask(ext.index == 3, "not available")).to_csv(external, index=False)
     assert main(["evaluate", "--study", str(out), "--manifest", str(external), "--out", str(tmp_path / "no")]) == 1
     err = capsys.readouterr().err
-    assert (f"ERROR [missing_value] {external}, line {na[0]} (case {ext.at[na[0] - 2, 'case_id']}, column age): "
-            "age is empty") in err
-    assert f"{external}: 60 rows, {len(na)} error(s)" in err  # the not-available ages only: shape, BI-RADS read
+    assert (f"ERROR [missing_value] {external}, line 5 (case {ext.at[3, 'case_id']}, column halo): halo is empty: "
+            "arm(s) tab_logreg never had halo missing in training") in err
+    assert f"{external}: 60 rows, 1 error(s)" in err  # not the ages, not shape, not BI-RADS
+    ext.to_csv(external, index=False)
     ev = tmp_path / "ev"
-    assert main(["evaluate", "--study", str(out), "--manifest", str(external), "--out", str(ev),
-                 "--allow-missing"]) == 0, capsys.readouterr().err[-3000:]
+    assert main(["evaluate", "--study", str(out), "--manifest", str(external), "--out", str(ev)]) == 0, \
+        capsys.readouterr().err[-3000:]
     pred = pd.read_csv(ev / "predictions.csv")
     assert list(pred["case_id"]) == list(ext["case_id"]) and pred["tab_logreg"].notna().all()
-    assert (f"Missing model inputs imputed by each model as in its training (--allow-missing): age {len(na)} "
-            "case(s).") in (ev / "report.md").read_text()
+    assert ("Missing model inputs, imputed by each model as for its training rows (where they were missing too): "
+            f"age {len(na)} case(s).") in (ev / "report.md").read_text()

@@ -7,6 +7,9 @@ dictionary entry and the missing tokens), never the installed package's default 
 ``dictionary=`` path holds today. A state saved before the data dictionary (no ``variables``) was fitted with the
 shipped dictionary, as :meth:`~liver_mm.features.tabular.TabularPreprocessor.from_dict` reads it. A clinical score's
 inputs that no trained arm declares are the formula's own variables: their shipped entries (units of the formula).
+
+The same states say which inputs the models learned to take missing (:func:`learned_missing`): a variable missing
+in some training rows got a missing indicator, and the study's own test cases without it were scored that way.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import json
 import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from liver_mm.dictionary import Dictionary, activate, active, default_dictionary, variable_from_canonical
@@ -79,14 +83,35 @@ def logged_dictionary(states: Mapping[str, Mapping], score_inputs: Mapping[str, 
                       "as its models saved it")
 
 
-def study_dictionary(source: StudySource, tmp: Path) -> Dictionary:
-    """The data dictionary ``source``'s models were trained with, read from each trained arm's logged
-    ``preprocessing.json`` (see the module docstring); files go to ``tmp``."""
+def learned_missing(states: Mapping[str, Mapping], score_inputs: Mapping[str, list[str]]) -> frozenset[str]:
+    """The model inputs every arm reading them learned to take missing: missing in some of its training rows (a
+    saved missing indicator), read by no clinical score (a formula takes no missing input)."""
+    seen: dict[str, bool] = {}
+    for state in states.values():
+        for f in state.get("features", []):
+            learned = bool(state.get("stats", {}).get(f, {}).get("indicator", False))
+            seen[f] = seen.get(f, True) and learned
+    scored = {f for inputs in score_inputs.values() for f in inputs}
+    return frozenset(f for f, ok in seen.items() if ok and f not in scored)
+
+
+@dataclass(frozen=True)
+class StudyDictionary:
+    """What the study's models saved: its ``dictionary`` and the inputs they learned to take missing."""
+
+    dictionary: Dictionary
+    learned_missing: frozenset[str]
+
+
+def study_dictionary(source: StudySource, tmp: Path) -> StudyDictionary:
+    """The data dictionary ``source``'s models were trained with and the inputs they learned to take missing, read
+    from each trained arm's logged ``preprocessing.json`` (see the module docstring); files go to ``tmp``."""
     trained = {a: r for a, r in source.arms.items() if r.kind != "score"}
     states = {a: _state(source.client, r, source.name, tmp) for a, r in trained.items()}
     scores = {a: r.features for a, r in source.arms.items() if r.kind == "score"}
     configured = source.arms[source.reference].config.get("dictionary")
-    return logged_dictionary(states, scores, source.name, None if configured in (None, "") else str(configured))
+    d = logged_dictionary(states, scores, source.name, None if configured in (None, "") else str(configured))
+    return StudyDictionary(d, learned_missing(states, scores))
 
 
 @contextmanager

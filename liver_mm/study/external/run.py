@@ -2,12 +2,13 @@
 
 Order of work (each step refuses bad input before the next): the ``--out`` folder (new, empty, or an earlier
 evaluate's, marked ``.liver-mm-evaluate``) -> the study (:mod:`.external_source`: MLflow metadata only) -> its
-data dictionary as its models saved it (:mod:`.dictionary`), active from here on -> the external manifest, validated as ``liver-mm predict`` validates it for every feature any arm reads, plus a label on
-every row -> its overlap with the study's own cohort (:mod:`.external_overlap`: an error unless ``allow_overlap``)
--> the recalibration parts -> each arm's saved model (:mod:`.external_arms`) -> no category any arm's model
-never saw in training (:func:`refuse_unseen`) -> predictions -> the folder
-(:mod:`.external_report`, written beside ``--out`` and swapped in whole) -> one MLflow run in the study's
-experiment, nested under its parent run. Nothing is trained; each arm's threshold is the study's, frozen.
+data dictionary as its models saved it (:mod:`.dictionary`), active from here on -> the external manifest,
+validated as ``liver-mm predict`` validates it for every feature any arm reads (an empty one only where the models
+learned to take it missing: :mod:`.missing`), plus a label on every row -> its overlap with the study's own cohort
+(:mod:`.external_overlap`: an error unless ``allow_overlap``) -> the recalibration parts -> each arm's saved model
+(:mod:`.external_arms`) -> no category any arm's model never saw in training (:func:`refuse_unseen`) ->
+predictions -> the folder (:mod:`.external_report`, written beside ``--out`` and swapped in whole) -> one MLflow
+run in the study's experiment, nested under its parent run. Nothing is trained; each arm's threshold is the study's, frozen.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import logging
 import math
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from liver_mm.stats import calibration_metrics, encode_labels
 from liver_mm.study.compare import StudyComparison, metric_name, parent_metrics
 from liver_mm.study.external import recalibration as rc
 from liver_mm.study.external.dictionary import reading_with, study_dictionary
+from liver_mm.study.external.missing import check_filled, imputed_counts, imputed_notice, model_inputs
 from liver_mm.study.external.overlap import Overlap
 from liver_mm.study.external.source import StudySource, resolve_study
 from liver_mm.study.frozen import compare_frozen
@@ -74,20 +76,21 @@ def check_out(out: Path) -> None:
 
 def validate_external(manifest: str | Path, source: StudySource, units: Mapping[str, str] | None = None,
                       options: TableOptions | None = None, recal_column: str | None = None,
-                      allow_missing: bool = False) -> pd.DataFrame:
+                      learned_missing: Collection[str] = ()) -> pd.DataFrame:
     """The external manifest as ``liver-mm predict`` validates it for the features every arm reads (filled, in
     range, images and boxes when an arm sees images), with a benign/malignant label on every row, both classes,
     and a ``recal_column`` of fit/eval cells when given. ``ManifestValidationError`` (file, line, case, column of
-    every problem) before any model is loaded. ``allow_missing``: an empty model input (an empty cell or one of
-    the dictionary's missing tokens) is kept, each model imputing it as it did its training rows, instead of
-    refused."""
+    every problem) before any model is loaded. An empty model input (an empty cell or one of the dictionary's
+    missing tokens) is kept for the variables in ``learned_missing`` (:mod:`.missing`), refused for the others."""
     from liver_mm.serve.predict import validate_cases
 
-    features = list(dict.fromkeys(f for run in source.arms.values() for f in run.features))
     use_image = any(run.use_image for run in source.arms.values())
-    report, df = validate_cases(manifest, units, features, use_image, allow_missing=allow_missing, options=options)
+    report, df = validate_cases(manifest, units, model_inputs(source), use_image, allow_missing=True,
+                                options=options)
     if df is not None:
         out = Collector(df, str(manifest))
+        if all(f.code != "missing_column" for f in report.errors):
+            check_filled(df, source, learned_missing, out)
         needs = {"label": "every case's outcome (benign/malignant)"}
         if recal_column:
             needs[recal_column] = "each row's recalibration part (fit/eval; --recal-column)"
@@ -136,28 +139,6 @@ def refuse_unseen(df: pd.DataFrame, preprocessors: Mapping[str, TabularPreproces
                 f"{v!r}", idx[0], f)
     if out:
         raise ManifestValidationError(ValidationReport(str(manifest), list(out), len(df)))
-
-
-def imputed_counts(df: pd.DataFrame, source: StudySource) -> dict[str, int]:
-    """Model input -> its cases with no value (imputed by the models, ``--allow-missing``); logged, no case id."""
-    from liver_mm.serve.predict import imputed_features
-
-    features = list(dict.fromkeys(f for run in source.arms.values() for f in run.features))
-    blank = imputed_features(df, features)
-    counts = {f: int(blank.str.split(";").apply(lambda cell, f=f: f in cell).sum()) for f in features}
-    counts = {f: n for f, n in counts.items() if n}
-    for f, n in counts.items():
-        log.warning("--allow-missing: %s is empty for %d of %d case(s): imputed by each model as in its training",
-                    f, n, len(df))
-    return counts
-
-
-def imputed_notice(counts: Mapping[str, int]) -> list[str]:
-    """The report's line on the imputed model inputs (none without ``--allow-missing`` or empty inputs)."""
-    if not counts:
-        return []
-    what = ", ".join(f"{f} {n} case(s)" for f, n in counts.items())
-    return [f"Missing model inputs imputed by each model as in its training (--allow-missing): {what}.", ""]
 
 
 def _wide(df: pd.DataFrame, probs: Mapping[str, np.ndarray], source: StudySource) -> pd.DataFrame:
@@ -219,12 +200,11 @@ def run_metrics(comparison: StudyComparison, recal: pd.DataFrame | None) -> dict
 def evaluate(study: str, manifest: str | Path, out: str | Path, *, tracking: str | None = None,
              units: Mapping[str, str] | None = None, options: TableOptions | None = None,
              recal: Recalibration | None = None, batch_size: int = 32, command: str = "liver-mm evaluate",
-             allow_overlap: bool = False, allow_missing: bool = False) -> Evaluation:
+             allow_overlap: bool = False) -> Evaluation:
     """Apply every arm of the finished ``study`` (folder or parent run id) to ``manifest`` and write ``out``
     (see the module docstring). Raises ``ValueError`` subclasses naming what is wrong (``StudySourceError``,
     ``ManifestValidationError``, ``OverlapError`` unless ``allow_overlap``, ``ModelLoadError``) and ``OSError`` for
-    files. ``allow_missing``: empty model inputs are imputed by each model as in training (counted in the report)
-    instead of refused."""
+    files."""
     from liver_mm.fileio import check_writable_dir
     from liver_mm.study.external.arms import load_scorer
     from liver_mm.study.external.overlap import check_overlap, overlap_with_study
@@ -238,12 +218,14 @@ def evaluate(study: str, manifest: str | Path, out: str | Path, *, tracking: str
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         source = resolve_study(study, tracking, Path(tmp))
         # the external table and the study's own cohort are read with the study's dictionary, as its models saved it
-        stack.enter_context(reading_with(study_dictionary(source, Path(tmp))))
+        saved = study_dictionary(source, Path(tmp))
+        stack.enter_context(reading_with(saved.dictionary))
         if source.folder is not None and out.resolve().is_relative_to(source.folder.resolve()):
             raise ValueError(f"--out {out} is inside the study folder {source.folder}, which the study replaces whole "
                              "when it is rerun: choose a folder outside it")
-        df = validate_external(manifest, source, units, options, recal.column if recal else None, allow_missing)
-        imputed = imputed_counts(df, source) if allow_missing else {}
+        df = validate_external(manifest, source, units, options, recal.column if recal else None,
+                               saved.learned_missing)
+        imputed = imputed_counts(df, source)
         mhash = manifest_hash(manifest, options)
         overlap = overlap_with_study(df, manifest, source)
         check_overlap(overlap, manifest, allow_overlap)
@@ -260,7 +242,7 @@ def evaluate(study: str, manifest: str | Path, out: str | Path, *, tracking: str
         wide = _wide(df, {a: m.score(df) for a, m in models.items()}, source)
         comparison = _compare(wide, source)
         recalibrated = None if parts is None else _recalibrate(wide, parts, source, recal)  # type: ignore[arg-type]
-        run_id = _create_run(source, manifest, mhash, recal, allow_overlap, allow_missing)
+        run_id = _create_run(source, manifest, mhash, recal, allow_overlap)
         tmp_out = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
         try:
             table = _write(tmp_out, source, manifest, mhash, df, wide, comparison, recalibrated, recal, run_id,
@@ -321,7 +303,7 @@ def _write(tmp_out: Path, source: StudySource, manifest: Path, mhash: str, df: p
 
 
 def _create_run(source: StudySource, manifest: Path, mhash: str, recal: Recalibration | None,
-                allow_overlap: bool, allow_missing: bool = False) -> str:
+                allow_overlap: bool) -> str:
     """The evaluate run (RUNNING) in the study's experiment, nested under its parent; no patient data."""
     from liver_mm.cohort.prepare import synthetic_meta
     from liver_mm.tracking.runs import create_run
@@ -332,8 +314,7 @@ def _create_run(source: StudySource, manifest: Path, mhash: str, recal: Recalibr
             "external_manifest_hash": mhash}
     params = {"evaluated_study": source.name, "study_parent_run_id": source.parent_id,
               "arms": ",".join(source.arms), "reference": source.reference,
-              "recalibrate": recal.method if recal else "none", "allow_overlap": allow_overlap,
-              "allow_missing": allow_missing}
+              "recalibrate": recal.method if recal else "none", "allow_overlap": allow_overlap}
     if source.missing:
         params["missing_arms"] = ",".join(source.missing)
     if recal is not None:
