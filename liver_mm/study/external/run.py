@@ -1,22 +1,24 @@
 """``liver-mm evaluate``: external validation of a finished study on another cohort.
 
 Order of work (each step refuses bad input before the next): the ``--out`` folder (new, empty, or an earlier
-evaluate's, marked ``.liver-mm-evaluate``) -> the study (:mod:`.external_source`: MLflow metadata only) -> the
-external manifest, validated as ``liver-mm predict`` validates it for every feature any arm reads, plus a label on
-every row -> its overlap with the study's own cohort (:mod:`.external_overlap`: an error unless ``allow_overlap``)
--> the recalibration parts -> each arm's saved model (:mod:`.external_arms`) -> no category any arm's model
-never saw in training (:func:`refuse_unseen`) -> predictions -> the folder
-(:mod:`.external_report`, written beside ``--out`` and swapped in whole) -> one MLflow run in the study's
-experiment, nested under its parent run. Nothing is trained; each arm's threshold is the study's, frozen.
+evaluate's, marked ``.liver-mm-evaluate``) -> the study (:mod:`.external_source`: MLflow metadata only) -> its
+data dictionary as its models saved it (:mod:`.dictionary`), active from here on -> the external manifest,
+validated as ``liver-mm predict`` validates it for every feature any arm reads (an empty one only where the models
+learned to take it missing: :mod:`.missing`), plus a label on every row -> its overlap with the study's own cohort
+(:mod:`.external_overlap`: an error unless ``allow_overlap``) -> the recalibration parts -> each arm's saved model
+(:mod:`.external_arms`) -> no category any arm's model never saw in training (:func:`refuse_unseen`) ->
+predictions -> the folder (:mod:`.external_report`, written beside ``--out`` and swapped in whole) -> one MLflow
+run in the study's experiment, nested under its parent run. Nothing is trained; each arm's threshold is the study's, frozen.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,6 +34,8 @@ from liver_mm.io.schema import LABELS, manifest_hash
 from liver_mm.stats import calibration_metrics, encode_labels
 from liver_mm.study.compare import StudyComparison, metric_name, parent_metrics
 from liver_mm.study.external import recalibration as rc
+from liver_mm.study.external.dictionary import reading_with, study_dictionary
+from liver_mm.study.external.missing import check_filled, imputed_counts, imputed_notice, model_inputs
 from liver_mm.study.external.overlap import Overlap
 from liver_mm.study.external.source import StudySource, resolve_study
 from liver_mm.study.frozen import compare_frozen
@@ -71,18 +75,22 @@ def check_out(out: Path) -> None:
 
 
 def validate_external(manifest: str | Path, source: StudySource, units: Mapping[str, str] | None = None,
-                      options: TableOptions | None = None, recal_column: str | None = None) -> pd.DataFrame:
+                      options: TableOptions | None = None, recal_column: str | None = None,
+                      learned_missing: Collection[str] = ()) -> pd.DataFrame:
     """The external manifest as ``liver-mm predict`` validates it for the features every arm reads (filled, in
     range, images and boxes when an arm sees images), with a benign/malignant label on every row, both classes,
     and a ``recal_column`` of fit/eval cells when given. ``ManifestValidationError`` (file, line, case, column of
-    every problem) before any model is loaded."""
+    every problem) before any model is loaded. An empty model input (an empty cell or one of the dictionary's
+    missing tokens) is kept for the variables in ``learned_missing`` (:mod:`.missing`), refused for the others."""
     from liver_mm.serve.predict import validate_cases
 
-    features = list(dict.fromkeys(f for run in source.arms.values() for f in run.features))
     use_image = any(run.use_image for run in source.arms.values())
-    report, df = validate_cases(manifest, units, features, use_image, allow_missing=False, options=options)
+    report, df = validate_cases(manifest, units, model_inputs(source), use_image, allow_missing=True,
+                                options=options)
     if df is not None:
         out = Collector(df, str(manifest))
+        if all(f.code != "missing_column" for f in report.errors):
+            check_filled(df, source, learned_missing, out)
         needs = {"label": "every case's outcome (benign/malignant)"}
         if recal_column:
             needs[recal_column] = "each row's recalibration part (fit/eval; --recal-column)"
@@ -207,12 +215,17 @@ def evaluate(study: str, manifest: str | Path, out: str | Path, *, tracking: str
     check_writable_dir(out.parent)  # the folder is written beside --out, then swapped in
     if recal is not None and recal.method not in rc.METHODS:
         raise ValueError(f"--recalibrate {recal.method}: expected one of {', '.join(rc.METHODS)}")
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         source = resolve_study(study, tracking, Path(tmp))
+        # the external table and the study's own cohort are read with the study's dictionary, as its models saved it
+        saved = study_dictionary(source, Path(tmp))
+        stack.enter_context(reading_with(saved.dictionary))
         if source.folder is not None and out.resolve().is_relative_to(source.folder.resolve()):
             raise ValueError(f"--out {out} is inside the study folder {source.folder}, which the study replaces whole "
                              "when it is rerun: choose a folder outside it")
-        df = validate_external(manifest, source, units, options, recal.column if recal else None)
+        df = validate_external(manifest, source, units, options, recal.column if recal else None,
+                               saved.learned_missing)
+        imputed = imputed_counts(df, source)
         mhash = manifest_hash(manifest, options)
         overlap = overlap_with_study(df, manifest, source)
         check_overlap(overlap, manifest, allow_overlap)
@@ -233,7 +246,7 @@ def evaluate(study: str, manifest: str | Path, out: str | Path, *, tracking: str
         tmp_out = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
         try:
             table = _write(tmp_out, source, manifest, mhash, df, wide, comparison, recalibrated, recal, run_id,
-                           command, out.resolve().name, overlap)
+                           command, out.resolve().name, overlap, imputed)
             replace_folder(tmp_out, out, check=check_out, marker=MARKER, note=NOTE)
             _finish_run(source, run_id, out, {**run_metrics(comparison, table), "overlap_cases": float(overlap.n)})
         except BaseException:
@@ -247,7 +260,7 @@ def evaluate(study: str, manifest: str | Path, out: str | Path, *, tracking: str
 
 def _write(tmp_out: Path, source: StudySource, manifest: Path, mhash: str, df: pd.DataFrame, wide: pd.DataFrame,
            comparison: StudyComparison, recalibrated, recal: Recalibration | None, run_id: str, command: str,
-           title: str, overlap: Overlap) -> pd.DataFrame | None:
+           title: str, overlap: Overlap, imputed: Mapping[str, int] | None = None) -> pd.DataFrame | None:
     from liver_mm.cohort.prepare import synthetic_meta
     from liver_mm.study.external.overlap import overlap_notice
     from liver_mm.study.external.report import write_evaluation, write_recalibration
@@ -285,7 +298,7 @@ def _write(tmp_out: Path, source: StudySource, manifest: Path, mhash: str, df: p
                 "report names them missing); rerun the study command to complete them.**", ""]
                if source.missing else [])
     write_evaluation(tmp_out, comparison, wide, df, summary, arms, prov, command, synthetic, settings, table,
-                     notices=[*overlap_notice(overlap), *missing])
+                     notices=[*overlap_notice(overlap), *missing, *imputed_notice(imputed or {})])
     return table
 
 
