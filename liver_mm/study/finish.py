@@ -17,7 +17,8 @@ from liver_mm.study.checks import holm_families
 from liver_mm.study.clinical_value import gather_child_outputs
 from liver_mm.study.compare import compare_study, parent_metrics
 from liver_mm.study.parent import MARKER, arm_configs, arm_key, check_out_dir, parent_run
-from liver_mm.study.report.markdown import study_provenance, write_report
+from liver_mm.study.report.markdown import write_report
+from liver_mm.study.report.provenance import study_provenance
 from liver_mm.study.steps import skipped_scores
 from liver_mm.study.tripod.records import study_records
 from liver_mm.study.tuning_report import mark_tuned, tuning_table

@@ -26,8 +26,9 @@ from liver_mm.stats import (
 )
 from liver_mm.study.external import recalibration as rc
 from liver_mm.study.external.arms import score_calibration
+from liver_mm.study.external.checks import validate_external
 from liver_mm.study.external.report import recalibration_table
-from liver_mm.study.external.run import MARKER, check_out, run_metrics, validate_external
+from liver_mm.study.external.run import MARKER, check_out, run_metrics
 from liver_mm.study.external.source import (
     ArmRun,
     StudySource,
@@ -148,13 +149,13 @@ def test_a_score_arms_calibration_is_read_back_exactly(tmp_path):
 def test_the_study_folders_provenance_names_the_parent_and_each_arms_run(tmp_path):
     """The provenance section write_report writes (with settings rows between) is read back run by run."""
     from liver_mm.study.parent import MARKER as STUDY_MARKER
-    from liver_mm.study.report.markdown import _provenance_section
+    from liver_mm.study.report.provenance import provenance_section
 
     runs = {"m1": "a" * 32, "m5": "b" * 32, "tab_logreg": "c" * 32}
     provenance = {"seed": 0, "config": {"image_size": 96}, "parent_run_id": "f" * 32, "child_runs": runs,
                   "model_settings": {a: {"modalities": a} for a in runs}}
     (tmp_path / STUDY_MARKER).write_text("")
-    (tmp_path / "report.md").write_text("\n".join(_provenance_section(provenance, "liver-mm study")) + "\n")
+    (tmp_path / "report.md").write_text("\n".join(provenance_section(provenance, "liver-mm study")) + "\n")
     parent, children, missing = _folder_runs(tmp_path)
     assert parent == "f" * 32 and children == runs and list(children) == ["m1", "m5", "tab_logreg"] and not missing
     # the committed demo record: one parent and the seven arms, in report order
@@ -304,7 +305,7 @@ def _forged_study(tmp_path: Path, report: bool = True) -> tuple[str, str, dict[s
     another arm key finishes. Returns (store URI, parent run id, arm -> run id)."""
     from mlflow.tracking import MlflowClient
 
-    from liver_mm.study.report.markdown import _provenance_section
+    from liver_mm.study.report.provenance import provenance_section
     from liver_mm.tracking.registry import OUTPUTS_LOGGED
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -332,7 +333,7 @@ def _forged_study(tmp_path: Path, report: bool = True) -> tuple[str, str, dict[s
         prov = {"parent_run_id": parent, "child_runs": {"tab_logreg": runs["tab_logreg"], "fib4": runs["fib4"]},
                 "missing_arms": "tab_mlp"}
         (tmp_path / "report").mkdir()
-        (tmp_path / "report" / "report.md").write_text("\n".join(_provenance_section(prov, "liver-mm study")) + "\n")
+        (tmp_path / "report" / "report.md").write_text("\n".join(provenance_section(prov, "liver-mm study")) + "\n")
         client.log_artifacts(parent, str(tmp_path / "report"))
     return uri, parent, runs
 
@@ -358,7 +359,7 @@ def test_categories_the_model_never_saw_are_refused_naming_lines_arms_and_known_
     one error per variable and value, with its lines, the arm and what the model knows; a cohort of seen
     categories passes."""
     from liver_mm.features.tabular import TabularPreprocessor
-    from liver_mm.study.external.run import refuse_unseen
+    from liver_mm.study.external.checks import refuse_unseen
     from liver_mm.synth.lesions import lesions_dictionary
 
     d = lesions_dictionary()

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
+from liver_mm.study.external.checks import validate_external
 from liver_mm.study.external.overlap import (
     OverlapError,
     check_overlap,
@@ -20,7 +21,6 @@ from liver_mm.study.external.overlap import (
     overlap_with_study,
     study_cohort,
 )
-from liver_mm.study.external.run import validate_external
 from liver_mm.study.external.source import ArmRun, StudySource
 from liver_mm.synth.cohort import generate_cohort
 

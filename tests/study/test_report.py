@@ -10,7 +10,8 @@ import pytest
 
 from liver_mm.stats import ICC_FORMS, icc, markdown_table, table1, table2
 from liver_mm.study.compare import compare_study
-from liver_mm.study.report.markdown import SYNTHETIC_STATEMENT, study_provenance, write_report
+from liver_mm.study.report.markdown import SYNTHETIC_STATEMENT, write_report
+from liver_mm.study.report.provenance import study_provenance
 from liver_mm.study.report.tables import ARM_ORDER, bbox_areas, format_table3
 from tests.study.test_compare import make_predictions
 

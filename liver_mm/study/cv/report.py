@@ -24,11 +24,11 @@ from liver_mm.study.report.html import write_both
 from liver_mm.study.report.markdown import (
     SYNTHETIC_STATEMENT,
     _cohort_section,
-    _provenance_section,
     _save,
     skipped_arm_lines,
     write_cohort_tables,
 )
+from liver_mm.study.report.provenance import provenance_section
 from liver_mm.study.report.tables import METRICS, fmt_auc, fmt_number, fmt_proportion
 from liver_mm.study.tripod.checklist import cv_evidence, tripod_section
 from liver_mm.study.tripod.records import tuned_outside_warning
@@ -236,6 +236,6 @@ def write_cv_study(config: DictConfig, cohort: PreparedCohort, fold_preds: Mappi
     lines += tuning_section(tuning, out)  # the settings each fold's search chose; none without tuning
     lines += tripod_section(cv_evidence(out, cohort.df, fold_preds, summary, reference, provenance, cohort.synthetic,
                                         command), out)
-    lines += _provenance_section(provenance, command)
+    lines += provenance_section(provenance, command)
     write_both(out, lines, f"Study report: {title}")
     return cv_parent_metrics(summary, comp)

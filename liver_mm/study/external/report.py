@@ -23,10 +23,10 @@ from liver_mm.study.report.html import write_both
 from liver_mm.study.report.markdown import (
     SYNTHETIC_STATEMENT,
     _cohort_section,
-    _provenance_section,
     write_cohort_tables,
     write_figures,
 )
+from liver_mm.study.report.provenance import provenance_section
 from liver_mm.study.report.tables import fmt_auc, fmt_number, fmt_proportion, format_table3
 
 WHERE = "the external cohort"
@@ -167,5 +167,5 @@ def write_evaluation(out: Path, comparison: StudyComparison, wide: pd.DataFrame,
     lines += clinical_value_section(value, {}, where="external cohort")
     if recal is not None and recal_table is not None:
         lines += _recalibration_section(recal_table, recal)
-    lines += _provenance_section(provenance, command)
+    lines += provenance_section(provenance, command)
     return write_both(out, lines, f"External validation: {summary['study']} on {summary['title']}")

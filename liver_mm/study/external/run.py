@@ -6,7 +6,7 @@ data dictionary as its models saved it (:mod:`.dictionary`), active from here on
 validated as ``liver-mm predict`` validates it for every feature any arm reads (an empty one only where the models
 learned to take it missing: :mod:`.missing`), plus a label on every row -> its overlap with the study's own cohort
 (:mod:`.external_overlap`: an error unless ``allow_overlap``) -> the recalibration parts -> each arm's saved model
-(:mod:`.external_arms`) -> no category any arm's model never saw in training (:func:`refuse_unseen`) ->
+(:mod:`.external_arms`) -> no category any arm's model never saw in training (:func:`.checks.refuse_unseen`) ->
 predictions -> the folder (:mod:`.external_report`, written beside ``--out`` and swapped in whole) -> one MLflow
 run in the study's experiment, nested under its parent run. Nothing is trained; each arm's threshold is the study's, frozen.
 """
@@ -18,24 +18,21 @@ import logging
 import math
 import shutil
 import tempfile
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from liver_mm.cohort.validate import ManifestValidationError, ValidationReport
-from liver_mm.cohort.validate_report import Collector
-from liver_mm.features.tabular import TabularPreprocessor
-from liver_mm.io.codes import unmapped_codes
 from liver_mm.io.dialect import TableOptions
-from liver_mm.io.schema import LABELS, manifest_hash
+from liver_mm.io.schema import manifest_hash
 from liver_mm.stats import calibration_metrics, encode_labels
 from liver_mm.study.compare import StudyComparison, metric_name, parent_metrics
 from liver_mm.study.external import recalibration as rc
+from liver_mm.study.external.checks import refuse_unseen, validate_external
 from liver_mm.study.external.dictionary import reading_with, study_dictionary
-from liver_mm.study.external.missing import check_filled, imputed_counts, imputed_notice, model_inputs
+from liver_mm.study.external.missing import imputed_counts, imputed_notice
 from liver_mm.study.external.overlap import Overlap
 from liver_mm.study.external.source import StudySource, resolve_study
 from liver_mm.study.frozen import compare_frozen
@@ -72,73 +69,6 @@ def check_out(out: Path) -> None:
     from liver_mm.study.parent import check_out_dir
 
     check_out_dir(out, MARKER, "--out", "liver-mm evaluate", "evaluate")
-
-
-def validate_external(manifest: str | Path, source: StudySource, units: Mapping[str, str] | None = None,
-                      options: TableOptions | None = None, recal_column: str | None = None,
-                      learned_missing: Collection[str] = ()) -> pd.DataFrame:
-    """The external manifest as ``liver-mm predict`` validates it for the features every arm reads (filled, in
-    range, images and boxes when an arm sees images), with a benign/malignant label on every row, both classes,
-    and a ``recal_column`` of fit/eval cells when given. ``ManifestValidationError`` (file, line, case, column of
-    every problem) before any model is loaded. An empty model input (an empty cell or one of the dictionary's
-    missing tokens) is kept for the variables in ``learned_missing`` (:mod:`.missing`), refused for the others."""
-    from liver_mm.serve.predict import validate_cases
-
-    use_image = any(run.use_image for run in source.arms.values())
-    report, df = validate_cases(manifest, units, model_inputs(source), use_image, allow_missing=True,
-                                options=options)
-    if df is not None:
-        out = Collector(df, str(manifest))
-        if all(f.code != "missing_column" for f in report.errors):
-            check_filled(df, source, learned_missing, out)
-        needs = {"label": "every case's outcome (benign/malignant)"}
-        if recal_column:
-            needs[recal_column] = "each row's recalibration part (fit/eval; --recal-column)"
-        for col, what in needs.items():
-            if col not in df.columns:
-                out.add("error", "missing_column", f"column {col!r} is missing: external validation needs {what}",
-                        column=col)
-        if "label" in df.columns:
-            for idx in df.index[df["label"].isna()]:
-                out.add("error", "missing_value", "label is empty: every case needs its outcome", idx, "label")
-            wrong, fix = unmapped_codes(df, "label", LABELS)
-            for idx, v in wrong.items():
-                out.add("error", "label_invalid", f"label {v!r} is not benign/malignant: {fix}", idx, "label")
-            if wrong.empty and df["label"].notna().all() and df["label"].nunique() < 2:
-                out.add("error", "one_class", "every case has one label: AUCs need benign and malignant cases",
-                        column="label")
-        if recal_column and recal_column in df.columns:
-            cells = df[recal_column].astype("string").str.strip().str.lower()
-            for idx in df.index[~cells.isin(rc.PARTS).fillna(False)]:
-                out.add("error", "recal_part_invalid", f"{recal_column} is {df.at[idx, recal_column]!r}: fit (the "
-                        "recalibration is fitted on the row) or eval (evaluated on it)", idx, recal_column)
-        report.findings = [*report.findings, *out]
-    if not report.ok or df is None:
-        raise ManifestValidationError(report)
-    for finding in report.warnings:
-        log.warning("%s", finding)
-    return df
-
-
-def refuse_unseen(df: pd.DataFrame, preprocessors: Mapping[str, TabularPreprocessor], manifest: str | Path) -> None:
-    """``ManifestValidationError`` when a categorical / ordinal / binary / multi cell of ``df`` holds a category an
-    arm's model never saw in training (``preprocessors``: arm -> its fitted clinical preprocessing): one error per
-    variable and value, naming the lines, the arms and the categories the model knows. Its prediction for such a
-    case would rest on nothing learned, so the cohort is refused before any prediction."""
-    out = Collector(df, str(manifest))
-    found: dict[tuple[str, str], tuple[list[str], list[int], list[str]]] = {}
-    for arm, prep in preprocessors.items():
-        for f, values in prep.unseen_rows(df).items():
-            for v, rows in values.items():
-                found.setdefault((f, v), ([], rows, prep.seen(f)))[0].append(arm)
-    for (f, v), (arms, rows, known) in found.items():
-        idx = df.index[rows]
-        out.add("error", "category_unseen",
-                f"{f} = {v!r} ({out.where(idx)}): a category the model of arm(s) {', '.join(arms)} never saw in "
-                f"training (it knows {', '.join(known)}): remove these cases, or retrain on a cohort that holds "
-                f"{v!r}", idx[0], f)
-    if out:
-        raise ManifestValidationError(ValidationReport(str(manifest), list(out), len(df)))
 
 
 def _wide(df: pd.DataFrame, probs: Mapping[str, np.ndarray], source: StudySource) -> pd.DataFrame:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Mapping
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +20,7 @@ from liver_mm.study.lesion_size import has_sizes, lesion_size_table
 from liver_mm.study.report.answer import answer_lines
 from liver_mm.study.report.gallery import gallery_section
 from liver_mm.study.report.html import write_both, write_html
+from liver_mm.study.report.provenance import provenance_section
 from liver_mm.study.report.tables import (
     BBOX2,
     bbox_icc_table,
@@ -42,27 +42,6 @@ FIGURES = {
     "figure2_roc.png": "Figure 2: test ROC curve of each model (AUC with DeLong 95% CI) and all models overlaid",
     "auc_by_step.png": "Test AUC (DeLong 95% CI) by model, in stepwise order",
 }
-
-
-def study_provenance(config_summary: Mapping[str, object], manifest_hash: str, split_hash: str,
-                     seed: int) -> dict[str, object]:
-    """Provenance for :func:`write_report`: seed, cohort hashes, git commit, package versions, config.
-
-    Adds :func:`liver_mm.tracking.runs.provenance` (imports torch) and the versions of the
-    statistics stack.
-    """
-    from importlib.metadata import version
-
-    import numpy
-    import scipy
-    import sklearn
-
-    from liver_mm.tracking.runs import provenance
-
-    return {"seed": int(seed), "manifest_hash": manifest_hash, "split_hash": split_hash, **provenance(),
-            "numpy_version": numpy.__version__, "pandas_version": pd.__version__,
-            "scipy_version": scipy.__version__, "sklearn_version": sklearn.__version__,
-            "mlflow_version": version("mlflow"), "config": dict(config_summary)}
 
 
 def _save(fig, path: Path) -> Path:
@@ -128,43 +107,6 @@ def write_cohort_tables(cohort_df: pd.DataFrame, out_dir: Path) -> dict[str, obj
             log.warning("ICC of bbox areas skipped: %s", exc)
             res["icc_note"] = str(exc)
     return res
-
-
-def _provenance_section(provenance: Mapping[str, object], command: str) -> list[str]:
-    from liver_mm.tracking.runs import flatten
-
-    settings = provenance.get("model_settings")
-    flat = flatten({k: v for k, v in provenance.items() if k != "model_settings"})
-    lines = ["## Appendix: How this was produced", "", "```", command.strip(), "```", "",
-             "| item | value |", "|---|---|"]
-    blocks = []
-    for key, value in flat.items():
-        text = str(value)
-        if "\n" in text:
-            blocks += [f"**{key}**", "", "```", text.rstrip(), "```", ""]
-        else:
-            lines.append(f"| {key} | {text.replace('|', chr(92) + '|')} |")
-    lines += ["", *blocks]
-    if isinstance(settings, Mapping) and settings:
-        lines += _model_settings_table(settings)
-    lines.append(f"Generated at {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M:%S')} UTC.")  # noqa: UP017
-    return lines + [""]
-
-
-def _model_settings_table(settings: Mapping[str, object]) -> list[str]:
-    """The model settings of each arm (arm -> nested settings) as one table: a row per setting, a column per arm."""
-    from liver_mm.tracking.runs import flatten
-
-    flat = {arm: flatten(v) if isinstance(v, Mapping) else {} for arm, v in settings.items()}
-    rows = list(dict.fromkeys(k for f in flat.values() for k in f))
-
-    def cell(value: object) -> str:
-        return "" if value is None else str(value).replace("|", chr(92) + "|").replace("\n", " ")
-
-    lines = ["### Model settings of each arm", "", "| setting | " + " | ".join(flat) + " |",
-             "|---|" + "---|" * len(flat)]
-    lines += [f"| {row} | " + " | ".join(cell(f.get(row)) for f in flat.values()) + " |" for row in rows]
-    return [*lines, ""]
 
 
 def _cohort_section(tables: Mapping[str, object]) -> list[str]:
@@ -302,5 +244,5 @@ def write_report(
         lines += ["## More figures", ""]
         for name, caption in extra.items():
             lines += [f"### {caption}", "", f"![{caption}]({name})", ""]
-    lines += _provenance_section(provenance, command)
+    lines += provenance_section(provenance, command)
     return write_both(out, lines, f"Study report: {title or out.resolve().name}")
