@@ -15,10 +15,10 @@ import os
 import secrets
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pandas as pd
 
@@ -109,6 +109,22 @@ def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> N
     """Write ``text`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding=encoding)
+
+
+def atomic_write_private(path: str | Path, write: Callable[[IO[bytes]], object]) -> None:
+    """``write(fh)`` into ``path`` atomically, the file mode 0600 whatever the umask (a cache of patient-derived
+    pixels or weights: readable by its owner only, even where ``LIVER_MM_UMASK`` shares other outputs)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")  # mode 0600
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def atomic_to_csv(df: pd.DataFrame, path: str | Path, **to_csv: Any) -> None:

@@ -30,7 +30,7 @@ LAYERS: dict[str, frozenset[str] | str] = {
     "io": frozenset({"stats", "fileio"}) | CATALOG | DICT,  # catalog: MODEL_COLUMNS from conf/modalities
     "synth": frozenset({"io"}) | DICT,
     "cohort": frozenset({"io", "synth", "stats", "fileio"}) | CATALOG | DICT,  # fileio: atomic writes of split and fold files
-    "features": frozenset({"io", "cohort", "stats"}) | CATALOG | DICT,
+    "features": frozenset({"io", "cohort", "stats", "fileio"}) | CATALOG | DICT,  # fileio: the crop cache's private atomic writes
     "models": frozenset(),
     "serve": frozenset({"io", "cohort", "features", "models", "stats"}) | LEAVES,
     "tracking": frozenset({"io", "cohort", "features", "models", "serve", "stats", "figures"}) | LEAVES,

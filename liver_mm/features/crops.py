@@ -14,8 +14,6 @@ import hashlib
 import json
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -25,6 +23,7 @@ import pandas as pd
 from PIL import Image
 from tqdm.auto import tqdm
 
+from liver_mm.fileio import atomic_write_private
 from liver_mm.io import images
 from liver_mm.io.schema import BBOX_COLUMNS
 
@@ -146,19 +145,6 @@ def _cache_key(df: pd.DataFrame, image_size: int, margin: float) -> tuple[str, l
     return key, paths, boxes
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _load_cached(npy: Path, sidecar: Path, key: str, n: int, size: int) -> np.ndarray | None:
     if not (npy.exists() and sidecar.exists()):
         return None
@@ -224,7 +210,7 @@ def build_crop_cache(
         logger.info("crop cache hit %s", npy)
         return CropCache(cached, key, npy)
     crops = _build(df, paths, boxes, image_size, margin)
-    _atomic_write(npy, lambda fh: np.save(fh, crops, allow_pickle=False))
+    atomic_write_private(npy, lambda fh: np.save(fh, crops, allow_pickle=False))
     meta = {
         "key": key,
         "version": CROP_CACHE_VERSION,
@@ -233,6 +219,6 @@ def build_crop_cache(
         "margin": float(margin),
         "first_case_ids": [str(c) for c in df["case_id"].head(5)],
     }
-    _atomic_write(sidecar, lambda fh: fh.write(json.dumps(meta, indent=1).encode()))
+    atomic_write_private(sidecar, lambda fh: fh.write(json.dumps(meta, indent=1).encode()))
     logger.info("crop cache written %s (%d crops)", npy, len(df))
     return CropCache(crops, key, npy)

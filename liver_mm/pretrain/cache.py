@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from liver_mm.fileio import atomic_write_private
 from liver_mm.pretrain.ssl import PretrainSettings, pretrain_encoder
 
 #: Bump whenever the training loop or augmentations change what a key's weights are.
@@ -43,19 +42,6 @@ def pretrain_key(crops: np.ndarray, settings: PretrainSettings) -> str:
     h.update(json.dumps(meta, sort_keys=True, separators=(",", ":")).encode())
     h.update(np.ascontiguousarray(crops).tobytes())
     return h.hexdigest()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")  # mode 0600
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass(frozen=True)
@@ -85,7 +71,7 @@ def cached_pretrain(crops: np.ndarray, settings: PretrainSettings, cache_dir: st
             return CachedEncoder(path, key, [float(x) for x in info["losses"]], int(info["n_images"]), False)
         result = pretrain_encoder(crops, settings, device=device, on_epoch=on_epoch, progress=progress)
         # one metadata entry: safetensors writes a map's entries in random order (the bytes would differ)
-        _atomic_write(path, save(result.state_dict, metadata={"format": "pt"}))
+        atomic_write_private(path, lambda fh: fh.write(save(result.state_dict, metadata={"format": "pt"})))
         info = {"key": key, "settings": settings.as_dict(), "losses": result.losses, "n_images": result.n_images}
-        _atomic_write(sidecar, json.dumps(info, indent=1).encode())
+        atomic_write_private(sidecar, lambda fh: fh.write(json.dumps(info, indent=1).encode()))
     return CachedEncoder(path, key, result.losses, result.n_images, True)
