@@ -32,6 +32,7 @@ def test_a_foreign_folder_is_refused_before_training_and_left_intact(tmp_path, t
     assert exp is None or not client.search_runs([exp.experiment_id], "tags.is_study_parent = 'false'")
 
 
+@pytest.mark.slow  # two real studies
 def test_the_study_refreshes_its_own_folder(tmp_path, tiny_cohort):
     out = tmp_path / "report"
     assert main(_args(tmp_path, tiny_cohort, out)) == 0

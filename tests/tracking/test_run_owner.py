@@ -89,6 +89,7 @@ CLAIM_ELSEWHERE = """
 """
 
 
+@pytest.mark.slow  # a real second study process
 def test_a_second_copy_is_refused_while_the_first_beats_on_another_host(store, fast_beats, monkeypatch):  # noqa: F811
     client, exp_id = store
     first = _python(CLAIM_ELSEWHERE, str(client.tracking_uri), exp_id)
@@ -184,6 +185,7 @@ OWN_A_RUN = """
 """
 
 
+@pytest.mark.slow  # a real process, killed
 def test_a_run_of_a_killed_process_is_freed_at_once(store):  # noqa: F811
     client, exp_id = store
     proc = _python(OWN_A_RUN, str(client.tracking_uri), exp_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
@@ -35,6 +36,7 @@ def _fit(tmp_path: Path, epochs: int = 6):
     return module, best, ckpt, timer
 
 
+@pytest.mark.slow  # a real training with ModelCheckpoint beside ours
 def test_best_weights_are_the_checkpoint_modelcheckpoint_keeps(tmp_path: Path):
     module, best, ckpt, timer = _fit(tmp_path)
     saved = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=True)["state_dict"]

@@ -22,7 +22,8 @@ from tests.training.conftest import compose_train
 CLASSES = {"late": LateFusionClassifier, "film": FiLMFusionClassifier, "gated": GatedFusionClassifier}
 
 
-@pytest.mark.parametrize("fusion", ["late", "film", "gated"])
+@pytest.mark.parametrize("fusion", ["late", pytest.param("film", marks=pytest.mark.slow),  # film: also test_cli_train_fusion_film_m5
+                                    pytest.param("gated", marks=pytest.mark.slow)])
 def test_fusion_variant_trains_logs_and_reloads(tmp_path, small_overrides, fusion):
     from liver_mm.serve.inference import Predictor
 

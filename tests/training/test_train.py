@@ -123,6 +123,7 @@ def test_folder_of_images_with_masks_and_a_lab_table_trains(tmp_path, tiny_cohor
     assert res.predictions["case_id"].str.contains("/").all()  # case ids made by the importer
 
 
+@pytest.mark.slow  # the default recipe's whole schedule
 def test_default_recipe_runs_its_schedule_to_the_end(tmp_path, small_overrides):
     """No early stop before the learning rate has decayed: every epoch of the cosine schedule runs."""
     cfg = compose_train([*small_overrides, "modalities=m2", "trainer.max_epochs=4"], tmp_path)
