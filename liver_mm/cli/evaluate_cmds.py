@@ -38,7 +38,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     try:
         result = evaluate(args.study, args.manifest, args.out, tracking=args.tracking_uri, units=dict(args.unit),
                           options=table_options(args), recal=recal, batch_size=args.batch_size, command=command,
-                          allow_overlap=args.allow_overlap)
+                          allow_overlap=args.allow_overlap, allow_missing=args.allow_missing)
     except (ModelLoadError, ImageReadError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -74,6 +74,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-overlap", action="store_true",
                    help="evaluate even when cases, patients or images of MANIFEST are in the study's own cohort "
                    "(an error otherwise); the report then states how many, in a heading")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="keep cases with an empty model input (an empty cell or one of the study's dictionary's "
+                   "missing tokens) where every model reading it had it missing in training too: each imputes it "
+                   "as for its training rows, and the report counts them per variable (an error otherwise)")
     p.add_argument("--recalibrate", choices=("intercept", "logistic"), default=None,
                    help="also recalibrate each arm on a fit part of the cohort and evaluate original and "
                    "recalibrated probabilities side by side on the rest: intercept (calibration in the large) or "

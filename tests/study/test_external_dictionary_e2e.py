@@ -81,14 +81,19 @@ def test_evaluate_reads_the_external_table_with_the_study_dictionary(lesion_stud
     na = [i + 2 for i in ext.index[ext["age"] == "not available"]]
     assert na and (ext["shape"] == "Oval").sum() > 10
     ext.assign(halo=ext["halo"].mask(ext.index == 3, "not available")).to_csv(external, index=False)
-    assert main(["evaluate", "--study", str(out), "--manifest", str(external), "--out", str(tmp_path / "no")]) == 1
+    assert main(["evaluate", "--study", str(out), "--manifest", str(external), "--out", str(tmp_path / "no"),
+                 "--allow-missing"]) == 1  # even asked for, an input the model never had missing is refused
     err = capsys.readouterr().err
     assert (f"ERROR [missing_value] {external}, line 5 (case {ext.at[3, 'case_id']}, column halo): halo is empty: "
             "arm(s) tab_logreg never had halo missing in training") in err
     assert f"{external}: 60 rows, 1 error(s)" in err  # not the ages, not shape, not BI-RADS
     ext.to_csv(external, index=False)
+    assert main(["evaluate", "--study", str(out), "--manifest", str(external), "--out", str(tmp_path / "ask")]) == 1
+    err = capsys.readouterr().err  # the ages are imputed only when the user asks for it
+    assert f"{external}: 60 rows, {len(na)} error(s)" in err and "pass --allow-missing to impute it" in err
     ev = tmp_path / "ev"
-    assert main(["evaluate", "--study", str(out), "--manifest", str(external), "--out", str(ev)]) == 0, \
+    assert main(["evaluate", "--study", str(out), "--manifest", str(external), "--out", str(ev),
+                 "--allow-missing"]) == 0, \
         capsys.readouterr().err[-3000:]
     pred = pd.read_csv(ev / "predictions.csv")
     assert list(pred["case_id"]) == list(ext["case_id"]) and pred["tab_logreg"].notna().all()

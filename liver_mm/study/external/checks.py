@@ -25,12 +25,13 @@ log = logging.getLogger(__name__)
 
 def validate_external(manifest: str | Path, source: StudySource, units: Mapping[str, str] | None = None,
                       options: TableOptions | None = None, recal_column: str | None = None,
-                      learned_missing: Collection[str] = ()) -> pd.DataFrame:
+                      learned_missing: Collection[str] = (), allow_missing: bool = False) -> pd.DataFrame:
     """The external manifest as ``liver-mm predict`` validates it for the features every arm reads (filled, in
     range, images and boxes when an arm sees images), with a benign/malignant label on every row, both classes,
     and a ``recal_column`` of fit/eval cells when given. ``ManifestValidationError`` (file, line, case, column of
     every problem) before any model is loaded. An empty model input (an empty cell or one of the dictionary's
-    missing tokens) is kept for the variables in ``learned_missing`` (:mod:`.missing`), refused for the others."""
+    missing tokens) is kept for the variables in ``learned_missing`` (:mod:`.missing`) when ``allow_missing``
+    (the user's ``--allow-missing``), refused otherwise."""
     from liver_mm.serve.predict import validate_cases
 
     use_image = any(run.use_image for run in source.arms.values())
@@ -39,7 +40,7 @@ def validate_external(manifest: str | Path, source: StudySource, units: Mapping[
     if df is not None:
         out = Collector(df, str(manifest))
         if all(f.code != "missing_column" for f in report.errors):
-            check_filled(df, source, learned_missing, out)
+            check_filled(df, source, learned_missing, out, allow_missing)
         needs = {"label": "every case's outcome (benign/malignant)"}
         if recal_column:
             needs[recal_column] = "each row's recalibration part (fit/eval; --recal-column)"

@@ -32,15 +32,21 @@ def blank_cells(df: pd.DataFrame, features: list[str]) -> dict[str, pd.Index]:
     return {f: df.index[blank.apply(lambda cells, f=f: f in cells).to_numpy()] for f in features}
 
 
-def check_filled(df: pd.DataFrame, source: StudySource, learned: Collection[str], out: Collector) -> None:
+def check_filled(df: pd.DataFrame, source: StudySource, learned: Collection[str], out: Collector,
+                 allow_missing: bool = False) -> None:
     """A ``missing_value`` error per empty cell of an input some arm never learned to take missing (once per
     column when it is empty on every row), naming those arms."""
-    for f, rows in blank_cells(df, [f for f in model_inputs(source) if f not in learned]).items():
+    for f, rows in blank_cells(df, [f for f in model_inputs(source) if f not in learned or not allow_missing]).items():
         if rows.empty:
             continue
         arms = [a for a, r in source.arms.items() if f in r.features]
-        why = (f"arm(s) {', '.join(arms)} never had {f} missing in training (a clinical score takes no missing "
-               "input), so a prediction without it would rest on an imputation the study never validated: fill it in")
+        if f in learned:  # the models can take it missing, but only the user may ask for the imputation
+            why = (f"the models of arm(s) {', '.join(arms)} had {f} missing in training too: fill it in, or pass "
+                   "--allow-missing to impute it as for their training rows (the report counts those cases)")
+        else:
+            why = (f"arm(s) {', '.join(arms)} never had {f} missing in training (a clinical score takes no missing "
+                   "input), so a prediction without it would rest on an imputation the study never validated: "
+                   "fill it in")
         if len(rows) == len(df) > 1:
             out.add("error", "missing_value", f"{f} is empty on every row ({out.where(rows)}): {why}", column=f)
             continue

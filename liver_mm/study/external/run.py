@@ -130,7 +130,7 @@ def run_metrics(comparison: StudyComparison, recal: pd.DataFrame | None) -> dict
 def evaluate(study: str, manifest: str | Path, out: str | Path, *, tracking: str | None = None,
              units: Mapping[str, str] | None = None, options: TableOptions | None = None,
              recal: Recalibration | None = None, batch_size: int = 32, command: str = "liver-mm evaluate",
-             allow_overlap: bool = False) -> Evaluation:
+             allow_overlap: bool = False, allow_missing: bool = False) -> Evaluation:
     """Apply every arm of the finished ``study`` (folder or parent run id) to ``manifest`` and write ``out``
     (see the module docstring). Raises ``ValueError`` subclasses naming what is wrong (``StudySourceError``,
     ``ManifestValidationError``, ``OverlapError`` unless ``allow_overlap``, ``ModelLoadError``) and ``OSError`` for
@@ -154,7 +154,7 @@ def evaluate(study: str, manifest: str | Path, out: str | Path, *, tracking: str
             raise ValueError(f"--out {out} is inside the study folder {source.folder}, which the study replaces whole "
                              "when it is rerun: choose a folder outside it")
         df = validate_external(manifest, source, units, options, recal.column if recal else None,
-                               saved.learned_missing)
+                               saved.learned_missing, allow_missing)
         imputed = imputed_counts(df, source)
         mhash = manifest_hash(manifest, options)
         overlap = overlap_with_study(df, manifest, source)
